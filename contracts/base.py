@@ -1,0 +1,142 @@
+"""Shared building blocks: the event envelope, the command base, replies and errors."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+#: An identifier that is also a valid NATS subject token (aggregate ids end up in subjects).
+Identifier = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1, max_length=64)
+]
+#: Who or what acted: a person's login or a tool's name.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+#: Why a decision was taken; required on approvals, rejections, holds and cancellations.
+Rationale = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=4000)]
+
+
+class FrozenModel(BaseModel):
+    """Every contract is immutable and refuses fields it does not know."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Command(FrozenModel):
+    """Fields every command carries besides its own.
+
+    `command_id` is the idempotency key: a repeat with the same id returns the first answer.
+    """
+
+    command_id: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.:]+$", min_length=1, max_length=128)
+    ] = Field(default_factory=new_id)
+    actor: Name = "anonymous"
+    source: Name = "unknown"
+    correlation_id: Identifier | None = None
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="Business time of the fact; defaults to the time intake saw it."
+    )
+    expected_version: int | None = Field(
+        default=None,
+        ge=0,
+        description="Optimistic concurrency: the aggregate version the sender decided on.",
+    )
+
+
+class EventEnvelope(FrozenModel):
+    """One entry of the log. The payload is typed per `event_type` (see contracts.registry)."""
+
+    event_id: str
+    event_type: str
+    schema_version: int = Field(ge=1)
+    aggregate_type: str
+    aggregate_id: str
+    actor: str
+    source: str
+    occurred_at: datetime
+    recorded_at: datetime
+    correlation_id: str
+    causation_id: str
+    payload: dict[str, Any]
+
+
+class RecordedEvent(FrozenModel):
+    """An envelope as read back from the log, with its position (the stream sequence)."""
+
+    position: int = Field(ge=1)
+    envelope: EventEnvelope
+
+
+class ErrorCode(StrEnum):
+    MALFORMED = "malformed"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNKNOWN_COMMAND = "unknown_command"
+    VALIDATION_FAILED = "validation_failed"
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    ILLEGAL_TRANSITION = "illegal_transition"
+    CONFLICT = "conflict"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
+class FieldError(FrozenModel):
+    field: str
+    message: str
+    input: Any = None
+
+
+class ErrorInfo(FrozenModel):
+    code: ErrorCode
+    message: str
+    details: tuple[FieldError, ...] = ()
+
+
+class AppendedEvent(FrozenModel):
+    event_id: str
+    event_type: str
+    aggregate_type: str
+    aggregate_id: str
+    position: int
+    version: int
+
+
+class CommandAccepted(FrozenModel):
+    status: Literal["accepted"] = "accepted"
+    command_id: str
+    events: tuple[AppendedEvent, ...]
+    duplicate: bool = False
+
+
+class CommandRejected(FrozenModel):
+    status: Literal["rejected"] = "rejected"
+    command_id: str | None
+    error: ErrorInfo
+
+
+CommandReply = Annotated[CommandAccepted | CommandRejected, Field(discriminator="status")]
+
+
+class Rejection(FrozenModel):
+    """What the rejections stream keeps: the raw input and why it was refused."""
+
+    rejection_id: str
+    received_at: datetime
+    subject: str
+    command_type: str | None
+    command_id: str | None
+    actor: str | None
+    error: ErrorInfo
+    raw: str
+    raw_encoding: Literal["utf-8", "base64"]
+    raw_size: int
+    raw_truncated: bool = False

@@ -1,0 +1,44 @@
+"""Lookup of every command and event type by name, and upcasting of old event versions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from contracts import projects
+from contracts.base import Command, EventEnvelope, FrozenModel
+
+COMMANDS: dict[str, type[Command]] = {c.__name__: c for c in projects.COMMANDS}
+
+#: Which aggregate each command addresses, and the field holding the aggregate id.
+COMMAND_AGGREGATE: dict[str, tuple[str, str]] = {
+    name: (projects.AGGREGATE, "project_id") for name in COMMANDS
+}
+
+EVENTS: dict[str, type[FrozenModel]] = {e.__name__: e for e in projects.EVENTS}
+
+#: The schema version new events are written with.
+CURRENT_VERSION: dict[str, int] = dict.fromkeys(EVENTS, 1)
+
+#: (event_type, from_version) -> function turning that payload into from_version + 1.
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+class UnknownEventType(LookupError):
+    pass
+
+
+def payload_of(envelope: EventEnvelope) -> FrozenModel:
+    """The typed payload of an envelope, upcast to the current schema version.
+
+    Old events are never rewritten in the log; they are brought up to date on every read.
+    """
+    model = EVENTS.get(envelope.event_type)
+    if model is None:
+        raise UnknownEventType(envelope.event_type)
+    payload, version = envelope.payload, envelope.schema_version
+    while version < CURRENT_VERSION[envelope.event_type]:
+        payload = UPCASTERS[(envelope.event_type, version)](payload)
+        version += 1
+    return model.model_validate(payload)

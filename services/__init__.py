@@ -1,0 +1,1 @@
+"""The five services, the `portfolio` CLI and the supervisor behind `portfolio up`."""

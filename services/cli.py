@@ -1,0 +1,330 @@
+"""The `portfolio` command line. Exit codes: 0 ok, 1 rejected or conflict, 2 usage,
+3 the backend cannot be reached."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import nats
+import nats.errors
+import typer
+from nats.aio.client import Client
+from pydantic import TypeAdapter
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from contracts.base import CommandAccepted, CommandRejected, CommandReply
+from contracts.queries import AuditAnswer, AuditEntry, AuditQuery, ReplayStarted, ServiceStatus
+from contracts.subjects import SERVICES
+from shared.rejections import read_rejections
+from shared.settings import PortfolioSettings, SupervisorSettings
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="portfolio",
+    help="Event-sourced IT portfolio backend.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+REPLY = TypeAdapter[CommandAccepted | CommandRejected](CommandReply)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _connect_and(work: Callable[[Client, PortfolioSettings], Awaitable[T]]) -> T:
+    settings = PortfolioSettings()
+    url = settings.resolved_nats_url()
+
+    async def run() -> T:
+        try:
+            nc = await nats.connect(
+                url,
+                connect_timeout=3,
+                max_reconnect_attempts=0,
+                allow_reconnect=False,
+                error_cb=_quiet,
+            )
+        except Exception as error:
+            errors.print(
+                f"[red]cannot reach NATS at {url}[/] ({error}); is `portfolio up` running?"
+            )
+            raise typer.Exit(EXIT_UNREACHABLE) from error
+        try:
+            return await work(nc, settings)
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())
+
+
+async def _quiet(_: Exception) -> None:
+    """nats-py prints every connection error by default; the CLI reports its own."""
+
+
+async def _request(nc: Client, subject: str, data: bytes, timeout: float) -> bytes:
+    try:
+        msg = await nc.request(subject, data, timeout=timeout)
+    except nats.errors.NoRespondersError as error:
+        errors.print(f"[red]nobody answers on {subject}[/]: is the service running?")
+        raise typer.Exit(EXIT_UNREACHABLE) from error
+    except nats.errors.TimeoutError as error:
+        errors.print(f"[red]no answer on {subject} within {timeout}s[/]")
+        raise typer.Exit(EXIT_UNREACHABLE) from error
+    return bytes(msg.data)
+
+
+@app.command()
+def up() -> None:
+    """Run the whole backend: embedded NATS and SQLite under the data folder, unless
+    PORTFOLIO_NATS_URL / PORTFOLIO_DATABASE_URL point elsewhere."""
+    from services.supervisor import Supervisor
+
+    raise typer.Exit(asyncio.run(Supervisor(SupervisorSettings(), console).run()))
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}")]) -> None:
+    """Run one service alone (what a container runs)."""
+    if service not in SERVICES:
+        errors.print(f"[red]unknown service {service!r}[/]; one of {', '.join(SERVICES)}")
+        raise typer.Exit(EXIT_USAGE)
+    module = importlib.import_module(f"services.{service}.app")
+    asyncio.run(module.create_app().run())
+
+
+@app.command()
+def send(
+    command: Annotated[str, typer.Argument(help="Command name, e.g. ProposeProject")],
+    data: Annotated[str | None, typer.Option(help="The command as JSON")] = None,
+    file: Annotated[Path | None, typer.Option(help="Read the command's JSON from a file")] = None,
+    as_json: JsonFlag = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer")] = 10.0,
+) -> None:
+    """Submit one command to intake and print its answer."""
+    if (data is None) == (file is None):
+        errors.print("[red]give exactly one of --data or --file[/]")
+        raise typer.Exit(EXIT_USAGE)
+    if file is not None:
+        try:
+            body = file.read_bytes()
+        except OSError as error:
+            errors.print(f"[red]cannot read {file}[/]: {error}")
+            raise typer.Exit(EXIT_USAGE) from error
+    else:
+        body = (data or "").encode()
+
+    async def work(nc: Client, settings: PortfolioSettings) -> bytes:
+        return await _request(nc, settings.subjects.command(command), body, timeout)
+
+    raw = _connect_and(work)
+    reply = REPLY.validate_json(raw)
+    if as_json:
+        console.print_json(raw.decode())
+    else:
+        _print_reply(reply)
+    raise typer.Exit(EXIT_OK if isinstance(reply, CommandAccepted) else EXIT_REJECTED)
+
+
+def _print_reply(reply: CommandAccepted | CommandRejected) -> None:
+    if isinstance(reply, CommandRejected):
+        console.print(f"[bold red]rejected[/] ({reply.error.code}): {reply.error.message}")
+        for detail in reply.error.details:
+            console.print(f"  - {detail.field}: {detail.message} (got {detail.input!r})")
+        return
+    note = " [yellow](duplicate: the original answer)[/]" if reply.duplicate else ""
+    console.print(f"[bold green]accepted[/] command {reply.command_id}{note}")
+    table = Table("position", "event", "aggregate", "version")
+    for event in reply.events:
+        table.add_row(
+            str(event.position),
+            event.event_type,
+            f"{event.aggregate_type}/{event.aggregate_id}",
+            str(event.version),
+        )
+    console.print(table)
+
+
+@app.command()
+def audit(
+    project: Annotated[str | None, typer.Option(help="Only this project's history")] = None,
+    aggregate_type: Annotated[str | None, typer.Option(help="e.g. project")] = None,
+    aggregate_id: Annotated[str | None, typer.Option()] = None,
+    actor: Annotated[str | None, typer.Option()] = None,
+    event_type: Annotated[str | None, typer.Option("--type", help="e.g. ProjectApproved")] = None,
+    correlation: Annotated[str | None, typer.Option(help="One correlation id's chain")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Recorded at or after (ISO time)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Recorded at or before (ISO time)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    rejections: Annotated[bool, typer.Option(help="Show refused inputs instead")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The decision history: who did what, when, why, and what it caused."""
+    if rejections:
+        _print_rejections(as_json)
+        return
+    if project is not None:
+        aggregate_type, aggregate_id = "project", project
+    try:
+        query = AuditQuery(
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            actor=actor,
+            event_type=event_type,
+            correlation_id=correlation,
+            since=_aware(since),
+            until=_aware(until),
+            limit=limit,
+        )
+    except ValueError as error:
+        errors.print(f"[red]{error}[/]")
+        raise typer.Exit(EXIT_USAGE) from error
+
+    async def work(nc: Client, settings: PortfolioSettings) -> bytes:
+        subject = settings.subjects.query("reporting", "audit")
+        return await _request(nc, subject, query.model_dump_json().encode(), 30)
+
+    answer = AuditAnswer.model_validate_json(_connect_and(work))
+    if as_json:
+        print(json.dumps([e.model_dump(mode="json") for e in answer.entries], indent=2))
+        return
+    table = Table("pos", "recorded", "actor", "source", "event", "aggregate", "why", "command")
+    for entry in answer.entries:
+        table.add_row(
+            str(entry.position),
+            entry.recorded_at.strftime("%Y-%m-%d %H:%M:%S"),
+            entry.actor,
+            entry.source,
+            entry.event_type,
+            f"{entry.aggregate_type}/{entry.aggregate_id}",
+            _why(entry),
+            entry.causation_id[:12],
+        )
+    console.print(table)
+    console.print(f"{len(answer.entries)} entries")
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone()
+
+
+def _why(entry: AuditEntry) -> str:
+    for key in ("rationale", "reason"):
+        value = entry.payload.get(key)
+        if value:
+            return str(value)
+    return ""
+
+
+def _print_rejections(as_json: bool) -> None:
+    async def work(nc: Client, settings: PortfolioSettings) -> list[Any]:
+        return [r async for r in read_rejections(nc.jetstream(), settings.subjects)]
+
+    found = _connect_and(work)
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in found], indent=2))
+        return
+    table = Table("received", "subject", "command id", "code", "reason", "input")
+    for r in found:
+        table.add_row(
+            r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.subject,
+            r.command_id or "",
+            r.error.code,
+            r.error.message,
+            r.raw[:60],
+        )
+    console.print(table)
+    console.print(f"{len(found)} rejections")
+
+
+async def _statuses(nc: Client, settings: PortfolioSettings) -> dict[str, ServiceStatus | None]:
+    async def one(name: str) -> ServiceStatus | None:
+        try:
+            msg = await nc.request(settings.subjects.query(name, "status"), b"", timeout=3)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return None
+        return ServiceStatus.model_validate_json(msg.data)
+
+    found = await asyncio.gather(*(one(name) for name in SERVICES))
+    return dict(zip(SERVICES, found, strict=True))
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Health, projection position and lag of every service."""
+    statuses = _connect_and(_statuses)
+    if as_json:
+        print(
+            json.dumps(
+                {n: (s.model_dump(mode="json") if s else None) for n, s in statuses.items()},
+                indent=2,
+            )
+        )
+    else:
+        table = Table("service", "state", "position", "log", "lag", "applied", "skipped", "pid")
+        for name, s in statuses.items():
+            if s is None:
+                table.add_row(name, "[red]down[/]", "", "", "", "", "", "")
+                continue
+            state = s.state if s.last_error is None else f"{s.state}: {s.last_error}"
+            table.add_row(
+                name,
+                state,
+                str(s.position),
+                str(s.log_position),
+                str(s.lag),
+                str(s.applied_since_start),
+                str(s.skipped_events),
+                str(s.pid),
+            )
+        console.print(table)
+    raise typer.Exit(EXIT_OK if all(statuses.values()) else EXIT_REJECTED)
+
+
+@app.command()
+def replay(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}")]) -> None:
+    """Rebuild a service's projection from the whole log, with a progress bar."""
+    if service not in SERVICES:
+        errors.print(f"[red]unknown service {service!r}[/]; one of {', '.join(SERVICES)}")
+        raise typer.Exit(EXIT_USAGE)
+
+    async def work(nc: Client, settings: PortfolioSettings) -> None:
+        raw = await _request(nc, settings.subjects.control(service, "replay"), b"", 30)
+        started = ReplayStarted.model_validate_json(raw)
+        with Progress(
+            TextColumn(f"replaying {service}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("replay", total=started.target_position)
+            while True:
+                now = (await _statuses(nc, settings))[service]
+                if now is not None:
+                    progress.update(task, completed=min(now.position, started.target_position))
+                    if now.position >= started.target_position and now.state == "running":
+                        break
+                await asyncio.sleep(0.2)
+        console.print(f"{service} rebuilt up to position {started.target_position}")
+
+    _connect_and(work)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

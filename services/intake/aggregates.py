@@ -1,0 +1,83 @@
+"""Loading an aggregate's current state for a decision.
+
+A bounded in-memory cache in front of the log: a hit is only a guess, because the append's
+expected-sequence check catches a stale one and the handler then reloads from the log.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from contracts.base import AppendedEvent, CommandAccepted, RecordedEvent
+from contracts.registry import payload_of
+from services.intake.domain import ProjectState, evolve
+from shared.eventlog import EventLog
+
+
+@dataclass(frozen=True)
+class Loaded:
+    state: ProjectState | None
+    version: int
+    last_position: int
+
+
+class AggregateStore:
+    def __init__(self, log: EventLog, capacity: int = 50_000) -> None:
+        self.log = log
+        self.capacity = capacity
+        self._cache: OrderedDict[tuple[str, str], Loaded] = OrderedDict()
+
+    async def load(self, key: tuple[str, str]) -> Loaded:
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        return self._remember(key, fold(await self.log.read_aggregate(*key)))
+
+    async def history(self, key: tuple[str, str]) -> list[RecordedEvent]:
+        self._cache.pop(key, None)
+        return await self.log.read_aggregate(*key)
+
+    def advance(self, key: tuple[str, str], loaded: Loaded) -> None:
+        self._remember(key, loaded)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self._cache.pop(key, None)
+
+    def _remember(self, key: tuple[str, str], loaded: Loaded) -> Loaded:
+        self._cache[key] = loaded
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return loaded
+
+
+def fold(history: list[RecordedEvent]) -> Loaded:
+    state: ProjectState | None = None
+    for recorded in history:
+        state = evolve(state, payload_of(recorded.envelope))
+    return Loaded(
+        state=state,
+        version=len(history),
+        last_position=history[-1].position if history else 0,
+    )
+
+
+def reply_from_history(history: list[RecordedEvent], command_id: str) -> CommandAccepted | None:
+    """The answer a command got the first time, if its events are already in the log."""
+    events = tuple(
+        AppendedEvent(
+            event_id=r.envelope.event_id,
+            event_type=r.envelope.event_type,
+            aggregate_type=r.envelope.aggregate_type,
+            aggregate_id=r.envelope.aggregate_id,
+            position=r.position,
+            version=version,
+        )
+        for version, r in enumerate(history, start=1)
+        if r.envelope.causation_id == command_id
+    )
+    if not events:
+        return None
+    return CommandAccepted(command_id=command_id, events=events, duplicate=True)

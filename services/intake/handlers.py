@@ -1,0 +1,186 @@
+"""Intake's command handler: parse, load, decide, append, reply.
+
+Every refusal is answered with its reason and kept, raw, in the rejections stream.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from nats.js import JetStreamContext
+
+from contracts.base import (
+    AppendedEvent,
+    Command,
+    CommandAccepted,
+    CommandRejected,
+    ErrorCode,
+    ErrorInfo,
+    FrozenModel,
+)
+from contracts.registry import COMMAND_AGGREGATE
+from services.intake.aggregates import AggregateStore, Loaded, fold, reply_from_history
+from services.intake.domain import Rejected, decide, evolve
+from services.intake.projection import IntakeProjection
+from shared.commands import InvalidInput, envelope_for, parse_command
+from shared.eventlog import ConcurrencyConflict
+from shared.logging import bind_message_context, clear_message_context
+from shared.rejections import keep_rejection, make_rejection
+from shared.service import ServiceRuntime
+from shared.settings import IntakeSettings
+
+log = structlog.get_logger(__name__)
+
+Reply = CommandAccepted | CommandRejected
+
+
+@dataclass
+class Intake:
+    runtime: ServiceRuntime
+    projection: IntakeProjection
+    settings: IntakeSettings
+    aggregates: AggregateStore
+    js: JetStreamContext
+    recent: OrderedDict[str, CommandAccepted] = field(default_factory=OrderedDict)
+
+    async def already_processed(self, command_id: str) -> CommandAccepted | None:
+        reply = self.recent.get(command_id)
+        if reply is None:
+            async with self.runtime.engine.connect() as conn:
+                reply = await self.projection.processed_reply(conn, command_id)
+        if reply is None:
+            return None
+        return reply.model_copy(update={"duplicate": True})
+
+    def remember(self, reply: CommandAccepted) -> None:
+        self.recent[reply.command_id] = reply
+        while len(self.recent) > 100_000:
+            self.recent.popitem(last=False)
+
+
+async def handle_command(intake: Intake, subject: str, body: bytes) -> Reply:
+    name = intake.settings.subjects.command_name(subject)
+    try:
+        command = parse_command(name, body, intake.settings.max_command_bytes)
+    except InvalidInput as invalid:
+        return await _reject(intake, subject, body, invalid.error, name, invalid.command_id, None)
+    bind_message_context(command.correlation_id or command.command_id, command.command_id)
+    try:
+        reply = await _accept(intake, name, command)
+        if isinstance(reply, CommandRejected):
+            return await _reject(
+                intake, subject, body, reply.error, name, command.command_id, command.actor
+            )
+        log.info("command.accepted", command=name, duplicate=reply.duplicate)
+        return reply
+    finally:
+        clear_message_context()
+
+
+async def _accept(intake: Intake, name: str, command: Command) -> Reply:
+    prior = await intake.already_processed(command.command_id)
+    if prior is not None:
+        return prior
+    aggregate_type, id_field = COMMAND_AGGREGATE[name]
+    key = (aggregate_type, str(getattr(command, id_field)))
+    loaded = await intake.aggregates.load(key)
+    for _ in range(intake.settings.conflict_retries):
+        if command.expected_version is not None and command.expected_version != loaded.version:
+            return _conflict(command, loaded.version)
+        now = datetime.now(UTC)
+        try:
+            events = decide(command, loaded.state, now)
+        except Rejected as refused:
+            return CommandRejected(
+                command_id=command.command_id,
+                error=ErrorInfo(
+                    code=refused.code, message=refused.message, details=refused.details
+                ),
+            )
+        try:
+            reply = await _append(intake, command, key, loaded, events, now)
+        except ConcurrencyConflict:
+            history = await intake.aggregates.history(key)
+            landed = reply_from_history(history, command.command_id)
+            if landed is not None:
+                return landed
+            loaded = fold(history)
+            continue
+        intake.remember(reply)
+        return reply
+    return _conflict(command, loaded.version)
+
+
+async def _append(
+    intake: Intake,
+    command: Command,
+    key: tuple[str, str],
+    loaded: Loaded,
+    events: list[FrozenModel],
+    now: datetime,
+) -> CommandAccepted:
+    appended: list[AppendedEvent] = []
+    state, version, last = loaded.state, loaded.version, loaded.last_position
+    for index, event in enumerate(events):
+        envelope = envelope_for(command, event, key, index, now)
+        result = await intake.runtime.log.append(envelope, expected_last_position=last)
+        if result.duplicate:
+            intake.aggregates.forget(key)
+            history = await intake.aggregates.history(key)
+            landed = reply_from_history(history, command.command_id)
+            if landed is not None:
+                return landed
+        state, version, last = evolve(state, event), version + 1, result.position
+        appended.append(
+            AppendedEvent(
+                event_id=envelope.event_id,
+                event_type=envelope.event_type,
+                aggregate_type=key[0],
+                aggregate_id=key[1],
+                position=result.position,
+                version=version,
+            )
+        )
+    intake.aggregates.advance(key, Loaded(state=state, version=version, last_position=last))
+    return CommandAccepted(command_id=command.command_id, events=tuple(appended))
+
+
+def _conflict(command: Command, actual_version: int) -> CommandRejected:
+    return CommandRejected(
+        command_id=command.command_id,
+        error=ErrorInfo(
+            code=ErrorCode.CONFLICT,
+            message=(
+                f"the aggregate is at version {actual_version}, "
+                f"not {command.expected_version}: reload and decide again"
+                if command.expected_version is not None
+                else "the aggregate kept changing while deciding; try again"
+            ),
+        ),
+    )
+
+
+async def _reject(
+    intake: Intake,
+    subject: str,
+    body: bytes,
+    error: ErrorInfo,
+    command_type: str | None,
+    command_id: str | None,
+    actor: str | None,
+) -> CommandRejected:
+    rejection = make_rejection(
+        subject,
+        body,
+        error,
+        command_type,
+        command_id,
+        actor,
+        intake.settings.rejection_raw_limit_bytes,
+    )
+    await keep_rejection(intake.js, intake.settings.subjects, rejection)
+    log.info("command.rejected", command=command_type, code=error.code, reason=error.message)
+    return CommandRejected(command_id=command_id, error=error)

@@ -1,0 +1,83 @@
+"""Reporting's read model: project summaries and the audit trail of every event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts.base import RecordedEvent
+from contracts.queries import AuditEntry, AuditQuery
+from shared.projection import Projection
+from shared.projects_view import apply_project_event, projects_table
+
+NAME = "reporting"
+
+
+class ReportingProjection(Projection):
+    name = NAME
+
+    def __init__(self) -> None:
+        self.metadata = MetaData()
+        self.projects = projects_table(self.metadata, NAME)
+        self.audit = Table(
+            "reporting_audit",
+            self.metadata,
+            Column("position", Integer, primary_key=True, autoincrement=False),
+            Column("event_id", String(64), nullable=False),
+            Column("event_type", String(128), nullable=False, index=True),
+            Column("aggregate_type", String(64), nullable=False),
+            Column("aggregate_id", String(64), nullable=False),
+            Column("actor", String(128), nullable=False, index=True),
+            Column("source", String(128), nullable=False),
+            Column("occurred_at", DateTime(), nullable=False),
+            Column("recorded_at", DateTime(), nullable=False, index=True),
+            Column("correlation_id", String(128), nullable=False, index=True),
+            Column("causation_id", String(128), nullable=False),
+            Column("payload", JSON, nullable=False),
+        )
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        await apply_project_event(conn, self.projects, event)
+        e = event.envelope
+        values = e.model_dump(exclude={"schema_version"})
+        values |= {
+            "occurred_at": _naive_utc(e.occurred_at),
+            "recorded_at": _naive_utc(e.recorded_at),
+        }
+        await conn.execute(self.audit.insert().values(position=event.position, **values))
+
+    async def audit_entries(self, conn: AsyncConnection, query: AuditQuery) -> list[AuditEntry]:
+        a = self.audit.c
+        statement = select(self.audit).order_by(a.position).limit(query.limit)
+        filters = {
+            a.aggregate_type: query.aggregate_type,
+            a.aggregate_id: query.aggregate_id,
+            a.actor: query.actor,
+            a.event_type: query.event_type,
+            a.correlation_id: query.correlation_id,
+        }
+        for column, wanted in filters.items():
+            if wanted is not None:
+                statement = statement.where(column == wanted)
+        if query.since is not None:
+            statement = statement.where(a.recorded_at >= _naive_utc(query.since))
+        if query.until is not None:
+            statement = statement.where(a.recorded_at <= _naive_utc(query.until))
+        rows = await conn.execute(statement)
+        return [
+            AuditEntry.model_validate(
+                dict(row._mapping)
+                | {
+                    "occurred_at": row.occurred_at.replace(tzinfo=UTC),
+                    "recorded_at": row.recorded_at.replace(tzinfo=UTC),
+                }
+            )
+            for row in rows
+        ]
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """Times are stored as naive UTC so every database compares them the same way."""
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -1,0 +1,12 @@
+"""The risk service's read model. For now: its own view of the projects."""
+
+from __future__ import annotations
+
+from shared.projects_view import ProjectsProjection
+
+NAME = "risk"
+
+
+class RiskProjection(ProjectsProjection):
+    def __init__(self) -> None:
+        super().__init__(NAME)

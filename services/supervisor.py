@@ -1,0 +1,172 @@
+"""`portfolio up`: an embedded nats-server (unless one is configured) and one process per
+service, each restarted if it dies, all stopped cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+from rich.console import Console
+
+from contracts.subjects import SERVICES
+from shared.embedded_nats import EmbeddedNats
+from shared.eventlog import EventLog
+from shared.settings import RUNTIME_FILE, SupervisorSettings
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Child:
+    name: str
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started: float = field(default=0.0)
+
+    async def start(self, env: dict[str, str]) -> None:
+        with self.log_path.open("ab") as log_file:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services.cli",
+                "serve",
+                self.name,
+                env=env,
+                stdout=log_file,
+                stderr=log_file,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.started = time.monotonic()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+class Supervisor:
+    def __init__(self, settings: SupervisorSettings, console: Console) -> None:
+        self.settings = settings
+        self.console = console
+        self.data_dir = settings.data_dir.resolve()
+        self.embedded: EmbeddedNats | None = None
+        self.children = {
+            name: Child(name, self.data_dir / "logs" / f"{name}.log") for name in SERVICES
+        }
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> int:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        url = self._start_nats()
+        try:
+            await self._ensure_streams(url)
+            env = dict(os.environ)
+            env |= {"PORTFOLIO_NATS_URL": url, "PORTFOLIO_DATA_DIR": str(self.data_dir)}
+            for child in self.children.values():
+                await child.start(env)
+            self._write_runtime(url)
+            self._banner(url)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stopping.set)
+            await self._watch(env)
+        finally:
+            await self._shutdown()
+        return 0
+
+    def _start_nats(self) -> str:
+        if self.settings.nats_url:
+            return self.settings.nats_url
+        port = self.settings.nats_port
+        if port and not port_is_free(self.settings.nats_host, port):
+            self.console.print(f"[yellow]port {port} is taken; NATS will use a free port[/]")
+            port = 0
+        self.embedded = EmbeddedNats(
+            self.data_dir / "nats", port=port, host=self.settings.nats_host
+        )
+        return self.embedded.start()
+
+    async def _ensure_streams(self, url: str) -> None:
+        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+        try:
+            log = EventLog(
+                nc.jetstream(), self.settings.subjects, self.settings.duplicate_window_seconds
+            )
+            await log.ensure_streams()
+        finally:
+            await nc.close()
+
+    def _write_runtime(self, url: str) -> None:
+        runtime = {
+            "nats_url": url,
+            "supervisor_pid": os.getpid(),
+            "started_at": datetime.now(UTC).isoformat(),
+            "services": {
+                name: child.process.pid if child.process else None
+                for name, child in self.children.items()
+            },
+        }
+        path = self.data_dir / RUNTIME_FILE
+        path.with_suffix(".tmp").write_text(json.dumps(runtime, indent=2))
+        path.with_suffix(".tmp").replace(path)
+
+    def _banner(self, url: str) -> None:
+        self.console.print(f"[bold green]portfolio is up[/]  NATS: [bold]{url}[/]")
+        self.console.print(f"  data:     {self.data_dir}")
+        self.console.print(f"  logs:     {self.data_dir / 'logs'}")
+        self.console.print(f"  services: {', '.join(self.children)}")
+        self.console.print("  try:      portfolio status   (in another terminal)")
+        self.console.print("Press Ctrl-C to stop.")
+
+    async def _watch(self, env: dict[str, str]) -> None:
+        while not self.stopping.is_set():
+            for child in self.children.values():
+                process = child.process
+                if process is None or process.returncode is None:
+                    continue
+                self.console.print(
+                    f"[red]{child.name} exited with {process.returncode}; restarting[/]"
+                )
+                # Back off when a service keeps dying right after it starts.
+                ran_for = time.monotonic() - child.started
+                delay = self.settings.restart_backoff_seconds if ran_for > 10 else 3.0
+                await asyncio.sleep(delay)
+                child.restarts += 1
+                await child.start(env)
+                self._write_runtime(env["PORTFOLIO_NATS_URL"])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 0.5)
+
+    async def _shutdown(self) -> None:
+        self.console.print("stopping services...")
+        await asyncio.gather(*(child.stop() for child in self.children.values()))
+        if self.embedded is not None:
+            self.embedded.stop()
+        (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        self.console.print("[bold]stopped[/]; data kept in " + str(self.data_dir))

@@ -1,0 +1,1 @@
+"""Platform code every service stands on: log client, projections, settings, logging."""

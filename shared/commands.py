@@ -1,0 +1,109 @@
+"""Turning raw bytes from the wire into a typed command, or a precise error."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts.base import Command, ErrorCode, ErrorInfo, EventEnvelope, FieldError, FrozenModel
+from contracts.registry import COMMANDS, CURRENT_VERSION
+
+#: Event ids derive from the command id, so a retried command yields the same message ids.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c2b7e-3a51-4d6e-9a43-5f0e8f6c2d10")
+
+
+class InvalidInput(Exception):
+    def __init__(self, error: ErrorInfo, command_id: str | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.command_id = command_id
+
+
+def parse_command(name: str, body: bytes, max_bytes: int) -> Command:
+    if len(body) > max_bytes:
+        raise InvalidInput(
+            ErrorInfo(
+                code=ErrorCode.PAYLOAD_TOO_LARGE,
+                message=f"command is {len(body)} bytes; the limit is {max_bytes}",
+            )
+        )
+    model = COMMANDS.get(name)
+    if model is None:
+        raise InvalidInput(
+            ErrorInfo(
+                code=ErrorCode.UNKNOWN_COMMAND,
+                message=f"unknown command {name!r}; known: {', '.join(sorted(COMMANDS))}",
+            )
+        )
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise InvalidInput(
+            ErrorInfo(code=ErrorCode.MALFORMED, message=f"body is not UTF-8: {error}")
+        ) from error
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            ErrorInfo(
+                code=ErrorCode.MALFORMED,
+                message=(
+                    f"body is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+                ),
+            )
+        ) from error
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            ErrorInfo(
+                code=ErrorCode.MALFORMED,
+                message=f"body must be a JSON object, got {type(data).__name__}",
+            )
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        command_id = data.get("command_id")
+        raise InvalidInput(
+            ErrorInfo(
+                code=ErrorCode.VALIDATION_FAILED,
+                message=f"{name} is invalid: {error.error_count()} problem(s)",
+                details=tuple(_field_error(e) for e in error.errors(include_url=False)),
+            ),
+            command_id=command_id if isinstance(command_id, str) else None,
+        ) from error
+
+
+def _field_error(error: Any) -> FieldError:
+    location = ".".join(str(part) for part in error["loc"]) or "(body)"
+    value = error.get("input")
+    if not isinstance(value, str | int | float | bool | type(None)):
+        value = repr(value)[:200]
+    elif isinstance(value, str):
+        value = value[:200]
+    return FieldError(field=location, message=error["msg"], input=value)
+
+
+def envelope_for(
+    command: Command,
+    event: FrozenModel,
+    aggregate: tuple[str, str],
+    index: int,
+    now: datetime,
+) -> EventEnvelope:
+    event_type = type(event).__name__
+    return EventEnvelope(
+        event_id=str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{command.command_id}/{index}")),
+        event_type=event_type,
+        schema_version=CURRENT_VERSION[event_type],
+        aggregate_type=aggregate[0],
+        aggregate_id=aggregate[1],
+        actor=command.actor,
+        source=command.source,
+        occurred_at=command.occurred_at or now,
+        recorded_at=now,
+        correlation_id=command.correlation_id or command.command_id,
+        causation_id=command.command_id,
+        payload=event.model_dump(mode="json"),
+    )

@@ -1,0 +1,269 @@
+"""The event log on NATS JetStream: one stream, one subject per aggregate.
+
+Appends use `Nats-Expected-Last-Subject-Sequence` (one writer per aggregate) and
+`Nats-Msg-Id` (a retried append is stored once). Reads use short-lived pull consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
+from nats.js.errors import APIError, NotFoundError
+
+from contracts.base import EventEnvelope, RecordedEvent
+from contracts.subjects import LOG_STREAM, REJECTIONS_STREAM, Subjects
+
+log = structlog.get_logger(__name__)
+
+WRONG_LAST_SEQUENCE = 10071
+HEADER_EVENT_TYPE = "Portfolio-Event-Type"
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the aggregate after the state the decision was based on."""
+
+    def __init__(self, subject: str, expected: int, detail: str) -> None:
+        super().__init__(f"{subject}: expected last position {expected}: {detail}")
+        self.subject = subject
+        self.expected = expected
+
+
+class WeakStreamConfig(RuntimeError):
+    """The stream exists with a configuration that could lose or rewrite history."""
+
+
+@dataclass(frozen=True)
+class Appended:
+    position: int
+    duplicate: bool
+
+
+def log_stream_config(subjects: Subjects, duplicate_window: float) -> StreamConfig:
+    return StreamConfig(
+        name=LOG_STREAM,
+        description="The portfolio's append-only event log",
+        subjects=[subjects.events_all],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_msgs=-1,
+        max_bytes=-1,
+        max_age=0,
+        max_msgs_per_subject=-1,
+        deny_delete=True,
+        deny_purge=True,
+        allow_rollup_hdrs=False,
+        duplicate_window=duplicate_window,
+    )
+
+
+def rejections_stream_config(subjects: Subjects) -> StreamConfig:
+    return StreamConfig(
+        name=REJECTIONS_STREAM,
+        description="Inputs intake refused, with the raw input and the reason",
+        subjects=[subjects.rejections_all],
+        storage=StorageType.FILE,
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
+def weaknesses(config: StreamConfig) -> list[str]:
+    """Everything about a found log stream that would let history be lost or rewritten."""
+    found = []
+    if config.storage != StorageType.FILE:
+        found.append(f"storage is {config.storage}, not file")
+    if not config.deny_delete:
+        found.append("deny_delete is off")
+    if not config.deny_purge:
+        found.append("deny_purge is off")
+    if config.allow_rollup_hdrs:
+        found.append("rollups are allowed")
+    if config.retention != RetentionPolicy.LIMITS:
+        found.append(f"retention is {config.retention}, not limits")
+    for limit in ("max_msgs", "max_bytes", "max_msgs_per_subject"):
+        value = getattr(config, limit)
+        if value is not None and value > 0:
+            found.append(f"{limit} is {value}")
+    if config.max_age:
+        found.append(f"max_age is {config.max_age}")
+    if not config.duplicate_window:
+        found.append("no duplicate window")
+    return found
+
+
+async def ensure_stream(js: JetStreamContext, wanted: StreamConfig, verify: bool) -> StreamInfo:
+    """Create the stream, or check the one found; a weaker log is a start-up error."""
+    assert wanted.name is not None
+    try:
+        info = await js.stream_info(wanted.name)
+    except NotFoundError:
+        try:
+            return await js.add_stream(wanted)
+        except APIError:
+            # Another process created it first: fall through to verifying theirs.
+            info = await js.stream_info(wanted.name)
+    if verify:
+        problems = weaknesses(info.config)
+        if problems:
+            raise WeakStreamConfig(f"stream {wanted.name}: " + "; ".join(problems))
+    return info
+
+
+class EventLog:
+    def __init__(
+        self, js: JetStreamContext, subjects: Subjects, duplicate_window: float = 120.0
+    ) -> None:
+        self.js = js
+        self.subjects = subjects
+        self.duplicate_window = duplicate_window
+
+    async def ensure_streams(self) -> None:
+        await ensure_stream(
+            self.js, log_stream_config(self.subjects, self.duplicate_window), verify=True
+        )
+        await ensure_stream(self.js, rejections_stream_config(self.subjects), verify=False)
+
+    async def append(
+        self, envelope: EventEnvelope, expected_last_position: int, attempts: int = 4
+    ) -> Appended:
+        """Append one event to its aggregate's subject, if the aggregate is still as expected.
+
+        Safe to retry: the event id is the message id, and a conflict whose last message is
+        our own event is recognised as the earlier attempt having landed.
+        """
+        subject = self.subjects.events(envelope.aggregate_type, envelope.aggregate_id)
+        headers = {
+            "Nats-Msg-Id": envelope.event_id,
+            "Nats-Expected-Last-Subject-Sequence": str(expected_last_position),
+            "Nats-Expected-Stream": LOG_STREAM,
+            HEADER_EVENT_TYPE: envelope.event_type,
+        }
+        data = envelope.model_dump_json().encode()
+        for attempt in range(1, attempts + 1):
+            try:
+                ack = await self.js.publish(subject, data, headers=headers, timeout=2.0)
+                return Appended(position=ack.seq, duplicate=bool(ack.duplicate))
+            except APIError as error:
+                if error.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                landed = await self._our_last_message(subject, envelope.event_id)
+                if landed is not None:
+                    return Appended(position=landed, duplicate=True)
+                raise ConcurrencyConflict(
+                    subject, expected_last_position, error.description or ""
+                ) from error
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                if attempt == attempts:
+                    raise
+                log.warning("append.retry", subject=subject, attempt=attempt)
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _our_last_message(self, subject: str, event_id: str) -> int | None:
+        try:
+            last = await self.js.get_last_msg(LOG_STREAM, subject)
+        except NotFoundError:
+            return None
+        if last.headers and last.headers.get("Nats-Msg-Id") == event_id:
+            return last.seq
+        return None
+
+    async def last_position(self) -> int:
+        info = await self.js.stream_info(LOG_STREAM)
+        return int(info.state.last_seq)
+
+    async def get(self, position: int) -> RecordedEvent:
+        msg = await self.js.get_msg(LOG_STREAM, seq=position)
+        assert msg.data is not None and msg.seq is not None
+        return RecordedEvent(position=msg.seq, envelope=EventEnvelope.model_validate_json(msg.data))
+
+    async def read_aggregate(self, aggregate_type: str, aggregate_id: str) -> list[RecordedEvent]:
+        subject = self.subjects.events(aggregate_type, aggregate_id)
+        try:
+            last = await self.js.get_last_msg(LOG_STREAM, subject)
+        except NotFoundError:
+            return []
+        return [e async for e in self.read(filter_subject=subject, until_position=last.seq)]
+
+    async def read(
+        self,
+        from_position: int = 1,
+        *,
+        filter_subject: str | None = None,
+        until_position: int | None = None,
+        until_time: datetime | None = None,
+        batch: int = 1000,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Events in log order from `from_position`, up to a position or a log time.
+
+        Without a bound it stops at the end of the log as it was when reading began.
+        """
+        end = until_position if until_position is not None else await self.last_position()
+        if end < from_position:
+            return
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=from_position,
+            ack_policy=AckPolicy.NONE,
+            filter_subject=filter_subject or self.subjects.events_all,
+            inactive_threshold=30.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        sub = await self.js.pull_subscribe(
+            config.filter_subject or "", stream=LOG_STREAM, config=config
+        )
+        info = await sub.consumer_info()
+        try:
+            if info.num_pending == 0:
+                return
+            while True:
+                try:
+                    msgs = await sub.fetch(batch, timeout=2.0)
+                except nats.errors.TimeoutError:
+                    return
+                for msg in msgs:
+                    recorded = _recorded(msg)
+                    if recorded.position > end:
+                        return
+                    if until_time is not None and msg.metadata.timestamp > until_time:
+                        return
+                    yield recorded
+                    if recorded.position >= end or msg.metadata.num_pending == 0:
+                        return
+        finally:
+            await _close_quietly(self.js, sub, info.name)
+
+
+def _recorded(msg: Msg) -> RecordedEvent:
+    return RecordedEvent(
+        position=msg.metadata.sequence.stream,
+        envelope=EventEnvelope.model_validate_json(msg.data),
+    )
+
+
+async def _close_quietly(
+    js: JetStreamContext, sub: JetStreamContext.PullSubscription, consumer: str
+) -> None:
+    """Remove a reader's consumer now rather than waiting for its inactivity threshold."""
+    try:
+        await sub.unsubscribe()
+        await js.delete_consumer(LOG_STREAM, consumer)
+    except Exception:
+        log.debug("read.cleanup_failed", consumer=consumer)

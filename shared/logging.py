@@ -1,0 +1,42 @@
+"""structlog, configured once per process: JSON when not on a terminal, pretty when it is."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    renderer: structlog.typing.Processor
+    if sys.stderr.isatty():
+        renderer = structlog.dev.ConsoleRenderer()
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(service=service)
+    # Libraries that use the standard logging module go to stderr at WARNING and above.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+
+
+def bind_message_context(correlation_id: str | None, causation_id: str | None) -> None:
+    """Every log line while handling one message names its correlation and causation ids."""
+    structlog.contextvars.bind_contextvars(correlation_id=correlation_id, causation_id=causation_id)
+
+
+def clear_message_context() -> None:
+    structlog.contextvars.unbind_contextvars("correlation_id", "causation_id")

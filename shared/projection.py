@@ -1,0 +1,260 @@
+"""The projection runner: log -> database, exactly once in effect.
+
+Each batch of events and the new stream position are committed in one transaction, so a
+crash anywhere leaves either both or neither. Redelivered events at or below the stored
+position are acknowledged and skipped. An event the projection cannot use (malformed,
+unknown type, unknown aggregate) is recorded with its reason and passed over; any other
+failure rolls the batch back and naks it with a delay, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from abc import ABC, abstractmethod
+from typing import Literal
+
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+from sqlalchemy import MetaData, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts.base import EventEnvelope, RecordedEvent
+from contracts.registry import UnknownEventType
+from contracts.subjects import LOG_STREAM, Subjects
+from shared.db import positions, runner_metadata, skipped_events
+
+log = structlog.get_logger(__name__)
+
+RunnerState = Literal["starting", "running", "replaying", "stalled", "stopped"]
+
+
+class CannotApply(Exception):
+    """Raised by a projection, before it writes anything, for an event it can never use
+    (e.g. one for an aggregate it has never seen)."""
+
+
+class Projection(ABC):
+    """A service's read model: its tables and how one event changes them."""
+
+    name: str
+    metadata: MetaData
+
+    @abstractmethod
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None: ...
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        engine: AsyncEngine,
+        projection: Projection,
+        subjects: Subjects,
+        batch_size: int = 500,
+        retry_delay: float = 2.0,
+    ) -> None:
+        self.js = js
+        self.engine = engine
+        self.projection = projection
+        self.subjects = subjects
+        self.batch_size = batch_size
+        self.retry_delay = retry_delay
+        self.position = 0
+        self.applied = 0
+        self.state: RunnerState = "starting"
+        self.last_error: str | None = None
+        self.caught_up = asyncio.Event()
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pause = asyncio.Lock()
+
+    @property
+    def consumer_name(self) -> str:
+        return f"projection-{self.projection.name}"
+
+    async def start(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(runner_metadata.create_all)
+            await conn.run_sync(self.projection.metadata.create_all)
+        self.position = await self._stored_position()
+        await self._subscribe()
+        self._task = asyncio.create_task(self._run(), name=f"projection:{self.projection.name}")
+
+    async def stop(self) -> None:
+        self.state = "stopped"
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                log.debug("projection.unsubscribe_failed")
+
+    async def rebuild(self) -> None:
+        """Drop the projection's tables and replay the whole log into them."""
+        async with self._pause:
+            self.state = "replaying"
+            self.caught_up.clear()
+            async with self.engine.begin() as conn:
+                await conn.run_sync(self.projection.metadata.drop_all)
+                await conn.run_sync(self.projection.metadata.create_all)
+                await conn.execute(
+                    delete(positions).where(positions.c.projection == self.projection.name)
+                )
+                await conn.execute(
+                    delete(skipped_events).where(
+                        skipped_events.c.projection == self.projection.name
+                    )
+                )
+            self.position = 0
+            self.applied = 0
+            await self._subscribe()
+        log.info("projection.rebuild_started", projection=self.projection.name)
+
+    async def _stored_position(self) -> int:
+        async with self.engine.connect() as conn:
+            row = await conn.execute(
+                select(positions.c.position).where(positions.c.projection == self.projection.name)
+            )
+            return int(row.scalar() or 0)
+
+    async def _subscribe(self) -> None:
+        """(Re)create the durable consumer so it starts right after the stored position.
+
+        The database, not the consumer, is the truth about what was applied.
+        """
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                log.debug("projection.unsubscribe_failed")
+        with contextlib.suppress(NotFoundError):
+            await self.js.delete_consumer(LOG_STREAM, self.consumer_name)
+        config = ConsumerConfig(
+            durable_name=self.consumer_name,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.position + 1,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=60,
+            max_ack_pending=self.batch_size,
+            filter_subject=self.subjects.events_all,
+        )
+        await self.js.add_consumer(LOG_STREAM, config)
+        self._sub = await self.js.pull_subscribe_bind(self.consumer_name, stream=LOG_STREAM)
+
+    async def _run(self) -> None:
+        while True:
+            async with self._pause:
+                progressed = await self._step()
+            if not progressed:
+                await asyncio.sleep(0)
+
+    async def _step(self) -> bool:
+        assert self._sub is not None
+        try:
+            msgs = await self._sub.fetch(self.batch_size, timeout=1.0)
+        except nats.errors.TimeoutError:
+            if self.state in ("starting", "replaying", "running"):
+                self.state = "running"
+                self.caught_up.set()
+            return False
+        except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError) as error:
+            self.last_error = repr(error)
+            await asyncio.sleep(self.retry_delay)
+            return False
+        fresh = [m for m in msgs if m.metadata.sequence.stream > self.position]
+        for stale in msgs:
+            if stale.metadata.sequence.stream <= self.position:
+                await stale.ack()
+        if not fresh:
+            return True
+        if fresh[0].metadata.sequence.stream != self.position + 1:
+            log.warning(
+                "projection.gap",
+                expected=self.position + 1,
+                got=fresh[0].metadata.sequence.stream,
+            )
+            await self._subscribe()
+            return True
+        started = time.perf_counter()
+        try:
+            await self._apply_batch(fresh)
+        except Exception as error:
+            self.state = "stalled"
+            self.last_error = f"{type(error).__name__}: {error}"
+            log.error(
+                "projection.batch_failed",
+                projection=self.projection.name,
+                first=fresh[0].metadata.sequence.stream,
+                error=self.last_error,
+            )
+            for msg in fresh:
+                await msg.nak(delay=self.retry_delay)
+            await asyncio.sleep(self.retry_delay)
+            return False
+        for msg in fresh:
+            await msg.ack()
+        if self.state == "stalled":
+            self.state = "running"
+            self.last_error = None
+        log.debug(
+            "projection.batch_applied",
+            projection=self.projection.name,
+            events=len(fresh),
+            position=self.position,
+            seconds=round(time.perf_counter() - started, 4),
+        )
+        if fresh[-1].metadata.num_pending == 0 and self.state != "replaying":
+            self.caught_up.set()
+        return True
+
+    async def _apply_batch(self, msgs: list[Msg]) -> None:
+        last = msgs[-1].metadata.sequence.stream
+        async with self.engine.begin() as conn:
+            for msg in msgs:
+                await self._apply_one(conn, msg)
+            changed = await conn.execute(
+                update(positions)
+                .where(positions.c.projection == self.projection.name)
+                .values(position=last)
+            )
+            if changed.rowcount == 0:
+                await conn.execute(
+                    insert(positions).values(projection=self.projection.name, position=last)
+                )
+        self.position = last
+        self.applied += len(msgs)
+
+    async def _apply_one(self, conn: AsyncConnection, msg: Msg) -> None:
+        position = msg.metadata.sequence.stream
+        event_type = (msg.headers or {}).get("Portfolio-Event-Type")
+        try:
+            envelope = EventEnvelope.model_validate_json(msg.data)
+            event_type = envelope.event_type
+            await self.projection.apply(conn, RecordedEvent(position=position, envelope=envelope))
+        except (ValidationError, UnknownEventType, CannotApply) as error:
+            reason = f"{type(error).__name__}: {error}"
+            log.warning(
+                "projection.event_skipped",
+                projection=self.projection.name,
+                position=position,
+                event_type=event_type,
+                reason=reason,
+            )
+            await conn.execute(
+                insert(skipped_events).values(
+                    projection=self.projection.name,
+                    position=position,
+                    event_type=(event_type or "")[:128],
+                    reason=reason[:4000],
+                )
+            )

@@ -1,0 +1,99 @@
+"""A summary row per project, kept by every service that needs to know the projects.
+
+Each service owns its copy (its own table, built from the log by its own projection).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts import projects as p
+from contracts.base import RecordedEvent
+from contracts.queries import ProjectSummary
+from contracts.registry import payload_of
+from shared.projection import CannotApply, Projection
+
+
+def projects_table(metadata: MetaData, service: str) -> Table:
+    return Table(
+        f"{service}_projects",
+        metadata,
+        Column("project_id", String(64), primary_key=True),
+        Column("name", String(200), nullable=False),
+        Column("sponsor", String(128), nullable=False),
+        Column("category", String(128), nullable=False),
+        Column("status", String(32), nullable=False, index=True),
+        Column("capex", String(32), nullable=False),
+        Column("opex", String(32), nullable=False),
+        Column("currency", String(3), nullable=False),
+        Column("planned_start", String(10), nullable=False),
+        Column("planned_end", String(10), nullable=False),
+        Column("mandatory", Boolean, nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("last_position", Integer, nullable=False),
+    )
+
+
+async def apply_project_event(conn: AsyncConnection, table: Table, event: RecordedEvent) -> None:
+    """Fold one project event into the summary table; other aggregates are ignored."""
+    envelope = event.envelope
+    if envelope.aggregate_type != p.AGGREGATE:
+        return
+    payload = payload_of(envelope)
+    key = table.c.project_id == envelope.aggregate_id
+    if isinstance(payload, p.ProjectProposed):
+        existing = await conn.execute(select(table.c.project_id).where(key))
+        if existing.first() is not None:
+            raise CannotApply(f"project {envelope.aggregate_id} was already proposed")
+        await conn.execute(
+            table.insert().values(
+                project_id=payload.project_id,
+                name=payload.name,
+                sponsor=payload.sponsor,
+                category=payload.category,
+                status=p.ProjectStatus.PROPOSED.value,
+                capex=str(payload.capex),
+                opex=str(payload.opex),
+                currency=payload.currency,
+                planned_start=payload.planned_start.isoformat(),
+                planned_end=payload.planned_end.isoformat(),
+                mandatory=payload.mandatory,
+                version=1,
+                last_position=event.position,
+            )
+        )
+        return
+    row = (await conn.execute(select(table.c.status, table.c.version).where(key))).first()
+    if row is None:
+        raise CannotApply(f"{envelope.event_type} for unknown project {envelope.aggregate_id}")
+    values: dict[str, object] = {
+        "version": row.version + 1,
+        "last_position": event.position,
+        "status": str(p.status_after(payload, p.ProjectStatus(row.status))),
+    }
+    if isinstance(payload, p.ProjectEstimateUpdated):
+        values |= {
+            "capex": str(payload.capex),
+            "opex": str(payload.opex),
+            "planned_start": payload.planned_start.isoformat(),
+            "planned_end": payload.planned_end.isoformat(),
+        }
+    await conn.execute(update(table).where(key).values(**values))
+
+
+async def list_projects(conn: AsyncConnection, table: Table) -> list[ProjectSummary]:
+    rows = await conn.execute(select(table).order_by(table.c.project_id))
+    return [ProjectSummary.model_validate(dict(row._mapping)) for row in rows]
+
+
+class ProjectsProjection(Projection):
+    """The projection a service starts with before its own features add tables."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.metadata = MetaData()
+        self.projects = projects_table(self.metadata, name)
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        await apply_project_event(conn, self.projects, event)

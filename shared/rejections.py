@@ -1,0 +1,85 @@
+"""Keeping refused inputs, raw, with their reason, in the rejections stream."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import nats.errors
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from contracts.base import ErrorInfo, Rejection
+from contracts.subjects import REJECTIONS_STREAM, Subjects
+
+log = structlog.get_logger(__name__)
+
+
+def make_rejection(
+    subject: str,
+    body: bytes,
+    error: ErrorInfo,
+    command_type: str | None,
+    command_id: str | None,
+    actor: str | None,
+    raw_limit: int,
+) -> Rejection:
+    kept = body[:raw_limit]
+    try:
+        raw, encoding = kept.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        raw, encoding = base64.b64encode(kept).decode("ascii"), "base64"
+    return Rejection(
+        rejection_id=str(uuid.uuid4()),
+        received_at=datetime.now(UTC),
+        subject=subject,
+        command_type=command_type,
+        command_id=command_id,
+        actor=actor,
+        error=error,
+        raw=raw,
+        raw_encoding=encoding,  # type: ignore[arg-type]
+        raw_size=len(body),
+        raw_truncated=len(body) > raw_limit,
+    )
+
+
+async def keep_rejection(js: JetStreamContext, subjects: Subjects, rejection: Rejection) -> None:
+    try:
+        await js.publish(
+            subjects.rejection(rejection.command_type),
+            rejection.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": rejection.rejection_id},
+        )
+    except Exception:
+        log.exception("rejection.not_kept", rejection_id=rejection.rejection_id)
+
+
+async def read_rejections(js: JetStreamContext, subjects: Subjects) -> AsyncIterator[Rejection]:
+    info = await js.stream_info(REJECTIONS_STREAM)
+    end = info.state.last_seq
+    if not end:
+        return
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=30.0,
+        mem_storage=True,
+        filter_subject=subjects.rejections_all,
+    )
+    sub = await js.pull_subscribe(subjects.rejections_all, stream=REJECTIONS_STREAM, config=config)
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(500, timeout=2.0)
+            except nats.errors.TimeoutError:
+                return
+            for msg in msgs:
+                yield Rejection.model_validate_json(msg.data)
+                if msg.metadata.sequence.stream >= end:
+                    return
+    finally:
+        await sub.unsubscribe()

@@ -1,0 +1,182 @@
+"""What every service process shares: connections, the projection runner, status and replay.
+
+A service's app.py builds a `ServiceRuntime`, registers its own handlers on the broker and
+calls `build_app`. Nothing connects until FastStream starts the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import nats
+import structlog
+from faststream import FastStream
+from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from pydantic import BaseModel
+from sqlalchemy import Table, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.queries import ProjectsAnswer, ReplayStarted, ServiceStatus
+from shared.db import create_engine, skipped_events
+from shared.eventlog import EventLog
+from shared.logging import configure_logging
+from shared.projection import Projection, ProjectionRunner
+from shared.projects_view import list_projects
+from shared.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+
+class ServiceRuntime:
+    """One service process's connections, log client and projection runner."""
+
+    def __init__(self, name: str, settings: ServiceSettings, projection: Projection) -> None:
+        self.name = name
+        self.settings = settings
+        self.projection = projection
+        self.started_at = datetime.now(UTC)
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._log: EventLog | None = None
+        self._engine: AsyncEngine | None = None
+        self._runner: ProjectionRunner | None = None
+
+    @property
+    def nc(self) -> Client:
+        assert self._nc is not None, "runtime not started"
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "runtime not started"
+        return self._js
+
+    @property
+    def log(self) -> EventLog:
+        assert self._log is not None, "runtime not started"
+        return self._log
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None, "runtime not started"
+        return self._engine
+
+    @property
+    def runner(self) -> ProjectionRunner:
+        assert self._runner is not None, "runtime not started"
+        return self._runner
+
+    async def start(self) -> None:
+        settings = self.settings
+        self._nc = await nats.connect(
+            settings.resolved_nats_url(),
+            name=f"portfolio-{self.name}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+        self._js = self._nc.jetstream(timeout=settings.request_timeout_seconds)
+        self._log = EventLog(self._js, settings.subjects, settings.duplicate_window_seconds)
+        await self._log.ensure_streams()
+        self._engine = create_engine(settings.database_url_for(self.name))
+        self._runner = ProjectionRunner(
+            self._js,
+            self._engine,
+            self.projection,
+            settings.subjects,
+            batch_size=settings.projection_batch_size,
+            retry_delay=settings.projection_retry_delay_seconds,
+        )
+        await self._runner.start()
+        log.info("service.started", position=self._runner.position, pid=os.getpid())
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.stop()
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.drain()
+        if self._engine is not None:
+            await self._engine.dispose()
+        log.info("service.stopped")
+
+    async def status(self) -> ServiceStatus:
+        log_position = await self.log.last_position()
+        async with self.engine.connect() as conn:
+            skipped = await conn.scalar(
+                select(func.count()).where(skipped_events.c.projection == self.projection.name)
+            )
+        runner = self.runner
+        return ServiceStatus(
+            service=self.name,
+            state=runner.state,
+            position=runner.position,
+            log_position=log_position,
+            lag=max(0, log_position - runner.position),
+            applied_since_start=runner.applied,
+            skipped_events=int(skipped or 0),
+            last_error=runner.last_error,
+            started_at=self.started_at,
+            pid=os.getpid(),
+        )
+
+
+def answer(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+def build_app(
+    runtime: ServiceRuntime,
+    register: Callable[[NatsBroker, ServiceRuntime], None] | None = None,
+) -> FastStream:
+    """The FastStream app of one service: its own handlers plus status, replay and, for a
+    projection with a `projects` table, the projects query."""
+    settings = runtime.settings
+    subjects = settings.subjects
+    configure_logging(runtime.name, settings.log_level)
+    broker = NatsBroker(
+        settings.resolved_nats_url(),
+        name=f"portfolio-{runtime.name}-broker",
+        max_reconnect_attempts=-1,
+        logger=structlog.get_logger("faststream"),
+        log_level=logging.DEBUG,
+    )
+
+    @broker.subscriber(subjects.query(runtime.name, "status"))
+    async def status(_: NatsMessage) -> bytes:
+        return answer(await runtime.status())
+
+    @broker.subscriber(subjects.control(runtime.name, "replay"))
+    async def replay(_: NatsMessage) -> bytes:
+        target = await runtime.log.last_position()
+        await runtime.runner.rebuild()
+        return answer(ReplayStarted(service=runtime.name, target_position=target))
+
+    projects_table = getattr(runtime.projection, "projects", None)
+    if isinstance(projects_table, Table):
+        register_projects_query(broker, runtime, projects_table)
+    if register is not None:
+        register(broker, runtime)
+    return FastStream(
+        broker,
+        logger=structlog.get_logger("faststream.app"),
+        on_startup=[runtime.start],
+        after_shutdown=[runtime.stop],
+    )
+
+
+def run_service(app: FastStream) -> None:
+    asyncio.run(app.run())
+
+
+def register_projects_query(broker: NatsBroker, runtime: ServiceRuntime, table: Table) -> None:
+    """`portfolio.query.<service>.projects`: the service's own view of every project."""
+
+    @broker.subscriber(runtime.settings.subjects.query(runtime.name, "projects"))
+    async def projects(_: NatsMessage) -> bytes:
+        async with runtime.engine.connect() as conn:
+            return answer(ProjectsAnswer(projects=tuple(await list_projects(conn, table))))
