@@ -81,6 +81,7 @@ class UpdateProjectEstimate(ProjectCommand):
 
 
 class SubmitProjectForReview(ProjectCommand):
+    """Ask for a decision on the proposal."""
 
 
 class ApproveProject(ProjectCommand):
@@ -100,6 +101,7 @@ class PutProjectOnHold(ProjectCommand):
 
 
 class ResumeProject(ProjectCommand):
+    """Return a held project to the status it was held from."""
 
 
 class CompleteProject(ProjectCommand):
