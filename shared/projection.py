@@ -85,6 +85,9 @@ class ProjectionRunner:
             await conn.run_sync(self.projection.metadata.create_all)
         self.position = await self._stored_position()
         await self._subscribe()
+        info = await self.js.stream_info(LOG_STREAM)
+        if self.position >= info.state.last_seq:
+            self._mark_caught_up()
         self._task = asyncio.create_task(self._run(), name=f"projection:{self.projection.name}")
 
     async def stop(self) -> None:
@@ -163,9 +166,8 @@ class ProjectionRunner:
         try:
             msgs = await self._sub.fetch(self.batch_size, timeout=1.0)
         except nats.errors.TimeoutError:
-            if self.state in ("starting", "replaying", "running"):
-                self.state = "running"
-                self.caught_up.set()
+            if self.state != "stalled":
+                self._mark_caught_up()
             return False
         except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError) as error:
             self.last_error = repr(error)
@@ -205,7 +207,7 @@ class ProjectionRunner:
             await msg.ack()
         if self.state == "stalled":
             self.state = "running"
-            self.last_error = None
+        self.last_error = None
         log.debug(
             "projection.batch_applied",
             projection=self.projection.name,
@@ -213,9 +215,13 @@ class ProjectionRunner:
             position=self.position,
             seconds=round(time.perf_counter() - started, 4),
         )
-        if fresh[-1].metadata.num_pending == 0 and self.state != "replaying":
-            self.caught_up.set()
+        if fresh[-1].metadata.num_pending == 0:
+            self._mark_caught_up()
         return True
+
+    def _mark_caught_up(self) -> None:
+        self.state = "running"
+        self.caught_up.set()
 
     async def _apply_batch(self, msgs: list[Msg]) -> None:
         last = msgs[-1].metadata.sequence.stream

@@ -1,0 +1,103 @@
+"""Running services in-process against the test's nats-server, and talking to them."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+from faststream import FastStream
+from nats.aio.client import Client
+from pydantic import TypeAdapter
+
+from contracts.base import CommandAccepted, CommandRejected, CommandReply
+from contracts.queries import ServiceStatus
+from contracts.subjects import Subjects
+from shared import settings as settings_module
+
+REPLY = TypeAdapter[CommandAccepted | CommandRejected](CommandReply)
+SUBJECTS = Subjects()
+SETTINGS_CLASS = {
+    "intake": settings_module.IntakeSettings,
+    "prioritization": settings_module.PrioritizationSettings,
+    "ledger": settings_module.LedgerSettings,
+    "risk": settings_module.RiskSettings,
+    "reporting": settings_module.ReportingSettings,
+}
+
+
+@asynccontextmanager
+async def running(
+    nc: Client, name: str, nats_url: str, data_dir: Path, **overrides: Any
+) -> AsyncIterator[FastStream]:
+    """One service's FastStream app, started in this event loop, ready when it answers."""
+    settings = SETTINGS_CLASS[name](nats_url=nats_url, data_dir=data_dir, **overrides)
+    module = importlib.import_module(f"services.{name}.app")
+    app: FastStream = module.create_app(settings)
+    task = asyncio.create_task(app.run())
+    try:
+        await wait_for_status(nc, name, lambda s: s.state == "running")
+        yield app
+    finally:
+        app.exit()
+        await asyncio.wait_for(task, 20)
+
+
+async def status(nc: Client, name: str) -> ServiceStatus | None:
+    try:
+        msg = await nc.request(SUBJECTS.query(name, "status"), b"", timeout=2)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        return None
+    return ServiceStatus.model_validate_json(msg.data)
+
+
+async def wait_for_status(
+    nc: Client, name: str, predicate: Any, timeout: float = 30.0
+) -> ServiceStatus:
+    deadline = asyncio.get_running_loop().time() + timeout
+    last = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await status(nc, name)
+        if last is not None and predicate(last):
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} never reached the expected status; last: {last}")
+
+
+async def caught_up(nc: Client, name: str, position: int) -> ServiceStatus:
+    return await wait_for_status(nc, name, lambda s: s.position >= position)
+
+
+async def send(nc: Client, command: str, body: Any) -> CommandAccepted | CommandRejected:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    msg = await nc.request(SUBJECTS.command(command), data, timeout=10)
+    return REPLY.validate_json(msg.data)
+
+
+async def query(nc: Client, service: str, name: str, body: Any = None) -> bytes:
+    data = b"" if body is None else json.dumps(body).encode()
+    msg = await nc.request(SUBJECTS.query(service, name), data, timeout=10)
+    return bytes(msg.data)
+
+
+def proposal(project_id: str, **overrides: Any) -> dict[str, Any]:
+    start = date(2027, 1, 1)
+    body = {
+        "project_id": project_id,
+        "name": f"Project {project_id}",
+        "sponsor": "cio",
+        "category": "infrastructure",
+        "capex": "100000.00",
+        "opex": "25000.50",
+        "planned_start": start.isoformat(),
+        "planned_end": (start + timedelta(days=180)).isoformat(),
+        "actor": "alice",
+        "source": "tests",
+    }
+    return body | overrides

@@ -1,0 +1,139 @@
+"""Intake through a real nats-server and SQLite: answers, idempotency, conflicts, rejections."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from contracts.base import CommandAccepted, CommandRejected, ErrorCode
+from shared.eventlog import EventLog
+from shared.rejections import read_rejections
+from tests.integration.helpers import SUBJECTS, caught_up, proposal, running, send
+
+
+async def test_lifecycle_through_nats(
+    nc: Client, nats_url: str, tmp_path: Path, event_log: EventLog
+) -> None:
+    async with running(nc, "intake", nats_url, tmp_path):
+        steps = [
+            ("ProposeProject", proposal("P-1")),
+            ("SubmitProjectForReview", {"project_id": "P-1"}),
+            ("ApproveProject", {"project_id": "P-1", "rationale": "fits the cloud strategy"}),
+            ("StartProject", {"project_id": "P-1"}),
+            ("PutProjectOnHold", {"project_id": "P-1", "reason": "vendor delay"}),
+            ("ResumeProject", {"project_id": "P-1"}),
+            ("CompleteProject", {"project_id": "P-1"}),
+        ]
+        for version, (command, body) in enumerate(steps, start=1):
+            reply = await send(nc, command, body)
+            assert isinstance(reply, CommandAccepted), reply
+            assert reply.events[0].version == version
+            assert reply.events[0].position == version
+        history = await event_log.read_aggregate("project", "P-1")
+        assert history[-2].envelope.payload["resumed_to"] == "in_progress"
+        assert history[0].envelope.actor == "alice" and history[0].envelope.source == "tests"
+
+
+async def test_same_command_id_appends_once_and_answers_the_same(
+    nc: Client, nats_url: str, tmp_path: Path, event_log: EventLog
+) -> None:
+    body = proposal("P-1", command_id="import-row-1")
+    async with running(nc, "intake", nats_url, tmp_path):
+        first, second = await asyncio.gather(
+            send(nc, "ProposeProject", body), send(nc, "ProposeProject", body)
+        )
+        assert isinstance(first, CommandAccepted) and isinstance(second, CommandAccepted)
+        assert first.events == second.events
+        assert [first.duplicate, second.duplicate].count(True) == 1
+    assert await event_log.last_position() == 1
+
+
+async def test_idempotency_outlives_the_duplicate_window_and_a_restart(
+    nc: Client, nats_url: str, tmp_path: Path
+) -> None:
+    body = proposal("P-1", command_id="cmd-1")
+    short_window = {"duplicate_window_seconds": 0.5}
+    async with running(nc, "intake", nats_url, tmp_path, **short_window):
+        original = await send(nc, "ProposeProject", body)
+        assert isinstance(original, CommandAccepted)
+        await caught_up(nc, "intake", 1)
+    await asyncio.sleep(1.0)  # past the stream's duplicate window
+    # A new intake process: no memory of the command except its own projection.
+    async with running(nc, "intake", nats_url, tmp_path, **short_window):
+        repeat = await send(nc, "ProposeProject", body)
+    assert isinstance(repeat, CommandAccepted) and repeat.duplicate
+    assert repeat.events == original.events
+    assert await EventLog(nc.jetstream(), SUBJECTS).last_position() == 1
+
+
+async def test_expected_version_conflict(nc: Client, nats_url: str, tmp_path: Path) -> None:
+    async with running(nc, "intake", nats_url, tmp_path):
+        await send(nc, "ProposeProject", proposal("P-1"))
+        writers = [
+            send(
+                nc,
+                "UpdateProjectEstimate",
+                {
+                    "project_id": "P-1",
+                    "capex": capex,
+                    "opex": "0",
+                    "reason": "new quote",
+                    "expected_version": 1,
+                },
+            )
+            for capex in ("1000", "2000")
+        ]
+        results = await asyncio.gather(*writers)
+    accepted = [r for r in results if isinstance(r, CommandAccepted)]
+    conflicts = [r for r in results if isinstance(r, CommandRejected)]
+    assert len(accepted) == 1 and len(conflicts) == 1
+    assert conflicts[0].error.code == ErrorCode.CONFLICT
+
+
+async def test_bad_input_is_answered_kept_and_never_appended(
+    nc: Client, nats_url: str, tmp_path: Path, event_log: EventLog
+) -> None:
+    cases: list[tuple[str, bytes | dict[str, object], ErrorCode, str | None]] = [
+        ("ProposeProject", b"{not json", ErrorCode.MALFORMED, None),
+        ("ProposeProject", b"\xff\xfe\x00", ErrorCode.MALFORMED, None),
+        ("ProposeProject", b"[1, 2]", ErrorCode.MALFORMED, None),
+        ("LaunchRocket", {"project_id": "P-1"}, ErrorCode.UNKNOWN_COMMAND, None),
+        ("ProposeProject", {"project_id": "P-2"}, ErrorCode.VALIDATION_FAILED, "name"),
+        ("ProposeProject", proposal("P-2", capex=-5), ErrorCode.VALIDATION_FAILED, "capex"),
+        ("ProposeProject", proposal("P-2", capex="lots"), ErrorCode.VALIDATION_FAILED, "capex"),
+        ("ProposeProject", proposal("P-2", surprise=1), ErrorCode.VALIDATION_FAILED, "surprise"),
+        (
+            "ProposeProject",
+            proposal("P-2", planned_start="2027-06-01", planned_end="2027-01-01"),
+            ErrorCode.VALIDATION_FAILED,
+            None,
+        ),
+        ("ProposeProject", b"{" + b" " * 70_000 + b"}", ErrorCode.PAYLOAD_TOO_LARGE, None),
+        ("ProposeProject", proposal("P-1"), ErrorCode.ALREADY_EXISTS, "project_id"),
+        (
+            "ApproveProject",
+            {"project_id": "P-1", "rationale": "ok!"},
+            ErrorCode.ILLEGAL_TRANSITION,
+            None,
+        ),
+        ("ApproveProject", {"project_id": "P-1"}, ErrorCode.VALIDATION_FAILED, "rationale"),
+        ("StartProject", {"project_id": "P-404"}, ErrorCode.NOT_FOUND, "project_id"),
+    ]
+    async with running(nc, "intake", nats_url, tmp_path):
+        await send(nc, "ProposeProject", proposal("P-1"))
+        for command, body, code, field in cases:
+            reply = await send(nc, command, body)
+            assert isinstance(reply, CommandRejected), (command, body)
+            assert reply.error.code == code, (command, reply.error)
+            assert reply.error.message
+            if field is not None:
+                assert field in [d.field for d in reply.error.details], reply.error
+    assert await event_log.last_position() == 1
+    kept = [r async for r in read_rejections(nc.jetstream(), SUBJECTS)]
+    assert [r.error.code for r in kept] == [c[2] for c in cases]
+    assert kept[0].raw == "{not json" and kept[0].raw_encoding == "utf-8"
+    assert kept[1].raw_encoding == "base64"
+    assert kept[9].raw_truncated and kept[9].raw_size > 70_000
+    assert kept[3].subject == "portfolio.cmd.LaunchRocket"
