@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from contracts.base import Command, FrozenModel, Identifier, Name, Rationale
 
@@ -38,6 +38,14 @@ TERMINAL_STATUSES = frozenset(
 # --- commands -------------------------------------------------------------------------
 
 
+def _end_not_before_start(cls: type, value: date | None, info: ValidationInfo) -> date | None:
+    """Reported on planned_end, so the sender sees which field to fix."""
+    start = info.data.get("planned_start")
+    if value is not None and start is not None and value < start:
+        raise ValueError(f"planned_end {value} is before planned_start {start}")
+    return value
+
+
 class ProjectCommand(Command):
     """A command addressed to one project."""
 
@@ -57,13 +65,14 @@ class ProposeProject(ProjectCommand):
     mandatory: bool = False
     dependencies: tuple[Identifier, ...] = Field(default=(), max_length=100)
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.planned_end < self.planned_start:
-            raise ValueError("planned_end must not be before planned_start")
-        if self.project_id in self.dependencies:
+    _end_not_before_start = field_validator("planned_end")(_end_not_before_start)
+
+    @field_validator("dependencies")
+    @classmethod
+    def _not_self(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if info.data.get("project_id") in value:
             raise ValueError("a project cannot depend on itself")
-        return self
+        return value
 
 
 class UpdateProjectEstimate(ProjectCommand):
@@ -73,11 +82,7 @@ class UpdateProjectEstimate(ProjectCommand):
     planned_end: date | None = None
     reason: Rationale
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.planned_start and self.planned_end and self.planned_end < self.planned_start:
-            raise ValueError("planned_end must not be before planned_start")
-        return self
+    _end_not_before_start = field_validator("planned_end")(_end_not_before_start)
 
 
 class SubmitProjectForReview(ProjectCommand):

@@ -78,7 +78,7 @@ async def _request(nc: Client, subject: str, data: bytes, timeout: float) -> byt
     except nats.errors.NoRespondersError as error:
         errors.print(f"[red]nobody answers on {subject}[/]: is the service running?")
         raise typer.Exit(EXIT_UNREACHABLE) from error
-    except nats.errors.TimeoutError as error:
+    except TimeoutError as error:
         errors.print(f"[red]no answer on {subject} within {timeout}s[/]")
         raise typer.Exit(EXIT_UNREACHABLE) from error
     return bytes(msg.data)
@@ -252,7 +252,7 @@ async def _statuses(nc: Client, settings: PortfolioSettings) -> dict[str, Servic
     async def one(name: str) -> ServiceStatus | None:
         try:
             msg = await nc.request(settings.subjects.query(name, "status"), b"", timeout=3)
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        except (nats.errors.NoRespondersError, TimeoutError):
             return None
         return ServiceStatus.model_validate_json(msg.data)
 

@@ -45,6 +45,10 @@ def parse_command(name: str, body: bytes, max_bytes: int) -> Command:
         raise InvalidInput(
             ErrorInfo(code=ErrorCode.MALFORMED, message=f"body is not UTF-8: {error}")
         ) from error
+    except RecursionError as error:
+        raise InvalidInput(
+            ErrorInfo(code=ErrorCode.MALFORMED, message="body is nested too deeply")
+        ) from error
     except json.JSONDecodeError as error:
         raise InvalidInput(
             ErrorInfo(

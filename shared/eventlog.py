@@ -168,7 +168,7 @@ class EventLog:
                 raise ConcurrencyConflict(
                     subject, expected_last_position, error.description or ""
                 ) from error
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            except (TimeoutError, nats.errors.NoRespondersError):
                 if attempt == attempts:
                     raise
                 log.warning("append.retry", subject=subject, attempt=attempt)
@@ -236,7 +236,7 @@ class EventLog:
             while True:
                 try:
                     msgs = await sub.fetch(batch, timeout=2.0)
-                except nats.errors.TimeoutError:
+                except TimeoutError:
                     return
                 for msg in msgs:
                     recorded = _recorded(msg)

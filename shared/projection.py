@@ -156,29 +156,35 @@ class ProjectionRunner:
 
     async def _run(self) -> None:
         while True:
-            async with self._pause:
-                progressed = await self._step()
-            if not progressed:
-                await asyncio.sleep(0)
+            try:
+                async with self._pause:
+                    await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.state = "stalled"
+                self.last_error = f"{type(error).__name__}: {error}"
+                log.exception("projection.loop_error", projection=self.projection.name)
+                await asyncio.sleep(self.retry_delay)
 
-    async def _step(self) -> bool:
+    async def _step(self) -> None:
         assert self._sub is not None
         try:
             msgs = await self._sub.fetch(self.batch_size, timeout=1.0)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py raises both its own and asyncio's
             if self.state != "stalled":
                 self._mark_caught_up()
-            return False
+            return
         except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError) as error:
             self.last_error = repr(error)
             await asyncio.sleep(self.retry_delay)
-            return False
+            return
         fresh = [m for m in msgs if m.metadata.sequence.stream > self.position]
         for stale in msgs:
             if stale.metadata.sequence.stream <= self.position:
                 await stale.ack()
         if not fresh:
-            return True
+            return
         if fresh[0].metadata.sequence.stream != self.position + 1:
             log.warning(
                 "projection.gap",
@@ -186,7 +192,7 @@ class ProjectionRunner:
                 got=fresh[0].metadata.sequence.stream,
             )
             await self._subscribe()
-            return True
+            return
         started = time.perf_counter()
         try:
             await self._apply_batch(fresh)
@@ -202,7 +208,7 @@ class ProjectionRunner:
             for msg in fresh:
                 await msg.nak(delay=self.retry_delay)
             await asyncio.sleep(self.retry_delay)
-            return False
+            return
         for msg in fresh:
             await msg.ack()
         if self.state == "stalled":
@@ -217,7 +223,7 @@ class ProjectionRunner:
         )
         if fresh[-1].metadata.num_pending == 0:
             self._mark_caught_up()
-        return True
+        return
 
     def _mark_caught_up(self) -> None:
         self.state = "running"

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import nats.errors
 import structlog
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -75,7 +74,7 @@ async def read_rejections(js: JetStreamContext, subjects: Subjects) -> AsyncIter
         while True:
             try:
                 msgs = await sub.fetch(500, timeout=2.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:
                 return
             for msg in msgs:
                 yield Rejection.model_validate_json(msg.data)

@@ -52,7 +52,7 @@ async def running(
 async def status(nc: Client, name: str) -> ServiceStatus | None:
     try:
         msg = await nc.request(SUBJECTS.query(name, "status"), b"", timeout=2)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+    except (nats.errors.NoRespondersError, TimeoutError):
         return None
     return ServiceStatus.model_validate_json(msg.data)
 
