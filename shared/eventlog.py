@@ -265,5 +265,5 @@ async def _close_quietly(
     try:
         await sub.unsubscribe()
         await js.delete_consumer(LOG_STREAM, consumer)
-    except Exception:
+    except Exception:  # noqa: BLE001 - cleanup must not mask the reader's outcome
         log.debug("read.cleanup_failed", consumer=consumer)

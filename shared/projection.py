@@ -99,7 +99,7 @@ class ProjectionRunner:
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the connection may already be gone
                 log.debug("projection.unsubscribe_failed")
 
     async def rebuild(self) -> None:
@@ -138,7 +138,7 @@ class ProjectionRunner:
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the connection may already be gone
                 log.debug("projection.unsubscribe_failed")
         with contextlib.suppress(NotFoundError):
             await self.js.delete_consumer(LOG_STREAM, self.consumer_name)
@@ -161,7 +161,7 @@ class ProjectionRunner:
                     await self._step()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:
+            except Exception as error:  # the loop must outlive any failure (logged)
                 self.state = "stalled"
                 self.last_error = f"{type(error).__name__}: {error}"
                 log.exception("projection.loop_error", projection=self.projection.name)
@@ -196,7 +196,7 @@ class ProjectionRunner:
         started = time.perf_counter()
         try:
             await self._apply_batch(fresh)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - a failed batch is retried, never dropped
             self.state = "stalled"
             self.last_error = f"{type(error).__name__}: {error}"
             log.error(
