@@ -9,6 +9,9 @@ from pydantic import AwareDatetime, Field
 
 from contracts.base import FrozenModel
 
+#: Answers travel as one NATS message (1 MiB by default): long lists come in pages.
+PAGE_SIZE = 500
+
 
 class ServiceStatus(FrozenModel):
     service: str
@@ -17,6 +20,7 @@ class ServiceStatus(FrozenModel):
     log_position: int
     lag: int
     applied_since_start: int
+    rebuilds_since_start: int
     skipped_events: int
     last_error: str | None
     started_at: datetime
@@ -38,7 +42,8 @@ class AuditQuery(FrozenModel):
     correlation_id: str | None = None
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
-    limit: int = Field(default=1000, ge=1, le=100_000)
+    after_position: int = Field(default=0, ge=0, description="Page after this position.")
+    limit: int = Field(default=PAGE_SIZE, ge=1, le=PAGE_SIZE)
 
 
 class AuditEntry(FrozenModel):
@@ -58,6 +63,9 @@ class AuditEntry(FrozenModel):
 
 class AuditAnswer(FrozenModel):
     entries: tuple[AuditEntry, ...]
+    next_after_position: int | None = Field(
+        default=None, description="Ask again with this to get the next page; None at the end."
+    )
 
 
 class ProjectSummary(FrozenModel):
@@ -76,8 +84,14 @@ class ProjectSummary(FrozenModel):
     last_position: int
 
 
+class ProjectsQuery(FrozenModel):
+    after_project_id: str | None = None
+    limit: int = Field(default=PAGE_SIZE, ge=1, le=PAGE_SIZE)
+
+
 class ProjectsAnswer(FrozenModel):
     projects: tuple[ProjectSummary, ...]
+    next_after_project_id: str | None = None
 
 
 class QueryError(FrozenModel):

@@ -45,11 +45,12 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 def _connect_and(work: Callable[[Client, PortfolioSettings], Awaitable[T]]) -> T:
     settings = PortfolioSettings()
     url = settings.resolved_nats_url()
+    servers = settings.nats_servers()
 
     async def run() -> T:
         try:
             nc = await nats.connect(
-                url,
+                servers,
                 connect_timeout=3,
                 max_reconnect_attempts=0,
                 allow_reconnect=False,

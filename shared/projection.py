@@ -68,12 +68,14 @@ class ProjectionRunner:
         self.retry_delay = retry_delay
         self.position = 0
         self.applied = 0
+        self.poll_seconds = 0.5
         self.state: RunnerState = "starting"
         self.last_error: str | None = None
         self.caught_up = asyncio.Event()
         self._sub: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task[None] | None = None
-        self._pause = asyncio.Lock()
+        self._rebuild_requested = False
+        self.rebuilds = 0
 
     @property
     def consumer_name(self) -> str:
@@ -102,25 +104,27 @@ class ProjectionRunner:
             except Exception:  # noqa: BLE001 - the connection may already be gone
                 log.debug("projection.unsubscribe_failed")
 
-    async def rebuild(self) -> None:
-        """Drop the projection's tables and replay the whole log into them."""
-        async with self._pause:
-            self.state = "replaying"
-            self.caught_up.clear()
-            async with self.engine.begin() as conn:
-                await conn.run_sync(self.projection.metadata.drop_all)
-                await conn.run_sync(self.projection.metadata.create_all)
-                await conn.execute(
-                    delete(positions).where(positions.c.projection == self.projection.name)
-                )
-                await conn.execute(
-                    delete(skipped_events).where(
-                        skipped_events.c.projection == self.projection.name
-                    )
-                )
-            self.position = 0
-            self.applied = 0
-            await self._subscribe()
+    def request_rebuild(self) -> None:
+        """Ask the loop to drop the projection and replay the whole log before its next fetch."""
+        self._rebuild_requested = True
+        self.state = "replaying"
+        self.caught_up.clear()
+
+    async def _rebuild(self) -> None:
+        self._rebuild_requested = False
+        async with self.engine.begin() as conn:
+            await conn.run_sync(self.projection.metadata.drop_all)
+            await conn.run_sync(self.projection.metadata.create_all)
+            await conn.execute(
+                delete(positions).where(positions.c.projection == self.projection.name)
+            )
+            await conn.execute(
+                delete(skipped_events).where(skipped_events.c.projection == self.projection.name)
+            )
+        self.position = 0
+        self.applied = 0
+        self.rebuilds += 1
+        await self._subscribe()
         log.info("projection.rebuild_started", projection=self.projection.name)
 
     async def _stored_position(self) -> int:
@@ -157,8 +161,9 @@ class ProjectionRunner:
     async def _run(self) -> None:
         while True:
             try:
-                async with self._pause:
-                    await self._step()
+                if self._rebuild_requested:
+                    await self._rebuild()
+                await self._step()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the loop must outlive any failure (logged)
@@ -170,7 +175,7 @@ class ProjectionRunner:
     async def _step(self) -> None:
         assert self._sub is not None
         try:
-            msgs = await self._sub.fetch(self.batch_size, timeout=1.0)
+            msgs = await self._sub.fetch(self.batch_size, timeout=self.poll_seconds)
         except TimeoutError:  # nats-py raises both its own and asyncio's
             if self.state != "stalled":
                 self._mark_caught_up()
@@ -226,6 +231,8 @@ class ProjectionRunner:
         return
 
     def _mark_caught_up(self) -> None:
+        if self._rebuild_requested:
+            return
         self.state = "running"
         self.caught_up.set()
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import projects as p
 from contracts.base import RecordedEvent
-from contracts.queries import ProjectSummary
+from contracts.queries import ProjectsAnswer, ProjectsQuery, ProjectSummary
 from contracts.registry import payload_of
 from shared.projection import CannotApply, Projection
 
@@ -82,9 +82,19 @@ async def apply_project_event(conn: AsyncConnection, table: Table, event: Record
     await conn.execute(update(table).where(key).values(**values))
 
 
-async def list_projects(conn: AsyncConnection, table: Table) -> list[ProjectSummary]:
-    rows = await conn.execute(select(table).order_by(table.c.project_id))
-    return [ProjectSummary.model_validate(dict(row._mapping)) for row in rows]
+async def list_projects(
+    conn: AsyncConnection, table: Table, query: ProjectsQuery
+) -> ProjectsAnswer:
+    statement = select(table).order_by(table.c.project_id).limit(query.limit)
+    if query.after_project_id is not None:
+        statement = statement.where(table.c.project_id > query.after_project_id)
+    found = [
+        ProjectSummary.model_validate(dict(row._mapping)) for row in await conn.execute(statement)
+    ]
+    full_page = len(found) == query.limit
+    return ProjectsAnswer(
+        projects=tuple(found), next_after_project_id=found[-1].project_id if full_page else None
+    )
 
 
 class ProjectsProjection(Projection):

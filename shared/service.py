@@ -18,11 +18,11 @@ from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.queries import ProjectsAnswer, ReplayStarted, ServiceStatus
+from contracts.queries import ProjectsQuery, QueryError, ReplayStarted, ServiceStatus
 from shared.db import create_engine, skipped_events
 from shared.eventlog import EventLog
 from shared.logging import configure_logging
@@ -75,7 +75,7 @@ class ServiceRuntime:
     async def start(self) -> None:
         settings = self.settings
         self._nc = await nats.connect(
-            settings.resolved_nats_url(),
+            settings.nats_servers(),
             name=f"portfolio-{self.name}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
@@ -118,6 +118,7 @@ class ServiceRuntime:
             log_position=log_position,
             lag=max(0, log_position - runner.position),
             applied_since_start=runner.applied,
+            rebuilds_since_start=runner.rebuilds,
             skipped_events=int(skipped or 0),
             last_error=runner.last_error,
             started_at=self.started_at,
@@ -139,7 +140,7 @@ def build_app(
     subjects = settings.subjects
     configure_logging(runtime.name, settings.log_level)
     broker = NatsBroker(
-        settings.resolved_nats_url(),
+        settings.nats_servers(),
         name=f"portfolio-{runtime.name}-broker",
         max_reconnect_attempts=-1,
         logger=structlog.get_logger("faststream"),
@@ -153,7 +154,7 @@ def build_app(
     @broker.subscriber(subjects.control(runtime.name, "replay"))
     async def replay(_: NatsMessage) -> bytes:
         target = await runtime.log.last_position()
-        await runtime.runner.rebuild()
+        runtime.runner.request_rebuild()
         return answer(ReplayStarted(service=runtime.name, target_position=target))
 
     projects_table = getattr(runtime.projection, "projects", None)
@@ -177,6 +178,18 @@ def register_projects_query(broker: NatsBroker, runtime: ServiceRuntime, table: 
     """`portfolio.query.<service>.projects`: the service's own view of every project."""
 
     @broker.subscriber(runtime.settings.subjects.query(runtime.name, "projects"))
-    async def projects(_: NatsMessage) -> bytes:
+    async def projects(msg: NatsMessage) -> bytes:
+        try:
+            query = ProjectsQuery.model_validate_json(msg.body or b"{}")
+        except ValidationError as error:
+            return answer(invalid_query("projects", error))
         async with runtime.engine.connect() as conn:
-            return answer(ProjectsAnswer(projects=tuple(await list_projects(conn, table))))
+            return answer(await list_projects(conn, table, query))
+
+
+def invalid_query(name: str, error: ValidationError) -> QueryError:
+    details = tuple(
+        {"field": ".".join(map(str, e["loc"])) or "(body)", "message": e["msg"]}
+        for e in error.errors(include_url=False)
+    )
+    return QueryError(error=f"invalid {name} query", details=details)

@@ -30,13 +30,17 @@ class PortfolioSettings(BaseSettings):
         return Subjects(self.subject_prefix)
 
     def resolved_nats_url(self) -> str:
-        """The configured URL, else the one `portfolio up` recorded in the data folder."""
+        """The configured URL(s), else the one `portfolio up` recorded in the data folder."""
         if self.nats_url:
             return self.nats_url
         runtime = self.data_dir / RUNTIME_FILE
         if runtime.exists():
             return str(json.loads(runtime.read_text())["nats_url"])
         return "nats://127.0.0.1:4222"
+
+    def nats_servers(self) -> list[str]:
+        """`PORTFOLIO_NATS_URL` may list a cluster's nodes separated by commas."""
+        return [url.strip() for url in self.resolved_nats_url().split(",") if url.strip()]
 
     def database_url_for(self, service: str) -> str:
         if self.database_url:

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from contracts.queries import AuditAnswer, AuditQuery, QueryError
+from contracts.queries import AuditAnswer, AuditEntry, AuditQuery
 from services.reporting.projection import ReportingProjection
-from shared.service import ServiceRuntime
+from shared.service import ServiceRuntime, answer, invalid_query
 
 
 async def audit(runtime: ServiceRuntime, projection: ReportingProjection, body: bytes) -> bytes:
     try:
         query = AuditQuery.model_validate_json(body or b"{}")
     except ValidationError as error:
-        details = tuple(
-            {"field": ".".join(map(str, e["loc"])), "message": e["msg"]}
-            for e in error.errors(include_url=False)
-        )
-        return QueryError(error="invalid audit query", details=details).model_dump_json().encode()
+        return answer(invalid_query("audit", error))
     async with runtime.engine.connect() as conn:
         entries = await projection.audit_entries(conn, query)
-    return AuditAnswer(entries=tuple(entries)).model_dump_json().encode()
+    page = fit_in_one_message(entries)
+    more = len(page) < len(entries) or len(entries) == query.limit
+    return answer(
+        AuditAnswer(entries=tuple(page), next_after_position=page[-1].position if more else None)
+    )
+
+
+def fit_in_one_message(entries: list[AuditEntry], budget: int = 900_000) -> list[AuditEntry]:
+    """As many entries as fit in one NATS message (1 MiB by default), at least one."""
+    size = 0
+    for count, entry in enumerate(entries):
+        size += len(entry.model_dump_json())
+        if count and size > budget:
+            return entries[:count]
+    return entries

@@ -50,7 +50,12 @@ class ReportingProjection(Projection):
 
     async def audit_entries(self, conn: AsyncConnection, query: AuditQuery) -> list[AuditEntry]:
         a = self.audit.c
-        statement = select(self.audit).order_by(a.position).limit(query.limit)
+        statement = (
+            select(self.audit)
+            .where(a.position > query.after_position)
+            .order_by(a.position)
+            .limit(query.limit)
+        )
         filters = {
             a.aggregate_type: query.aggregate_type,
             a.aggregate_id: query.aggregate_id,

@@ -7,7 +7,7 @@ import importlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,14 @@ from faststream import FastStream
 from nats.aio.client import Client
 from pydantic import TypeAdapter
 
-from contracts.base import CommandAccepted, CommandRejected, CommandReply
+from contracts.base import CommandAccepted, CommandRejected, CommandReply, EventEnvelope
+from contracts.projects import ProposeProject
 from contracts.queries import ServiceStatus
 from contracts.subjects import Subjects
+from services.intake.domain import decide
 from shared import settings as settings_module
+from shared.commands import envelope_for
+from shared.eventlog import EventLog
 
 REPLY = TypeAdapter[CommandAccepted | CommandRejected](CommandReply)
 SUBJECTS = Subjects()
@@ -101,3 +105,35 @@ def proposal(project_id: str, **overrides: Any) -> dict[str, Any]:
         "source": "tests",
     }
     return body | overrides
+
+
+def proposed_envelope(project_id: str) -> EventEnvelope:
+    """A ProjectProposed event exactly as intake would write it, for filling the log fast."""
+    command = ProposeProject.model_validate(proposal(project_id))
+    now = datetime.now(UTC)
+    (event,) = decide(command, None, now)
+    return envelope_for(command, event, ("project", project_id), 0, now)
+
+
+async def fill_log(log: EventLog, count: int, concurrency: int = 64) -> int:
+    """Append `count` proposals, many in flight at once; returns the last position."""
+    ids = [f"P-{n:05d}" for n in range(count)]
+    for start in range(0, count, concurrency):
+        chunk = ids[start : start + concurrency]
+        await asyncio.gather(*(log.append(proposed_envelope(i), 0) for i in chunk))
+    return await log.last_position()
+
+
+async def all_pages(nc: Client, service: str, name: str) -> list[bytes]:
+    """Every page of a paged query, raw, in order."""
+    cursor_field = {"audit": ("after_position", "next_after_position")}.get(
+        name, ("after_project_id", "next_after_project_id")
+    )
+    pages, body = [], {}
+    while True:
+        raw = await query(nc, service, name, body)
+        pages.append(raw)
+        cursor = json.loads(raw)[cursor_field[1]]
+        if cursor is None:
+            return pages
+        body = {cursor_field[0]: cursor}

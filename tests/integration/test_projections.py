@@ -57,7 +57,13 @@ async def test_every_service_projects_the_log_and_rebuilds_identically(
             reply = await nc.request(SUBJECTS.control(name, "replay"), b"", timeout=10)
             assert json.loads(reply.data)["target_position"] == end
         for name in SERVICES:
-            await wait_for_status(nc, name, lambda s: s.state == "running" and s.position == end)
+            await wait_for_status(
+                nc,
+                name,
+                lambda s: (
+                    s.rebuilds_since_start == 1 and s.state == "running" and s.position == end
+                ),
+            )
             assert await query(nc, name, "projects") == before[name]
         assert await query(nc, "reporting", "audit", {}) == audit_before
 
