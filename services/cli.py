@@ -9,7 +9,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import nats
 import nats.errors
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from contracts.base import CommandAccepted, CommandRejected, CommandReply
+from contracts.base import CommandAccepted, CommandRejected, CommandReply, Rejection
 from contracts.queries import AuditAnswer, AuditEntry, AuditQuery, ReplayStarted, ServiceStatus
 from contracts.subjects import SERVICES
 from shared.rejections import read_rejections
@@ -49,12 +49,17 @@ def _connect_and(work: Callable[[Client, PortfolioSettings], Awaitable[T]]) -> T
 
     async def run() -> T:
         try:
-            nc = await nats.connect(
-                servers,
-                connect_timeout=3,
-                max_reconnect_attempts=0,
-                allow_reconnect=False,
-                error_cb=_quiet,
+            # nats-py retries forever with 0 attempts; 1 attempt and a short wait fail fast.
+            nc = await asyncio.wait_for(
+                nats.connect(
+                    servers,
+                    connect_timeout=3,
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.1,
+                    allow_reconnect=False,
+                    error_cb=_quiet,
+                ),
+                timeout=10,
             )
         except Exception as error:
             errors.print(
@@ -172,7 +177,7 @@ def audit(
 ) -> None:
     """The decision history: who did what, when, why, and what it caused."""
     if rejections:
-        _print_rejections(as_json)
+        _print_rejections(as_json, limit)
         return
     if project is not None:
         aggregate_type, aggregate_id = "project", project
@@ -185,34 +190,40 @@ def audit(
             correlation_id=correlation,
             since=_aware(since),
             until=_aware(until),
-            limit=limit,
         )
     except ValueError as error:
         errors.print(f"[red]{error}[/]")
         raise typer.Exit(EXIT_USAGE) from error
 
-    async def work(nc: Client, settings: PortfolioSettings) -> bytes:
+    async def work(nc: Client, settings: PortfolioSettings) -> list[AuditEntry]:
         subject = settings.subjects.query("reporting", "audit")
-        return await _request(nc, subject, query.model_dump_json().encode(), 30)
+        entries: list[AuditEntry] = []
+        page = query
+        while len(entries) < limit:
+            raw = await _request(nc, subject, page.model_dump_json().encode(), 30)
+            answer = AuditAnswer.model_validate_json(raw)
+            entries.extend(answer.entries)
+            if answer.next_after_position is None:
+                break
+            page = page.model_copy(update={"after_position": answer.next_after_position})
+        return entries[:limit]
 
-    answer = AuditAnswer.model_validate_json(_connect_and(work))
+    entries = _connect_and(work)
     if as_json:
-        print(json.dumps([e.model_dump(mode="json") for e in answer.entries], indent=2))
+        print(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return
-    table = Table("pos", "recorded", "actor", "source", "event", "aggregate", "why", "command")
-    for entry in answer.entries:
+    table = Table("pos", "recorded (UTC)", "actor", "event", "aggregate", "why")
+    for entry in entries:
         table.add_row(
             str(entry.position),
             entry.recorded_at.strftime("%Y-%m-%d %H:%M:%S"),
-            entry.actor,
-            entry.source,
+            f"{entry.actor} via {entry.source}",
             entry.event_type,
             f"{entry.aggregate_type}/{entry.aggregate_id}",
             _why(entry),
-            entry.causation_id[:12],
         )
     console.print(table)
-    console.print(f"{len(answer.entries)} entries")
+    console.print(f"{len(entries)} entries")
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -227,23 +238,22 @@ def _why(entry: AuditEntry) -> str:
     return ""
 
 
-def _print_rejections(as_json: bool) -> None:
-    async def work(nc: Client, settings: PortfolioSettings) -> list[Any]:
-        return [r async for r in read_rejections(nc.jetstream(), settings.subjects)]
+def _print_rejections(as_json: bool, limit: int) -> None:
+    async def work(nc: Client, settings: PortfolioSettings) -> list[Rejection]:
+        return [r async for r in read_rejections(nc.jetstream(), settings.subjects, limit)]
 
     found = _connect_and(work)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in found], indent=2))
         return
-    table = Table("received", "subject", "command id", "code", "reason", "input")
+    table = Table("received (UTC)", "command", "code", "reason", "input")
     for r in found:
         table.add_row(
             r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.subject,
-            r.command_id or "",
+            r.subject.rsplit(".", 1)[-1],
             r.error.code,
             r.error.message,
-            r.raw[:60],
+            r.raw[:40] + ("…" if len(r.raw) > 40 else ""),
         )
     console.print(table)
     console.print(f"{len(found)} rejections")

@@ -57,13 +57,17 @@ async def keep_rejection(js: JetStreamContext, subjects: Subjects, rejection: Re
         log.exception("rejection.not_kept", rejection_id=rejection.rejection_id)
 
 
-async def read_rejections(js: JetStreamContext, subjects: Subjects) -> AsyncIterator[Rejection]:
+async def read_rejections(
+    js: JetStreamContext, subjects: Subjects, last: int = 1000
+) -> AsyncIterator[Rejection]:
+    """The most recent `last` rejections, oldest first."""
     info = await js.stream_info(REJECTIONS_STREAM)
     end = info.state.last_seq
-    if not end:
+    if not info.state.messages:
         return
     config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=max(info.state.first_seq, end - last + 1),
         ack_policy=AckPolicy.NONE,
         inactive_threshold=30.0,
         mem_storage=True,
