@@ -164,3 +164,30 @@ def test_stop_and_start_again_resumes_with_nothing_lost(tmp_path: Path) -> None:
         assert duplicate.returncode == 1 and "already_exists" in duplicate.stdout
     finally:
         backend.down()
+
+
+def test_a_killed_service_is_restarted_while_the_others_keep_serving(backend: Backend) -> None:
+    pids = json.loads((backend.data_dir / "runtime.json").read_text())["services"]
+    os.kill(pids["ledger"], signal.SIGKILL)
+    # The front door keeps working while ledger is down and coming back.
+    assert backend.cli("send", "ProposeProject", "--data", json.dumps(PROPOSAL)).returncode == 0
+
+    def ledger_restarted() -> bool:
+        statuses = backend.json("status") if backend.cli("status").returncode == 0 else {}
+        ledger = statuses.get("ledger")
+        return bool(ledger) and ledger["pid"] != pids["ledger"] and ledger["position"] == 1
+
+    backend.wait_until(ledger_restarted, "ledger restarted and caught up")
+
+
+def test_up_uses_a_configured_nats_and_starts_none(tmp_path: Path, nats_url: str) -> None:
+    backend = Backend(tmp_path / "data")
+    backend.env["PORTFOLIO_NATS_URL"] = nats_url
+    backend.up()
+    try:
+        runtime = json.loads((backend.data_dir / "runtime.json").read_text())
+        assert runtime["nats_url"] == nats_url
+        assert not (backend.data_dir / "nats").exists()
+        assert backend.cli("send", "ProposeProject", "--data", json.dumps(PROPOSAL)).returncode == 0
+    finally:
+        backend.down()
