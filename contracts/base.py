@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -17,6 +18,13 @@ Identifier = Annotated[
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 #: Why a decision was taken; required on approvals, rejections, holds and cancellations.
 Rationale = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=4000)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(max_length=5000)]
+#: Money is decimal, never float: at most 2 decimal places, up to a trillion.
+Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), max_digits=16, decimal_places=2)]
+
+#: A reference from a command to another aggregate: (aggregate type, id).
+AggregateKey = tuple[str, str]
 
 
 class FrozenModel(BaseModel):
@@ -47,8 +55,20 @@ class Command(FrozenModel):
     expected_version: int | None = Field(
         default=None,
         ge=0,
+        strict=True,
         description="Optimistic concurrency: the aggregate version the sender decided on.",
     )
+
+    #: The aggregate a command addresses: its type and the field holding its id.
+    aggregate_type: ClassVar[str]
+    id_field: ClassVar[str]
+
+    def aggregate_key(self) -> AggregateKey:
+        return (self.aggregate_type, str(getattr(self, self.id_field)))
+
+    def references(self) -> tuple[AggregateKey, ...]:
+        """Other aggregates the decision must see (e.g. the objectives a project serves)."""
+        return ()
 
 
 class EventEnvelope(FrozenModel):

@@ -5,18 +5,31 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from contracts.base import Command, FrozenModel, Identifier, Name, Rationale
+from contracts.base import (
+    AggregateKey,
+    Command,
+    FrozenModel,
+    Identifier,
+    Money,
+    Name,
+    Rationale,
+    Text,
+    Title,
+)
+from contracts.objectives import AGGREGATE as OBJECTIVE
+from contracts.stakeholders import AGGREGATE as STAKEHOLDER
 
 AGGREGATE = "project"
 
-Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), max_digits=16, decimal_places=2)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(max_length=5000)]
+Year = Annotated[int, Field(ge=2000, le=2100)]
+#: The relative scale WSJF uses for its inputs.
+FIBONACCI = (1, 2, 3, 5, 8, 13, 20)
 
 
 class ProjectStatus(StrEnum):
@@ -49,21 +62,84 @@ def _end_not_before_start(cls: type, value: date | None, info: ValidationInfo) -
 class ProjectCommand(Command):
     """A command addressed to one project."""
 
+    aggregate_type = AGGREGATE
+    id_field = "project_id"
     project_id: Identifier
 
 
+class ObjectiveContribution(FrozenModel):
+    """How strongly a project serves a strategic objective (1 weak .. 5 decisive)."""
+
+    objective_id: Identifier
+    contribution: int = Field(ge=1, le=5, strict=True)
+
+
+class YearlyCost(FrozenModel):
+    year: Year
+    capex: Money = Decimal(0)
+    opex: Money = Decimal(0)
+
+
+class YearlyBenefit(FrozenModel):
+    year: Year
+    amount: Money
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+def _fibonacci(value: int | None) -> int | None:
+    if value is not None and value not in FIBONACCI:
+        raise ValueError(f"must be one of {', '.join(map(str, FIBONACCI))}")
+    return value
+
+
+Fibonacci = Annotated[int | None, Field(default=None, strict=True)]
+
+
+class ScoringInputs(FrozenModel):
+    """What the prioritization models score on; all optional, all relative scales."""
+
+    business_value: Fibonacci = None
+    time_criticality: Fibonacci = None
+    risk_reduction: Fibonacci = None
+    job_size: Fibonacci = None
+    npv: (
+        Annotated[Decimal, Field(ge=Decimal("-1e12"), le=Decimal("1e12"), decimal_places=2)] | None
+    ) = None
+    risk: int | None = Field(default=None, ge=1, le=5, strict=True)
+    urgency: int | None = Field(default=None, ge=1, le=5, strict=True)
+
+    @field_validator("business_value", "time_criticality", "risk_reduction", "job_size")
+    @classmethod
+    def _on_the_scale(cls, value: int | None) -> int | None:
+        return _fibonacci(value)
+
+
+def _unique(items: tuple[FrozenModel, ...], key: str, what: str) -> None:
+    seen = [getattr(item, key) for item in items]
+    duplicates = sorted({str(v) for v in seen if seen.count(v) > 1})
+    if duplicates:
+        raise ValueError(f"{what} listed more than once: {', '.join(duplicates)}")
+
+
 class ProposeProject(ProjectCommand):
+    """A proposal with its business case. Yearly costs, when given, must add up to
+    capex and opex (which default to their sums)."""
+
     name: Title
     description: Text = ""
     sponsor: Name
     category: Name = "general"
-    capex: Money = Decimal(0)
-    opex: Money = Decimal(0)
+    capex: Money | None = None
+    opex: Money | None = None
     currency: Currency = "EUR"
     planned_start: date
     planned_end: date
     mandatory: bool = False
     dependencies: tuple[Identifier, ...] = Field(default=(), max_length=100)
+    objectives: tuple[ObjectiveContribution, ...] = Field(default=(), max_length=20)
+    costs: tuple[YearlyCost, ...] = Field(default=(), max_length=30)
+    expected_benefits: tuple[YearlyBenefit, ...] = Field(default=(), max_length=30)
+    scoring: ScoringInputs = ScoringInputs()
 
     _end_not_before_start = field_validator("planned_end")(_end_not_before_start)
 
@@ -72,7 +148,46 @@ class ProposeProject(ProjectCommand):
     def _not_self(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         if info.data.get("project_id") in value:
             raise ValueError("a project cannot depend on itself")
+        if len(set(value)) != len(value):
+            raise ValueError("a dependency is listed more than once")
         return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives_once(
+        cls, value: tuple[ObjectiveContribution, ...]
+    ) -> tuple[ObjectiveContribution, ...]:
+        _unique(value, "objective_id", "objective")
+        return value
+
+    @field_validator("costs")
+    @classmethod
+    def _years_once(cls, value: tuple[YearlyCost, ...]) -> tuple[YearlyCost, ...]:
+        _unique(value, "year", "year")
+        return value
+
+    @model_validator(mode="after")
+    def _totals_match_years(self) -> Self:
+        for kind in ("capex", "opex"):
+            total = getattr(self, kind)
+            by_year = sum((getattr(c, kind) for c in self.costs), Decimal(0))
+            if self.costs and total is not None and total != by_year:
+                raise PydanticCustomError(
+                    "totals_mismatch",
+                    f"{kind} {total} differs from the sum of the yearly costs {by_year}",
+                )
+        return self
+
+    def total(self, kind: str) -> Decimal:
+        given: Decimal | None = getattr(self, kind)
+        if given is not None:
+            return given
+        return sum((getattr(c, kind) for c in self.costs), Decimal(0))
+
+    def references(self) -> tuple[AggregateKey, ...]:
+        return tuple((OBJECTIVE, o.objective_id) for o in self.objectives) + tuple(
+            (AGGREGATE, d) for d in self.dependencies
+        )
 
 
 class UpdateProjectEstimate(ProjectCommand):
@@ -117,6 +232,30 @@ class CancelProject(ProjectCommand):
     reason: Rationale
 
 
+class CommentOnProposal(ProjectCommand):
+    stakeholder_id: Identifier
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+
+    def references(self) -> tuple[AggregateKey, ...]:
+        return ((STAKEHOLDER, self.stakeholder_id),)
+
+
+class StakeholderStance(StrEnum):
+    SUPPORT = "support"
+    OPPOSE = "oppose"
+
+
+class RecordStakeholderStance(ProjectCommand):
+    """A stakeholder supports or opposes a proposal, and says why."""
+
+    stakeholder_id: Identifier
+    stance: StakeholderStance
+    reason: Rationale
+
+    def references(self) -> tuple[AggregateKey, ...]:
+        return ((STAKEHOLDER, self.stakeholder_id),)
+
+
 # --- events ---------------------------------------------------------------------------
 
 
@@ -133,6 +272,10 @@ class ProjectProposed(FrozenModel):
     planned_end: date
     mandatory: bool
     dependencies: tuple[str, ...]
+    objectives: tuple[ObjectiveContribution, ...] = ()
+    costs: tuple[YearlyCost, ...] = ()
+    expected_benefits: tuple[YearlyBenefit, ...] = ()
+    scoring: ScoringInputs = ScoringInputs()
 
 
 class ProjectEstimateUpdated(FrozenModel):
@@ -185,6 +328,19 @@ class ProjectCancelled(FrozenModel):
     cancelled_from: ProjectStatus
 
 
+class ProposalCommented(FrozenModel):
+    project_id: str
+    stakeholder_id: str
+    comment: str
+
+
+class StakeholderStanceRecorded(FrozenModel):
+    project_id: str
+    stakeholder_id: str
+    stance: StakeholderStance
+    reason: str
+
+
 def status_after(event: FrozenModel, current: ProjectStatus | None) -> ProjectStatus | None:
     """What a lifecycle event means for the project's status (shared by every projection)."""
     match event:
@@ -220,6 +376,8 @@ COMMANDS: tuple[type[Command], ...] = (
     ResumeProject,
     CompleteProject,
     CancelProject,
+    CommentOnProposal,
+    RecordStakeholderStance,
 )
 
 EVENTS: tuple[type[FrozenModel], ...] = (
@@ -233,4 +391,6 @@ EVENTS: tuple[type[FrozenModel], ...] = (
     ProjectResumed,
     ProjectCompleted,
     ProjectCancelled,
+    ProposalCommented,
+    StakeholderStanceRecorded,
 )

@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from contracts import projects
+from contracts import objectives, projects, stakeholders
 from contracts.base import Command, EventEnvelope, FrozenModel
 
-COMMANDS: dict[str, type[Command]] = {c.__name__: c for c in projects.COMMANDS}
+#: Every contract module, each contributing its COMMANDS and EVENTS.
+MODULES = (objectives, stakeholders, projects)
+
+COMMANDS: dict[str, type[Command]] = {c.__name__: c for m in MODULES for c in m.COMMANDS}
+
+EVENTS: dict[str, type[FrozenModel]] = {e.__name__: e for m in MODULES for e in m.EVENTS}
 
 #: Which aggregate each command addresses, and the field holding the aggregate id.
 COMMAND_AGGREGATE: dict[str, tuple[str, str]] = {
-    name: (projects.AGGREGATE, "project_id") for name in COMMANDS
+    name: (c.aggregate_type, c.id_field) for name, c in COMMANDS.items()
 }
-
-EVENTS: dict[str, type[FrozenModel]] = {e.__name__: e for e in projects.EVENTS}
 
 #: The schema version new events are written with.
 CURRENT_VERSION: dict[str, int] = dict.fromkeys(EVENTS, 1)

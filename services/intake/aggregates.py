@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from contracts.base import AppendedEvent, CommandAccepted, RecordedEvent
 from contracts.registry import payload_of
-from services.intake.domain import ProjectState, evolve
+from services.intake.domain import evolve
 from shared.eventlog import EventLog
 
 
 @dataclass(frozen=True)
 class Loaded:
-    state: ProjectState | None
+    state: Any
     version: int
     last_position: int
 
@@ -54,7 +55,7 @@ class AggregateStore:
 
 
 def fold(history: list[RecordedEvent]) -> Loaded:
-    state: ProjectState | None = None
+    state: Any = None
     for recorded in history:
         state = evolve(state, payload_of(recorded.envelope))
     return Loaded(

@@ -1,15 +1,21 @@
-"""The project lifecycle as a pure state machine: decide(command, state, now) -> events.
+"""Intake's aggregates as pure state machines: decide(command, state, now, refs) -> events.
 
-No I/O and no clock: time comes in as an argument. `evolve` folds events into state.
+No I/O and no clock: time comes in as an argument, and the other aggregates a decision
+must see (`refs`, e.g. the objectives a proposal serves) are loaded by the handler.
+`evolve` folds events into state. Aggregates: projects, strategic objectives, stakeholders.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import Any
 
+from contracts import objectives as o
 from contracts import projects as p
-from contracts.base import Command, ErrorCode, FieldError, FrozenModel
+from contracts import stakeholders as sh
+from contracts.base import AggregateKey, Command, ErrorCode, FieldError, FrozenModel
 
 Status = p.ProjectStatus
 
@@ -45,10 +51,15 @@ TRANSITIONS: dict[type[p.ProjectCommand], frozenset[Status]] = {
     p.CompleteProject: frozenset({Status.IN_PROGRESS}),
     p.UpdateProjectEstimate: frozenset(set(Status) - p.TERMINAL_STATUSES),
     p.CancelProject: frozenset(set(Status) - p.TERMINAL_STATUSES),
+    p.CommentOnProposal: frozenset({Status.PROPOSED, Status.UNDER_REVIEW}),
+    p.RecordStakeholderStance: frozenset({Status.PROPOSED, Status.UNDER_REVIEW}),
 }
 
 
-def evolve(state: ProjectState | None, event: FrozenModel) -> ProjectState:
+Refs = Mapping[AggregateKey, Any]
+
+
+def evolve_project(state: ProjectState | None, event: FrozenModel) -> ProjectState:
     if isinstance(event, p.ProjectProposed):
         return ProjectState(
             project_id=event.project_id,
@@ -68,8 +79,9 @@ def evolve(state: ProjectState | None, event: FrozenModel) -> ProjectState:
     return state
 
 
-def decide(command: Command, state: ProjectState | None, now: datetime) -> list[FrozenModel]:
-    """The events a command produces, or `Rejected`."""
+def decide_project(
+    command: Command, state: ProjectState | None, now: datetime, refs: Refs
+) -> list[FrozenModel]:
     if not isinstance(command, p.ProjectCommand):
         raise Rejected(
             ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not a project command"
@@ -81,26 +93,10 @@ def decide(command: Command, state: ProjectState | None, now: datetime) -> list[
                 f"project {command.project_id} already exists ({state.status})",
                 (FieldError(field="project_id", message="already exists", input=state.project_id),),
             )
-        return [
-            p.ProjectProposed(
-                **command.model_dump(
-                    include={
-                        "project_id",
-                        "name",
-                        "description",
-                        "sponsor",
-                        "category",
-                        "capex",
-                        "opex",
-                        "currency",
-                        "planned_start",
-                        "planned_end",
-                        "mandatory",
-                        "dependencies",
-                    }
-                )
-            )
-        ]
+        _check_proposal_references(command, refs)
+        fields = command.model_dump(exclude=set(p.ProjectCommand.model_fields) - {"project_id"})
+        fields |= {"capex": command.total("capex"), "opex": command.total("opex")}
+        return [p.ProjectProposed(**fields)]
     project_id: str = command.project_id
     if state is None:
         raise Rejected(
@@ -117,7 +113,45 @@ def decide(command: Command, state: ProjectState | None, now: datetime) -> list[
             f"cannot {type(command).__name__} project {project_id} while it is {state.status}; "
             f"allowed when {', '.join(sorted(allowed))}",
         )
+    if isinstance(command, p.CommentOnProposal | p.RecordStakeholderStance):
+        _require(refs, (sh.AGGREGATE, command.stakeholder_id), "stakeholder_id")
     return [_event_for(command, state, now)]
+
+
+def _require(refs: Refs, key: AggregateKey, field: str) -> Any:
+    found = refs.get(key)
+    if found is None:
+        raise Rejected(
+            ErrorCode.NOT_FOUND,
+            f"unknown {key[0]} {key[1]}",
+            (FieldError(field=field, message=f"unknown {key[0]}", input=key[1]),),
+        )
+    return found
+
+
+def _check_proposal_references(command: p.ProposeProject, refs: Refs) -> None:
+    for index, served in enumerate(command.objectives):
+        field = f"objectives.{index}.objective_id"
+        objective = _require(refs, (o.AGGREGATE, served.objective_id), field)
+        if objective.retired:
+            raise Rejected(
+                ErrorCode.VALIDATION_FAILED,
+                f"objective {served.objective_id} is retired",
+                (FieldError(field=field, message="retired objective", input=served.objective_id),),
+            )
+    for index, dependency in enumerate(command.dependencies):
+        field = f"dependencies.{index}"
+        project = _require(refs, (p.AGGREGATE, dependency), field)
+        if project.status in (Status.REJECTED, Status.CANCELLED):
+            raise Rejected(
+                ErrorCode.VALIDATION_FAILED,
+                f"dependency {dependency} is {project.status}",
+                (
+                    FieldError(
+                        field=field, message=f"project is {project.status}", input=dependency
+                    ),
+                ),
+            )
 
 
 def _event_for(command: p.ProjectCommand, state: ProjectState, now: datetime) -> FrozenModel:
@@ -160,4 +194,157 @@ def _event_for(command: p.ProjectCommand, state: ProjectState, now: datetime) ->
             return p.ProjectCancelled(
                 project_id=pid, reason=command.reason, cancelled_from=state.status
             )
+        case p.CommentOnProposal():
+            return p.ProposalCommented(
+                project_id=pid, stakeholder_id=command.stakeholder_id, comment=command.comment
+            )
+        case p.RecordStakeholderStance():
+            return p.StakeholderStanceRecorded(
+                project_id=pid,
+                stakeholder_id=command.stakeholder_id,
+                stance=command.stance,
+                reason=command.reason,
+            )
     raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
+
+
+# --- strategic objectives ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectiveState:
+    objective_id: str
+    weight: Any
+    retired: bool = False
+
+
+def evolve_objective(state: ObjectiveState | None, event: FrozenModel) -> ObjectiveState:
+    match event:
+        case o.ObjectiveDefined():
+            return ObjectiveState(objective_id=event.objective_id, weight=event.weight)
+    if state is None:
+        raise ValueError(f"{type(event).__name__} before ObjectiveDefined")
+    match event:
+        case o.ObjectiveReweighted():
+            return replace(state, weight=event.weight)
+        case o.ObjectiveRetired():
+            return replace(state, retired=True)
+    return state
+
+
+def decide_objective(
+    command: Command, state: ObjectiveState | None, now: datetime, refs: Refs
+) -> list[FrozenModel]:
+    if isinstance(command, o.DefineObjective):
+        if state is not None:
+            raise Rejected(
+                ErrorCode.ALREADY_EXISTS,
+                f"objective {command.objective_id} already exists",
+                (FieldError(field="objective_id", message="already exists"),),
+            )
+        return [
+            o.ObjectiveDefined(
+                objective_id=command.objective_id,
+                name=command.name,
+                description=command.description,
+                owner=command.owner,
+                weight=command.weight,
+            )
+        ]
+    if not isinstance(command, o.ObjectiveCommand):
+        raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
+    if state is None:
+        raise Rejected(
+            ErrorCode.NOT_FOUND,
+            f"objective {command.objective_id} does not exist",
+            (FieldError(field="objective_id", message="unknown objective"),),
+        )
+    if state.retired:
+        raise Rejected(ErrorCode.ILLEGAL_TRANSITION, f"objective {command.objective_id} is retired")
+    match command:
+        case o.ReweightObjective():
+            return [
+                o.ObjectiveReweighted(
+                    objective_id=command.objective_id,
+                    weight=command.weight,
+                    previous_weight=state.weight,
+                    rationale=command.rationale,
+                )
+            ]
+        case o.RetireObjective():
+            return [
+                o.ObjectiveRetired(objective_id=command.objective_id, rationale=command.rationale)
+            ]
+    raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
+
+
+# --- stakeholders -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StakeholderState:
+    stakeholder_id: str
+    name: str
+
+
+def evolve_stakeholder(state: StakeholderState | None, event: FrozenModel) -> StakeholderState:
+    if isinstance(event, sh.StakeholderRegistered):
+        return StakeholderState(stakeholder_id=event.stakeholder_id, name=event.name)
+    if state is None:
+        raise ValueError(f"{type(event).__name__} before StakeholderRegistered")
+    return state
+
+
+def decide_stakeholder(
+    command: Command, state: StakeholderState | None, now: datetime, refs: Refs
+) -> list[FrozenModel]:
+    if not isinstance(command, sh.RegisterStakeholder):
+        raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
+    if state is not None:
+        raise Rejected(
+            ErrorCode.ALREADY_EXISTS,
+            f"stakeholder {command.stakeholder_id} already exists",
+            (FieldError(field="stakeholder_id", message="already exists"),),
+        )
+    return [
+        sh.StakeholderRegistered(
+            stakeholder_id=command.stakeholder_id,
+            name=command.name,
+            role=command.role,
+            email=command.email,
+        )
+    ]
+
+
+# --- one entry point for every aggregate ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Domain:
+    evolve: Callable[[Any, FrozenModel], Any]
+    decide: Callable[[Command, Any, datetime, Refs], list[FrozenModel]]
+
+
+DOMAINS: dict[str, Domain] = {
+    p.AGGREGATE: Domain(evolve_project, decide_project),
+    o.AGGREGATE: Domain(evolve_objective, decide_objective),
+    sh.AGGREGATE: Domain(evolve_stakeholder, decide_stakeholder),
+}
+
+EVENT_AGGREGATE: dict[type[FrozenModel], str] = {
+    event: module.AGGREGATE for module in (p, o, sh) for event in module.EVENTS
+}
+
+
+def decide(
+    command: Command, state: Any, now: datetime, refs: Refs | None = None
+) -> list[FrozenModel]:
+    """The events a command produces, or `Rejected`."""
+    domain = DOMAINS.get(command.aggregate_type)
+    if domain is None:
+        raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"no domain handles {type(command).__name__}")
+    return domain.decide(command, state, now, refs or {})
+
+
+def evolve(state: Any, event: FrozenModel) -> Any:
+    return DOMAINS[EVENT_AGGREGATE[type(event)]].evolve(state, event)

@@ -21,7 +21,6 @@ from contracts.base import (
     ErrorInfo,
     FrozenModel,
 )
-from contracts.registry import COMMAND_AGGREGATE
 from services.intake.aggregates import AggregateStore, Loaded, fold, reply_from_history
 from services.intake.domain import Rejected, decide, evolve
 from services.intake.projection import IntakeProjection
@@ -84,15 +83,15 @@ async def _accept(intake: Intake, name: str, command: Command) -> Reply:
     prior = await intake.already_processed(command.command_id)
     if prior is not None:
         return prior
-    aggregate_type, id_field = COMMAND_AGGREGATE[name]
-    key = (aggregate_type, str(getattr(command, id_field)))
+    key = command.aggregate_key()
     loaded = await intake.aggregates.load(key)
+    refs = {ref: (await intake.aggregates.load(ref)).state for ref in command.references()}
     for _ in range(intake.settings.conflict_retries):
         if command.expected_version is not None and command.expected_version != loaded.version:
             return _conflict(command, loaded.version)
         now = datetime.now(UTC)
         try:
-            events = decide(command, loaded.state, now)
+            events = decide(command, loaded.state, now, refs)
         except Rejected as refused:
             return CommandRejected(
                 command_id=command.command_id,

@@ -13,7 +13,14 @@ import pytest
 
 from contracts import projects as p
 from contracts.base import ErrorCode, FrozenModel
-from services.intake.domain import TRANSITIONS, ProjectState, Rejected, decide, evolve
+from services.intake.domain import (
+    TRANSITIONS,
+    ProjectState,
+    Rejected,
+    StakeholderState,
+    decide,
+    evolve,
+)
 
 Status = p.ProjectStatus
 PID = "crm-2025"
@@ -29,8 +36,12 @@ def given(*events: FrozenModel) -> ProjectState | None:
     return state
 
 
+#: Other aggregates the decisions may look at: one registered stakeholder.
+REFS = {("stakeholder", "S-1"): StakeholderState(stakeholder_id="S-1", name="Dana")}
+
+
 def when(command: p.ProjectCommand, *history: FrozenModel) -> list[FrozenModel]:
-    return decide(command, given(*history), NOW)
+    return decide(command, given(*history), NOW, REFS)
 
 
 def refused(command: p.ProjectCommand, *history: FrozenModel) -> Rejected:
@@ -103,6 +114,16 @@ COMMANDS: dict[type[p.ProjectCommand], tuple[p.ProjectCommand, type[FrozenModel]
         p.ProjectEstimateUpdated,
     ),
     p.CancelProject: (p.CancelProject(project_id=PID, reason="superseded"), p.ProjectCancelled),
+    p.CommentOnProposal: (
+        p.CommentOnProposal(project_id=PID, stakeholder_id="S-1", comment="What about GDPR?"),
+        p.ProposalCommented,
+    ),
+    p.RecordStakeholderStance: (
+        p.RecordStakeholderStance(
+            project_id=PID, stakeholder_id="S-1", stance="support", reason="saves hours daily"
+        ),
+        p.StakeholderStanceRecorded,
+    ),
 }
 
 
