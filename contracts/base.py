@@ -44,8 +44,8 @@ class Command(FrozenModel):
     """
 
     command_id: Annotated[
-        str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.:]+$", min_length=1, max_length=128)
-    ] = Field(default_factory=new_id)
+        str, StringConstraints(pattern=r"^[A-Za-z0-9_\-:]+$", min_length=1, max_length=128)
+    ] = Field(default_factory=new_id, description="Also a subject token: no dots or spaces.")
     actor: Name = "anonymous"
     source: Name = "unknown"
     correlation_id: Identifier | None = None

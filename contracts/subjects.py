@@ -7,6 +7,7 @@ from dataclasses import dataclass
 LOG_STREAM = "PORTFOLIO"
 INBOX_STREAM = "PORTFOLIO_INBOX"
 REJECTIONS_STREAM = "PORTFOLIO_REJECTIONS"
+RESULTS_STREAM = "PORTFOLIO_RESULTS"
 ALERTS_STREAM = "PORTFOLIO_ALERTS"
 
 SERVICES = ("intake", "prioritization", "ledger", "risk", "reporting")
@@ -32,6 +33,20 @@ class Subjects:
 
     def command_name(self, subject: str) -> str:
         return subject.rsplit(".", 1)[-1]
+
+    @property
+    def inbox_all(self) -> str:
+        return f"{self.prefix}.inbox.*"
+
+    def inbox(self, name: str) -> str:
+        return f"{self.prefix}.inbox.{name}"
+
+    @property
+    def results_all(self) -> str:
+        return f"{self.prefix}.results.*"
+
+    def result(self, command_id: str) -> str:
+        return f"{self.prefix}.results.{command_id}"
 
     @property
     def rejections_all(self) -> str:

@@ -27,7 +27,13 @@ from nats.js.api import (
 from nats.js.errors import APIError, NotFoundError
 
 from contracts.base import EventEnvelope, RecordedEvent
-from contracts.subjects import LOG_STREAM, REJECTIONS_STREAM, Subjects
+from contracts.subjects import (
+    INBOX_STREAM,
+    LOG_STREAM,
+    REJECTIONS_STREAM,
+    RESULTS_STREAM,
+    Subjects,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +86,32 @@ def rejections_stream_config(subjects: Subjects) -> StreamConfig:
         storage=StorageType.FILE,
         deny_delete=True,
         deny_purge=True,
+    )
+
+
+def inbox_stream_config(subjects: Subjects) -> StreamConfig:
+    """Fire-and-forget commands wait here, even while intake is down; each is removed once
+    intake has answered it (the log, not the inbox, is the record)."""
+    return StreamConfig(
+        name=INBOX_STREAM,
+        description="Commands sent fire-and-forget, waiting for intake",
+        subjects=[subjects.inbox_all],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=120.0,
+    )
+
+
+def results_stream_config(subjects: Subjects) -> StreamConfig:
+    """The answer to each inbox command, kept a week under its command id."""
+    return StreamConfig(
+        name=RESULTS_STREAM,
+        description="Outcomes of inbox commands, by command id",
+        subjects=[subjects.results_all],
+        storage=StorageType.FILE,
+        max_msgs_per_subject=1,
+        max_age=7 * 24 * 3600.0,
+        allow_direct=True,
     )
 
 
@@ -137,7 +169,12 @@ class EventLog:
         await ensure_stream(
             self.js, log_stream_config(self.subjects, self.duplicate_window), verify=True
         )
-        await ensure_stream(self.js, rejections_stream_config(self.subjects), verify=False)
+        for config in (
+            rejections_stream_config(self.subjects),
+            inbox_stream_config(self.subjects),
+            results_stream_config(self.subjects),
+        ):
+            await ensure_stream(self.js, config, verify=False)
 
     async def append(
         self, envelope: EventEnvelope, expected_last_position: int, attempts: int = 4

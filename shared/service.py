@@ -6,11 +6,11 @@ calls `build_app`. Nothing connects until FastStream starts the app.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 import nats
 import structlog
@@ -130,9 +130,17 @@ def answer(model: BaseModel) -> bytes:
     return model.model_dump_json().encode()
 
 
+class Worker(Protocol):
+    """Background work a service runs beside its handlers (e.g. intake's inbox)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
 def build_app(
     runtime: ServiceRuntime,
     register: Callable[[NatsBroker, ServiceRuntime], None] | None = None,
+    workers: Sequence[Worker] = (),
 ) -> FastStream:
     """The FastStream app of one service: its own handlers plus status, replay and, for a
     projection with a `projects` table, the projects query."""
@@ -162,16 +170,23 @@ def build_app(
         register_projects_query(broker, runtime, projects_table)
     if register is not None:
         register(broker, runtime)
+
+    async def start_workers() -> None:
+        for worker in workers:
+            await worker.start()
+
+    async def stop_workers() -> None:
+        for worker in reversed(workers):
+            await worker.stop()
+
     return FastStream(
         broker,
         logger=structlog.get_logger("faststream.app"),
         on_startup=[runtime.start],
+        after_startup=[start_workers],
+        on_shutdown=[stop_workers],
         after_shutdown=[runtime.stop],
     )
-
-
-def run_service(app: FastStream) -> None:
-    asyncio.run(app.run())
 
 
 def register_projects_query(broker: NatsBroker, runtime: ServiceRuntime, table: Table) -> None:

@@ -60,6 +60,10 @@ class IntakeSettings(ServiceSettings):
     max_command_bytes: int = 64 * 1024
     rejection_raw_limit_bytes: int = 16 * 1024
     conflict_retries: int = 3
+    #: Request/reply commands one source may send per second (the inbox is its own buffer).
+    source_rate_per_second: float = 5000.0
+    source_burst: float = 10000.0
+    inbox_batch_size: int = 256
 
 
 class PrioritizationSettings(ServiceSettings):

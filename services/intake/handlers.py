@@ -27,6 +27,7 @@ from services.intake.projection import IntakeProjection
 from shared.commands import InvalidInput, envelope_for, parse_command
 from shared.eventlog import ConcurrencyConflict
 from shared.logging import bind_message_context, clear_message_context
+from shared.ratelimit import RateLimiter
 from shared.rejections import keep_rejection, make_rejection
 from shared.service import ServiceRuntime
 from shared.settings import IntakeSettings
@@ -43,10 +44,25 @@ class Intake:
     settings: IntakeSettings
     aggregates: AggregateStore
     js: JetStreamContext
+    limiter: RateLimiter
     recent: OrderedDict[str, CommandAccepted] = field(default_factory=OrderedDict)
+    checked_absent: set[str] = field(default_factory=set)
+
+    async def prefetch_processed(self, command_ids: list[str]) -> None:
+        """One query for a whole inbox batch instead of one per command."""
+        async with self.runtime.engine.connect() as conn:
+            found = await self.projection.processed_replies(conn, command_ids)
+        for command_id in command_ids:
+            if command_id in found:
+                self.recent[command_id] = found[command_id]
+            else:
+                self.checked_absent.add(command_id)
 
     async def already_processed(self, command_id: str) -> CommandAccepted | None:
         reply = self.recent.get(command_id)
+        if reply is None and command_id in self.checked_absent:
+            self.checked_absent.discard(command_id)
+            return None
         if reply is None:
             async with self.runtime.engine.connect() as conn:
                 reply = await self.projection.processed_reply(conn, command_id)
@@ -60,12 +76,26 @@ class Intake:
             self.recent.popitem(last=False)
 
 
-async def handle_command(intake: Intake, subject: str, body: bytes) -> Reply:
+async def handle_command(
+    intake: Intake, subject: str, body: bytes, *, rate_limited: bool = True
+) -> Reply:
+    """One command from the wire to its answer. `rate_limited` is off for the inbox, whose
+    durable stream already makes a flooding sender wait instead of crowding others out."""
     name = intake.settings.subjects.command_name(subject)
     try:
         command = parse_command(name, body, intake.settings.max_command_bytes)
     except InvalidInput as invalid:
         return await _reject(intake, subject, body, invalid.error, name, invalid.command_id, None)
+    if rate_limited and not intake.limiter.allow(command.source):
+        error = ErrorInfo(
+            code=ErrorCode.RATE_LIMITED,
+            message=(
+                f"source {command.source!r} sends more than "
+                f"{intake.settings.source_rate_per_second:g} commands/s; retry with the same "
+                "command_id, or use the inbox"
+            ),
+        )
+        return await _reject(intake, subject, body, error, name, command.command_id, command.actor)
     bind_message_context(command.correlation_id or command.command_id, command.command_id)
     try:
         reply = await _accept(intake, name, command)

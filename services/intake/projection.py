@@ -90,6 +90,16 @@ class IntakeProjection(Projection):
         reply = CommandAccepted(command_id=e.causation_id, events=(*earlier.events, appended))
         await conn.execute(update(self.processed).where(key).values(reply=reply.model_dump_json()))
 
+    async def processed_replies(
+        self, conn: AsyncConnection, command_ids: list[str]
+    ) -> dict[str, CommandAccepted]:
+        rows = await conn.execute(
+            select(self.processed.c.command_id, self.processed.c.reply).where(
+                self.processed.c.command_id.in_(command_ids)
+            )
+        )
+        return {row.command_id: CommandAccepted.model_validate_json(row.reply) for row in rows}
+
     async def processed_reply(
         self, conn: AsyncConnection, command_id: str
     ) -> CommandAccepted | None:
