@@ -93,11 +93,13 @@ class ProjectionRunner:
         self._task = asyncio.create_task(self._run(), name=f"projection:{self.projection.name}")
 
     async def stop(self) -> None:
+        # nats-py's fetch can turn a cancellation into a timeout, so the loop also checks
+        # the state rather than relying on cancellation alone.
         self.state = "stopped"
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 5)
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
@@ -159,7 +161,7 @@ class ProjectionRunner:
         self._sub = await self.js.pull_subscribe_bind(self.consumer_name, stream=LOG_STREAM)
 
     async def _run(self) -> None:
-        while True:
+        while self.state != "stopped":
             try:
                 if self._rebuild_requested:
                     await self._rebuild()
@@ -177,7 +179,7 @@ class ProjectionRunner:
         try:
             msgs = await self._sub.fetch(self.batch_size, timeout=self.poll_seconds)
         except TimeoutError:  # nats-py raises both its own and asyncio's
-            if self.state != "stalled":
+            if self.state not in ("stalled", "stopped"):
                 self._mark_caught_up()
             return
         except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError) as error:
@@ -231,7 +233,7 @@ class ProjectionRunner:
         return
 
     def _mark_caught_up(self) -> None:
-        if self._rebuild_requested:
+        if self._rebuild_requested or self.state == "stopped":
             return
         self.state = "running"
         self.caught_up.set()

@@ -99,7 +99,9 @@ class ServiceRuntime:
         if self._runner is not None:
             await self._runner.stop()
         if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
+            # close, not drain: the workers have stopped, and draining would wait forever on
+            # pull subscriptions holding late "no messages" status replies.
+            await self._nc.close()
         if self._engine is not None:
             await self._engine.dispose()
         log.info("service.stopped")

@@ -37,6 +37,7 @@ class InboxWorker:
         self.retry_delay = intake.settings.projection_retry_delay_seconds
         self._task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         config = ConsumerConfig(
@@ -51,14 +52,20 @@ class InboxWorker:
         self._task = asyncio.create_task(self._run(), name="intake-inbox")
 
     async def stop(self) -> None:
+        # nats-py's fetch can turn a cancellation into a timeout, so the loop also checks
+        # a flag rather than relying on cancellation alone.
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 5)
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
 
     async def _run(self) -> None:
         assert self._sub is not None
-        while True:
+        while not self._stopping:
             try:
                 msgs = await self._sub.fetch(self.batch_size, timeout=0.5)
             except TimeoutError:
