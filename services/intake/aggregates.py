@@ -23,6 +23,10 @@ class Loaded:
     last_position: int
 
 
+#: What an aggregate that has no events yet looks like.
+NEW = Loaded(state=None, version=0, last_position=0)
+
+
 class AggregateStore:
     def __init__(self, log: EventLog, capacity: int = 50_000) -> None:
         self.log = log
@@ -35,6 +39,9 @@ class AggregateStore:
             self._cache.move_to_end(key)
             return cached
         return self._remember(key, fold(await self.log.read_aggregate(*key)))
+
+    def cached(self, key: tuple[str, str]) -> Loaded | None:
+        return self._cache.get(key)
 
     async def history(self, key: tuple[str, str]) -> list[RecordedEvent]:
         self._cache.pop(key, None)

@@ -21,7 +21,7 @@ from contracts.base import (
     ErrorInfo,
     FrozenModel,
 )
-from services.intake.aggregates import AggregateStore, Loaded, fold, reply_from_history
+from services.intake.aggregates import NEW, AggregateStore, Loaded, fold, reply_from_history
 from services.intake.domain import Rejected, decide, evolve
 from services.intake.projection import IntakeProjection
 from shared.commands import InvalidInput, envelope_for, parse_command
@@ -114,15 +114,24 @@ async def _accept(intake: Intake, name: str, command: Command) -> Reply:
     if prior is not None:
         return prior
     key = command.aggregate_key()
-    loaded = await intake.aggregates.load(key)
     refs = {ref: (await intake.aggregates.load(ref)).state for ref in command.references()}
-    for _ in range(intake.settings.conflict_retries):
+    # On a cache miss, first guess that the aggregate is new: if the command creates it, the
+    # append's expected position 0 checks that guess on the server, saving a read of the log.
+    loaded = intake.aggregates.cached(key)
+    guessing = loaded is None and command.expected_version is None
+    if loaded is None:
+        loaded = NEW if guessing else await intake.aggregates.load(key)
+    conflicts = 0
+    while conflicts < intake.settings.conflict_retries:
         if command.expected_version is not None and command.expected_version != loaded.version:
             return _conflict(command, loaded.version)
         now = datetime.now(UTC)
         try:
             events = decide(command, loaded.state, now, refs)
         except Rejected as refused:
+            if guessing:
+                guessing, loaded = False, await intake.aggregates.load(key)
+                continue
             return CommandRejected(
                 command_id=command.command_id,
                 error=ErrorInfo(
@@ -132,6 +141,7 @@ async def _accept(intake: Intake, name: str, command: Command) -> Reply:
         try:
             reply = await _append(intake, command, key, loaded, events, now)
         except ConcurrencyConflict:
+            guessing, conflicts = False, conflicts + (0 if guessing else 1)
             history = await intake.aggregates.history(key)
             landed = reply_from_history(history, command.command_id)
             if landed is not None:
