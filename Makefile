@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck schemas clean
+.PHONY: run test lint typecheck schemas bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,8 +15,8 @@ run: $(STAMP)
 	$(VENV)/bin/portfolio up
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check contracts shared services tests
-	$(VENV)/bin/ruff format --check contracts shared services tests
+	$(VENV)/bin/ruff check contracts shared services tests bench
+	$(VENV)/bin/ruff format --check contracts shared services tests bench
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -26,6 +26,10 @@ test: $(STAMP) lint typecheck
 
 schemas: $(STAMP)
 	$(PY) -m contracts.export
+
+# Every figure beside a raw baseline from the same run; `make bench ARGS=--quick` takes about a minute.
+bench: $(STAMP)
+	$(PY) -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .portfolio

@@ -23,6 +23,7 @@ from rich.table import Table
 from contracts.base import CommandAccepted, CommandRejected, CommandReply, Rejection
 from contracts.queries import AuditAnswer, AuditEntry, AuditQuery, ReplayStarted, ServiceStatus
 from contracts.subjects import SERVICES
+from services import importer
 from shared.rejections import read_rejections
 from shared.settings import PortfolioSettings, SupervisorSettings
 
@@ -159,6 +160,41 @@ def _print_reply(reply: CommandAccepted | CommandRejected) -> None:
             str(event.version),
         )
     console.print(table)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="A .csv (header row) or .jsonl/.ndjson file")],
+    command: Annotated[
+        str | None, typer.Option(help="The command of rows that name none, e.g. ProposeProject")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight")] = 64,
+    as_json: JsonFlag = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer")] = 30.0,
+) -> None:
+    """Submit many commands from a file; re-importing the same file appends nothing.
+
+    One aggregate's rows are decided in file order; a summary lists every rejected row."""
+    try:
+        loaded = importer.read_file(file, command)
+    except importer.ImportFileError as error:
+        errors.print(f"[red]{error}[/]")
+        raise typer.Exit(EXIT_USAGE) from error
+
+    async def work(nc: Client, settings: PortfolioSettings) -> importer.Summary:
+        async def send(name: str, body: bytes) -> bytes:
+            return await _request(nc, settings.subjects.command(name), body, timeout)
+
+        with importer.progress(errors, loaded) as advance:
+            outcomes, seconds = await importer.submit(loaded.rows, send, concurrency, advance)
+        return importer.Summary(loaded, outcomes, seconds)
+
+    summary = _connect_and(work)
+    if as_json:
+        print(json.dumps(summary.as_json(), indent=2))
+    else:
+        importer.print_summary(console, summary)
+    raise typer.Exit(EXIT_REJECTED if summary.rejected else EXIT_OK)
 
 
 @app.command()

@@ -64,6 +64,7 @@ class IntakeSettings(ServiceSettings):
     source_rate_per_second: float = 5000.0
     source_burst: float = 10000.0
     inbox_batch_size: int = 256
+    max_in_flight: int = 64
 
 
 class PrioritizationSettings(ServiceSettings):

@@ -54,7 +54,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastStream:
     parts = IntakeParts(runtime, projection)
 
     def register(broker: NatsBroker, _: ServiceRuntime) -> None:
-        @broker.subscriber(settings.subjects.commands_all, queue="intake")
+        # Many commands in flight at once; two for one aggregate are kept apart by the
+        # append's expected position (the loser reloads and decides again).
+        @broker.subscriber(
+            settings.subjects.commands_all, queue="intake", max_workers=settings.max_in_flight
+        )
         async def on_command(msg: NatsMessage) -> bytes:
             reply = await handle_command(parts.intake, msg.raw_message.subject, msg.body)
             return answer(reply)

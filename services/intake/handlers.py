@@ -5,6 +5,7 @@ Every refusal is answered with its reason and kept, raw, in the rejections strea
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ class Intake:
     limiter: RateLimiter
     recent: OrderedDict[str, CommandAccepted] = field(default_factory=OrderedDict)
     checked_absent: set[str] = field(default_factory=set)
+    in_flight: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)
 
     async def prefetch_processed(self, command_ids: list[str]) -> None:
         """One query for a whole inbox batch instead of one per command."""
@@ -110,6 +112,29 @@ async def handle_command(
 
 
 async def _accept(intake: Intake, name: str, command: Command) -> Reply:
+    """Decide and append, once per command id even when the same id arrives twice at once:
+    the second arrival waits for the first one's answer."""
+    running = intake.in_flight.get(command.command_id)
+    if running is not None:
+        first = await asyncio.shield(running)
+        if isinstance(first, CommandAccepted):
+            return first.model_copy(update={"duplicate": True})
+        return first
+    future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+    intake.in_flight[command.command_id] = future
+    try:
+        reply = await _decide_and_append(intake, command)
+        future.set_result(reply)
+        return reply
+    except BaseException as error:
+        future.set_exception(error)
+        future.exception()  # retrieved here, so an unawaited failure is not reported twice
+        raise
+    finally:
+        del intake.in_flight[command.command_id]
+
+
+async def _decide_and_append(intake: Intake, command: Command) -> Reply:
     prior = await intake.already_processed(command.command_id)
     if prior is not None:
         return prior

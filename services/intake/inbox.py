@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections import OrderedDict
 
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
+from pydantic import ValidationError
 
-from contracts.registry import COMMAND_AGGREGATE
+from contracts.base import AggregateKey
+from contracts.registry import COMMANDS
 from contracts.subjects import INBOX_STREAM
 from services.intake.handlers import Intake, handle_command
 
@@ -80,16 +81,16 @@ class InboxWorker:
             await self.process(msgs)
 
     async def process(self, msgs: list[Msg]) -> None:
-        groups: OrderedDict[tuple[str, str], list[Msg]] = OrderedDict()
         ids = []
+        keyed = []
         for msg in msgs:
-            key, command_id = _peek(msg)
-            groups.setdefault(key, []).append(msg)
+            keys, command_id = _peek(msg)
+            keyed.append((msg, keys))
             if command_id:
                 ids.append(command_id)
         if ids:
             await self.intake.prefetch_processed(ids)
-        await asyncio.gather(*(self._in_order(group) for group in groups.values()))
+        await asyncio.gather(*(self._in_order(group) for group in _independent_groups(keyed)))
 
     async def _in_order(self, msgs: list[Msg]) -> None:
         for index, msg in enumerate(msgs):
@@ -113,22 +114,48 @@ class InboxWorker:
         await msg.ack()
 
 
-def _peek(msg: Msg) -> tuple[tuple[str, str], str | None]:
-    """The aggregate a raw command addresses and its command id, without validating it:
-    enough to keep one aggregate's commands in order. Unreadable input groups by itself."""
-    name = msg.subject.rsplit(".", 1)[-1]
+def _peek(msg: Msg) -> tuple[set[AggregateKey], str | None]:
+    """The aggregates a raw command touches (its own and those its decision reads) and its
+    command id, enough to order a batch. Unreadable input stands alone."""
+    alone: set[AggregateKey] = {("_unreadable", str(msg.metadata.sequence.stream))}
     try:
         data = json.loads(msg.data)
     except (ValueError, RecursionError):
-        return ("_unreadable", str(msg.metadata.sequence.stream)), None
+        return alone, None
     if not isinstance(data, dict):
-        return ("_unreadable", str(msg.metadata.sequence.stream)), None
-    aggregate_type, id_field = COMMAND_AGGREGATE.get(name, ("_unknown", ""))
+        return alone, None
     command_id = data.get("command_id") or _fallback_id(msg)
-    return (
-        (aggregate_type, str(data.get(id_field, ""))),
-        command_id if isinstance(command_id, str) else None,
-    )
+    model = COMMANDS.get(msg.subject.rsplit(".", 1)[-1])
+    try:
+        command = model.model_validate(data) if model else None
+    except ValidationError:
+        command = None
+    keys = {command.aggregate_key(), *command.references()} if command else alone
+    return keys, command_id if isinstance(command_id, str) else None
+
+
+def _independent_groups(keyed: list[tuple[Msg, set[AggregateKey]]]) -> list[list[Msg]]:
+    """Split a batch so that commands touching a common aggregate (say, an objective and a
+    proposal serving it) stay in arrival order, while unrelated ones can run at once."""
+    parent = list(range(len(keyed)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[AggregateKey, int] = {}
+    for index, (_, keys) in enumerate(keyed):
+        for key in keys:
+            if key in owner:
+                parent[root(index)] = root(owner[key])
+            else:
+                owner[key] = index
+    groups: dict[int, list[Msg]] = {}
+    for index, (msg, _) in enumerate(keyed):
+        groups.setdefault(root(index), []).append(msg)
+    return list(groups.values())
 
 
 def _with_command_id(msg: Msg) -> bytes:

@@ -108,3 +108,29 @@ async def test_bad_inbox_input_is_answered_and_kept(
     assert [r.subject for r in kept] == ["portfolio.inbox.ProposeProject"] * 2
     assert kept[0].raw == "{broken"
     assert await event_log.last_position() == 0
+
+
+async def test_a_batch_keeps_references_in_order(
+    nc: Client, nats_url: str, tmp_path: Path, event_log: EventLog
+) -> None:
+    """A proposal must not overtake the objective it serves, even in one inbox batch."""
+    js = nc.jetstream()
+    objective = {"objective_id": "O-1", "name": "Cloud first", "owner": "cio", "weight": 30}
+    await js.publish(
+        SUBJECTS.inbox("DefineObjective"), json.dumps(objective | {"command_id": "o-1"}).encode()
+    )
+    for n in range(20):
+        body = proposal(
+            f"P-{n}",
+            command_id=f"p-{n}",
+            objectives=[{"objective_id": "O-1", "contribution": 3}],
+        )
+        await js.publish(SUBJECTS.inbox("ProposeProject"), json.dumps(body).encode())
+    retire = {"objective_id": "O-1", "rationale": "strategy changed", "command_id": "o-retire"}
+    await js.publish(SUBJECTS.inbox("RetireObjective"), json.dumps(retire).encode())
+    async with running(nc, "intake", nats_url, tmp_path):
+        outcomes = [await result_of(nc, f"p-{n}") for n in range(20)]
+        retired = await result_of(nc, "o-retire")
+    assert [o["status"] for o in outcomes] == ["accepted"] * 20
+    assert retired["status"] == "accepted"
+    assert await event_log.last_position() == 22
