@@ -5,7 +5,7 @@ Each service owns its copy (its own table, built from the log by its own project
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, select, update
+from sqlalchemy import Boolean, Column, Connection, Integer, MetaData, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import projects as p
@@ -35,7 +35,7 @@ def projects_table(metadata: MetaData, service: str) -> Table:
     )
 
 
-async def apply_project_event(conn: AsyncConnection, table: Table, event: RecordedEvent) -> None:
+def apply_project_event(conn: Connection, table: Table, event: RecordedEvent) -> None:
     """Fold one project event into the summary table; other aggregates are ignored."""
     envelope = event.envelope
     if envelope.aggregate_type != p.AGGREGATE:
@@ -43,10 +43,10 @@ async def apply_project_event(conn: AsyncConnection, table: Table, event: Record
     payload = payload_of(envelope)
     key = table.c.project_id == envelope.aggregate_id
     if isinstance(payload, p.ProjectProposed):
-        existing = await conn.execute(select(table.c.project_id).where(key))
+        existing = conn.execute(select(table.c.project_id).where(key))
         if existing.first() is not None:
             raise CannotApply(f"project {envelope.aggregate_id} was already proposed")
-        await conn.execute(
+        conn.execute(
             table.insert().values(
                 project_id=payload.project_id,
                 name=payload.name,
@@ -64,7 +64,7 @@ async def apply_project_event(conn: AsyncConnection, table: Table, event: Record
             )
         )
         return
-    row = (await conn.execute(select(table.c.status, table.c.version).where(key))).first()
+    row = (conn.execute(select(table.c.status, table.c.version).where(key))).first()
     if row is None:
         raise CannotApply(f"{envelope.event_type} for unknown project {envelope.aggregate_id}")
     values: dict[str, object] = {
@@ -79,7 +79,7 @@ async def apply_project_event(conn: AsyncConnection, table: Table, event: Record
             "planned_start": payload.planned_start.isoformat(),
             "planned_end": payload.planned_end.isoformat(),
         }
-    await conn.execute(update(table).where(key).values(**values))
+    conn.execute(update(table).where(key).values(**values))
 
 
 async def list_projects(
@@ -105,5 +105,5 @@ class ProjectsProjection(Projection):
         self.metadata = MetaData()
         self.projects = projects_table(self.metadata, name)
 
-    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        await apply_project_event(conn, self.projects, event)
+    def apply(self, conn: Connection, event: RecordedEvent) -> None:
+        apply_project_event(conn, self.projects, event)

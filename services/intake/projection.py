@@ -5,7 +5,7 @@ Processed command ids make idempotency outlive the stream's duplicate window.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.base import AppendedEvent, CommandAccepted, RecordedEvent
@@ -36,19 +36,19 @@ class IntakeProjection(Projection):
             Column("reply", Text, nullable=False),
         )
 
-    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        await apply_project_event(conn, self.projects, event)
-        version = await self._bump_version(conn, event)
-        await self._record_command(conn, event, version)
+    def apply(self, conn: Connection, event: RecordedEvent) -> None:
+        apply_project_event(conn, self.projects, event)
+        version = self._bump_version(conn, event)
+        self._record_command(conn, event, version)
 
-    async def _bump_version(self, conn: AsyncConnection, event: RecordedEvent) -> int:
+    def _bump_version(self, conn: Connection, event: RecordedEvent) -> int:
         e = event.envelope
         key = (self.aggregates.c.aggregate_type == e.aggregate_type) & (
             self.aggregates.c.aggregate_id == e.aggregate_id
         )
-        current = await conn.scalar(select(self.aggregates.c.version).where(key))
+        current = conn.scalar(select(self.aggregates.c.version).where(key))
         if current is None:
-            await conn.execute(
+            conn.execute(
                 self.aggregates.insert().values(
                     aggregate_type=e.aggregate_type,
                     aggregate_id=e.aggregate_id,
@@ -57,16 +57,14 @@ class IntakeProjection(Projection):
                 )
             )
             return 1
-        await conn.execute(
+        conn.execute(
             update(self.aggregates)
             .where(key)
             .values(version=current + 1, last_position=event.position)
         )
         return int(current) + 1
 
-    async def _record_command(
-        self, conn: AsyncConnection, event: RecordedEvent, version: int
-    ) -> None:
+    def _record_command(self, conn: Connection, event: RecordedEvent, version: int) -> None:
         e = event.envelope
         appended = AppendedEvent(
             event_id=e.event_id,
@@ -77,10 +75,10 @@ class IntakeProjection(Projection):
             version=version,
         )
         key = self.processed.c.command_id == e.causation_id
-        existing = await conn.scalar(select(self.processed.c.reply).where(key))
+        existing = conn.scalar(select(self.processed.c.reply).where(key))
         if existing is None:
             reply = CommandAccepted(command_id=e.causation_id, events=(appended,))
-            await conn.execute(
+            conn.execute(
                 self.processed.insert().values(
                     command_id=e.causation_id, reply=reply.model_dump_json()
                 )
@@ -88,7 +86,7 @@ class IntakeProjection(Projection):
             return
         earlier = CommandAccepted.model_validate_json(existing)
         reply = CommandAccepted(command_id=e.causation_id, events=(*earlier.events, appended))
-        await conn.execute(update(self.processed).where(key).values(reply=reply.model_dump_json()))
+        conn.execute(update(self.processed).where(key).values(reply=reply.model_dump_json()))
 
     async def processed_replies(
         self, conn: AsyncConnection, command_ids: list[str]

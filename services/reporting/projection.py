@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy import JSON, Column, Connection, DateTime, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.base import RecordedEvent
@@ -38,15 +38,15 @@ class ReportingProjection(Projection):
             Column("payload", JSON, nullable=False),
         )
 
-    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        await apply_project_event(conn, self.projects, event)
+    def apply(self, conn: Connection, event: RecordedEvent) -> None:
+        apply_project_event(conn, self.projects, event)
         e = event.envelope
         values = e.model_dump(exclude={"schema_version"})
         values |= {
             "occurred_at": _naive_utc(e.occurred_at),
             "recorded_at": _naive_utc(e.recorded_at),
         }
-        await conn.execute(self.audit.insert().values(position=event.position, **values))
+        conn.execute(self.audit.insert().values(position=event.position, **values))
 
     async def audit_entries(self, conn: AsyncConnection, query: AuditQuery) -> list[AuditEntry]:
         a = self.audit.c
