@@ -69,11 +69,14 @@ def parse_command(name: str, body: bytes, max_bytes: int) -> Command:
         return model.model_validate(data)
     except ValidationError as error:
         command_id = data.get("command_id")
+        details = tuple(_field_error(e) for e in error.errors(include_url=False))
+        summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
+        more = f" (and {len(details) - 3} more)" if len(details) > 3 else ""
         raise InvalidInput(
             ErrorInfo(
                 code=ErrorCode.VALIDATION_FAILED,
-                message=f"{name} is invalid: {error.error_count()} problem(s)",
-                details=tuple(_field_error(e) for e in error.errors(include_url=False)),
+                message=f"{name} is invalid: {summary}{more}",
+                details=details,
             ),
             command_id=command_id if isinstance(command_id, str) else None,
         ) from error

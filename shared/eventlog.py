@@ -221,6 +221,16 @@ class EventLog:
             return last.seq
         return None
 
+    async def last_position_of(self, aggregate_type: str, aggregate_id: str) -> int:
+        """The position of an aggregate's last event, 0 when it has none."""
+        try:
+            last = await self.js.get_last_msg(
+                LOG_STREAM, self.subjects.events(aggregate_type, aggregate_id)
+            )
+        except NotFoundError:
+            return 0
+        return int(last.seq or 0)
+
     async def last_position(self) -> int:
         info = await self.js.stream_info(LOG_STREAM)
         return int(info.state.last_seq)

@@ -46,6 +46,11 @@ class Projection(ABC):
     name: str
     metadata: MetaData
 
+    def load(self, conn: Connection) -> None:
+        """Rebuild any in-memory state from the tables (at start, after a rebuild, and after
+        a failed batch, so memory never runs ahead of what was committed)."""
+        return None
+
     @abstractmethod
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
         """Synchronous on purpose: a whole batch runs in one hop to the database's thread
@@ -87,6 +92,7 @@ class ProjectionRunner:
         async with self.engine.begin() as conn:
             await conn.run_sync(runner_metadata.create_all)
             await conn.run_sync(self.projection.metadata.create_all)
+            await conn.run_sync(self.projection.load)
         self.position = await self._stored_position()
         await self._subscribe()
         info = await self.js.stream_info(LOG_STREAM)
@@ -125,6 +131,7 @@ class ProjectionRunner:
             await conn.execute(
                 delete(skipped_events).where(skipped_events.c.projection == self.projection.name)
             )
+            await conn.run_sync(self.projection.load)
         self.position = 0
         self.applied = 0
         self.rebuilds += 1
@@ -214,6 +221,8 @@ class ProjectionRunner:
                 first=fresh[0].metadata.sequence.stream,
                 error=self.last_error,
             )
+            async with self.engine.connect() as conn:
+                await conn.run_sync(self.projection.load)
             for msg in fresh:
                 await msg.nak(delay=self.retry_delay)
             await asyncio.sleep(self.retry_delay)

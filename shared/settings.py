@@ -68,7 +68,8 @@ class IntakeSettings(ServiceSettings):
 
 
 class PrioritizationSettings(ServiceSettings):
-    pass
+    reprioritize_quiet_seconds: float = 1.0
+    reprioritize_longest_seconds: float = 30.0
 
 
 class LedgerSettings(ServiceSettings):

@@ -12,7 +12,7 @@ from typing import Any
 
 from contracts.base import AppendedEvent, CommandAccepted, RecordedEvent
 from contracts.registry import payload_of
-from services.intake.domain import evolve
+from services.intake.domains import evolve
 from shared.eventlog import EventLog
 
 

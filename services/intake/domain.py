@@ -16,18 +16,9 @@ from contracts import objectives as o
 from contracts import projects as p
 from contracts import stakeholders as sh
 from contracts.base import AggregateKey, Command, ErrorCode, FieldError, FrozenModel
+from shared.rejected import Rejected
 
 Status = p.ProjectStatus
-
-
-class Rejected(Exception):
-    """A command the domain refuses, with the reason the sender will see."""
-
-    def __init__(self, code: ErrorCode, message: str, details: tuple[FieldError, ...] = ()) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,13 @@ from contracts.base import (
     FrozenModel,
 )
 from services.intake.aggregates import NEW, AggregateStore, Loaded, fold, reply_from_history
-from services.intake.domain import Rejected, decide, evolve
+from services.intake.domains import decide, evolve
 from services.intake.projection import IntakeProjection
 from shared.commands import InvalidInput, envelope_for, parse_command
 from shared.eventlog import ConcurrencyConflict
 from shared.logging import bind_message_context, clear_message_context
 from shared.ratelimit import RateLimiter
+from shared.rejected import Rejected
 from shared.rejections import keep_rejection, make_rejection
 from shared.service import ServiceRuntime
 from shared.settings import IntakeSettings

@@ -1,12 +1,92 @@
-"""The prioritization service's read model. For now: its own view of the projects."""
+"""Prioritization's read model: the `PortfolioView` in memory, mirrored in tables so that a
+restart resumes from the database, plus its own view of the projects."""
 
 from __future__ import annotations
 
-from shared.projects_view import ProjectsProjection
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import JSON, Column, Connection, MetaData, String, Table, delete, insert, select
+
+from contracts import objectives as o
+from contracts import prioritization as pr
+from contracts import projects as p
+from contracts.base import RecordedEvent
+from services.prioritization.domain import CandidateData, ModelData, PortfolioView
+from shared.projection import Projection
+from shared.projects_view import apply_project_event, projects_table
 
 NAME = "prioritization"
+CANDIDATE = TypeAdapter(CandidateData)
+MODEL = TypeAdapter(ModelData)
+RANKING = TypeAdapter(pr.RankingDecided)
 
 
-class PrioritizationProjection(ProjectsProjection):
+class PrioritizationProjection(Projection):
+    name = NAME
+
     def __init__(self) -> None:
-        super().__init__(NAME)
+        self.metadata = MetaData()
+        self.projects = projects_table(self.metadata, NAME)
+        self.entities = Table(
+            "prioritization_view",
+            self.metadata,
+            Column("kind", String(16), primary_key=True),
+            Column("key", String(64), primary_key=True),
+            Column("data", JSON, nullable=False),
+        )
+        self.view = PortfolioView()
+        #: The last ranking decided per model, to tell whether a new one says anything new.
+        self.last_ranking: dict[str, pr.RankingDecided] = {}
+        #: Set when an input of the ranking changed; the ranking worker clears it.
+        self.dirty = False
+        self.last_input: RecordedEvent | None = None
+
+    def load(self, conn: Connection) -> None:
+        view = PortfolioView()
+        self.last_ranking = {}
+        for row in conn.execute(select(self.entities)):
+            match row.kind:
+                case "candidate":
+                    view.candidates[row.key] = CANDIDATE.validate_python(row.data)
+                case "objective":
+                    view.objective_weights[row.key] = float(row.data)
+                case "model":
+                    view.models[row.key] = MODEL.validate_python(row.data)
+                case "ranking":
+                    ranking = RANKING.validate_python(row.data)
+                    self.last_ranking[row.key] = ranking
+                    view.last_ranks[row.key] = {r.project_id: r.rank for r in ranking.ranking}
+                case "position":
+                    view.position = int(row.data)
+        self.view = view
+
+    def apply(self, conn: Connection, event: RecordedEvent) -> None:
+        apply_project_event(conn, self.projects, event)
+        if self.view.apply(event):
+            self.dirty = True
+            self.last_input = event
+        self._save(conn, event)
+
+    def _save(self, conn: Connection, event: RecordedEvent) -> None:
+        e = event.envelope
+        self._put(conn, "position", "", self.view.position)
+        if e.aggregate_type == p.AGGREGATE and e.aggregate_id in self.view.candidates:
+            data = CANDIDATE.dump_python(self.view.candidates[e.aggregate_id], mode="json")
+            self._put(conn, "candidate", e.aggregate_id, data)
+        elif e.aggregate_type == o.AGGREGATE:
+            weight = self.view.objective_weights.get(e.aggregate_id)
+            self._put(conn, "objective", e.aggregate_id, weight)
+        elif e.aggregate_type == pr.SCORING_MODEL:
+            data = MODEL.dump_python(self.view.models[e.aggregate_id], mode="json")
+            self._put(conn, "model", e.aggregate_id, data)
+        elif e.event_type == pr.RankingDecided.__name__:
+            ranking = pr.RankingDecided.model_validate(e.payload)
+            self.last_ranking[ranking.model_id] = ranking
+            self._put(conn, "ranking", ranking.model_id, ranking.model_dump(mode="json"))
+
+    def _put(self, conn: Connection, kind: str, key: str, data: Any) -> None:
+        where = (self.entities.c.kind == kind) & (self.entities.c.key == key)
+        conn.execute(delete(self.entities).where(where))
+        if data is not None:
+            conn.execute(insert(self.entities).values(kind=kind, key=key, data=data))

@@ -1,0 +1,158 @@
+"""Prioritization's decisions and queries: parse, load (the in-memory view), decide,
+append, reply. Scenarios are answered without touching the log; committing one appends it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from contracts import prioritization as pr
+from contracts.base import AppendedEvent, EventEnvelope, FrozenModel, RecordedEvent
+from contracts.queries import QueryError
+from services.prioritization import domain
+from services.prioritization.projection import PrioritizationProjection
+from shared.commands import EVENT_ID_NAMESPACE
+from shared.eventlog import EventLog
+from shared.rejected import Rejected
+from shared.service import answer, invalid_query
+
+log = structlog.get_logger(__name__)
+
+
+async def append_decision(
+    event_log: EventLog,
+    aggregate: tuple[str, str],
+    decision: FrozenModel,
+    identity: str,
+    cause: RecordedEvent | None,
+    actor: str = "prioritization",
+    source: str = "prioritization",
+) -> AppendedEvent:
+    """Append one of the service's own decisions. The event id derives from what was
+    decided (`identity`), so a retried append is stored once."""
+    now = datetime.now(UTC)
+    event_type = type(decision).__name__
+    envelope = EventEnvelope(
+        event_id=str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}/{identity}")),
+        event_type=event_type,
+        schema_version=1,
+        aggregate_type=aggregate[0],
+        aggregate_id=aggregate[1],
+        actor=actor,
+        source=source,
+        occurred_at=now,
+        recorded_at=now,
+        correlation_id=cause.envelope.correlation_id if cause else identity,
+        causation_id=cause.envelope.event_id if cause else identity,
+        payload=decision.model_dump(mode="json"),
+    )
+    expected = await event_log.last_position_of(*aggregate)
+    appended = await event_log.append(envelope, expected_last_position=expected)
+    return AppendedEvent(
+        event_id=envelope.event_id,
+        event_type=event_type,
+        aggregate_type=aggregate[0],
+        aggregate_id=aggregate[1],
+        position=appended.position,
+        version=0,
+    )
+
+
+async def reprioritize(
+    event_log: EventLog, projection: PrioritizationProjection, model_id: str = "default"
+) -> pr.RankingDecided | None:
+    """Rank the open projects again; append the ranking only if it says something new."""
+    ranking = domain.decide_ranking(projection.view, model_id)
+    previous = projection.last_ranking.get(model_id)
+    if previous is not None and domain.same_ranking(previous, ranking):
+        return None
+    identity = f"{model_id}/{ranking.model_version}/{ranking.computed_at_position}"
+    await append_decision(
+        event_log, (pr.RANKING, model_id), ranking, identity, projection.last_input
+    )
+    projection.last_ranking[model_id] = ranking
+    log.info("ranking.decided", model=model_id, position=ranking.computed_at_position)
+    return ranking
+
+
+def _refused(error: Rejected) -> bytes:
+    details = tuple(d.model_dump(mode="json") for d in error.details)
+    return answer(QueryError(error=f"{error.code}: {error.message}", details=details))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], body: bytes) -> M | bytes:
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as error:
+        return answer(invalid_query(model.__name__, error))
+
+
+async def ranking_query(projection: PrioritizationProjection, body: bytes) -> bytes:
+    """The last decided ranking, or one computed now when none was decided yet."""
+    model_id = "default"
+    if body:
+        request = _parse(pr.RankingRequest, body)
+        if isinstance(request, bytes):
+            return request
+        model_id = request.model_id
+    decided = projection.last_ranking.get(model_id)
+    if decided is None:
+        try:
+            decided = domain.decide_ranking(projection.view, model_id)
+        except Rejected as error:
+            return _refused(error)
+    names = {c.project_id: c.name for c in projection.view.candidates.values()}
+    return answer(pr.RankingAnswer(ranking=decided, names=names))
+
+
+async def scenario_query(projection: PrioritizationProjection, body: bytes) -> bytes:
+    request = _parse(pr.ScenarioQuery, body)
+    if isinstance(request, bytes):
+        return request
+    try:
+        outcomes = tuple(domain.decide_selection(projection.view, s) for s in request.scenarios)
+    except Rejected as error:
+        return _refused(error)
+    return answer(pr.ScenarioAnswer(outcomes=outcomes))
+
+
+async def frontier_query(projection: PrioritizationProjection, body: bytes) -> bytes:
+    request = _parse(pr.FrontierQuery, body)
+    if isinstance(request, bytes):
+        return request
+    try:
+        return answer(domain.frontier(projection.view, request))
+    except Rejected as error:
+        return _refused(error)
+
+
+async def commit_scenario(
+    event_log: EventLog, projection: PrioritizationProjection, body: bytes
+) -> bytes:
+    request = _parse(pr.CommitScenario, body)
+    if isinstance(request, bytes):
+        return request
+    try:
+        outcome = domain.decide_selection(projection.view, request.scenario)
+    except Rejected as error:
+        return _refused(error)
+    decision = pr.SelectionDecided(outcome=outcome, rationale=request.rationale)
+    identity = f"{request.scenario.name}/{outcome.computed_at_position}/{uuid.uuid4()}"
+    appended = await append_decision(
+        event_log,
+        (pr.SELECTION, request.scenario.model_id),
+        decision,
+        identity,
+        projection.last_input,
+        actor=request.actor,
+        source=request.source,
+    )
+    return answer(pr.CommitAnswer(appended=appended, outcome=outcome))

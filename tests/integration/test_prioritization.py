@@ -1,0 +1,214 @@
+"""Prioritization through NATS: models by command, rankings decided and recomputable from
+the log, scenarios that never touch the log until one is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+from contracts import prioritization as pr
+from contracts.base import CommandAccepted, CommandRejected
+from contracts.subjects import LOG_STREAM
+from services.prioritization.domain import PortfolioView, decide_ranking
+from shared.eventlog import EventLog
+from tests.integration.helpers import SUBJECTS, caught_up, proposal, running, send
+
+FAST = {"reprioritize_quiet_seconds": 0.4, "reprioritize_longest_seconds": 10}
+
+
+def scored(project_id: str, n: int, **overrides: Any) -> dict[str, Any]:
+    fib = (1, 2, 3, 5, 8, 13, 20)
+    return proposal(
+        project_id,
+        capex=str(100_000 + 10_000 * n),
+        opex="0",
+        costs=[{"year": 2027, "capex": str(100_000 + 10_000 * n), "opex": "0"}],
+        objectives=[{"objective_id": "O-1", "contribution": 1 + n % 5}],
+        scoring={
+            "business_value": fib[n % 7],
+            "time_criticality": fib[(n + 2) % 7],
+            "risk_reduction": fib[(n + 4) % 7],
+            "job_size": fib[(n + 1) % 7],
+            "npv": str(50_000 * (n % 4) - 20_000),
+            "risk": 1 + n % 5,
+            "urgency": 1 + (n * 3) % 5,
+        },
+        **overrides,
+    )
+
+
+async def rankings(event_log: EventLog) -> list[pr.RankingDecided]:
+    return [
+        pr.RankingDecided.model_validate(e.envelope.payload)
+        async for e in event_log.read(filter_subject=SUBJECTS.events(pr.RANKING, "default"))
+    ]
+
+
+async def wait_for_rankings(event_log: EventLog, count: int) -> list[pr.RankingDecided]:
+    for _ in range(200):
+        found = await rankings(event_log)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"expected {count} rankings, found {len(found)}")
+
+
+async def ask(nc: Client, name: str, body: Any, control: bool = False) -> dict[str, Any]:
+    subject = (
+        SUBJECTS.control("prioritization", name)
+        if control
+        else SUBJECTS.query("prioritization", name)
+    )
+    msg = await nc.request(subject, json.dumps(body).encode(), timeout=30)
+    answer: dict[str, Any] = json.loads(msg.data)
+    return answer
+
+
+async def test_models_rankings_scenarios_and_commit(
+    nc: Client, nats_url: str, tmp_path: Path, event_log: EventLog
+) -> None:
+    async with (
+        running(nc, "intake", nats_url, tmp_path),
+        running(nc, "prioritization", nats_url, tmp_path, **FAST),
+    ):
+        objective = {"objective_id": "O-1", "name": "Cloud", "owner": "cio", "weight": 40}
+        assert isinstance(await send(nc, "DefineObjective", objective), CommandAccepted)
+
+        inconsistent = await send(
+            nc,
+            "ConfigureScoringModel",
+            {
+                "method": "ahp",
+                "ahp_criteria": ["value", "cost", "risk"],
+                "ahp_matrix": [[1, 9, 1 / 9], [1 / 9, 1, 9], [9, 1 / 9, 1]],
+                "rationale": "board workshop",
+            },
+        )
+        assert isinstance(inconsistent, CommandRejected)
+        assert "CR =" in inconsistent.error.message
+        unknown = await send(
+            nc,
+            "ConfigureScoringModel",
+            {
+                "method": "weighted",
+                "weights": {"beauty": 1},
+                "rationale": "why not",
+            },
+        )
+        assert isinstance(unknown, CommandRejected) and "beauty" in unknown.error.message
+        model = await send(
+            nc,
+            "ConfigureScoringModel",
+            {
+                "method": "weighted",
+                "weights": {"value": 3, "strategic_alignment": 2, "npv": 2, "risk": 1, "cost": 1},
+                "rationale": "2027 planning round",
+            },
+        )
+        assert isinstance(model, CommandAccepted)
+
+        for n in range(30):
+            reply = await send(nc, "ProposeProject", scored(f"P-{n:02d}", n))
+            assert isinstance(reply, CommandAccepted), reply
+        (first,) = await wait_for_rankings(event_log, 1)
+        await asyncio.sleep(1.0)
+        assert len(await rankings(event_log)) == 1  # debounced: 30 proposals, one ranking
+        assert len(first.ranking) == 30 and first.model_version == 1
+        assert set(first.ranking[0].breakdown) == {
+            "value",
+            "strategic_alignment",
+            "npv",
+            "risk",
+            "cost",
+        }
+        assert all(r.previous_rank is None for r in first.ranking)
+
+        # Recomputing from the log at the recorded position gives the same ranking.
+        view = PortfolioView()
+        async for recorded in event_log.read(until_position=first.computed_at_position):
+            view.apply(recorded)
+        assert decide_ranking(view, "default") == first
+
+        answer = await ask(nc, "ranking", {})
+        assert answer["ranking"] == first.model_dump(mode="json")
+        assert answer["names"]["P-00"] == "Project P-00"
+
+        # A reweighting moves projects: a second ranking, with rank changes.
+        await send(
+            nc,
+            "ReweightObjective",
+            {
+                "objective_id": "O-1",
+                "weight": 5,
+                "rationale": "cloud is done",
+            },
+        )
+        _, second = await wait_for_rankings(event_log, 2)
+        assert all(r.previous_rank is not None for r in second.ranking)
+
+        # Scenarios: answered, compared, and nothing appended.
+        before = (await nc.jetstream().stream_info(LOG_STREAM)).state.last_seq
+        baseline = {"name": "baseline", "budgets": {"2027/capex": "2000000"}}
+        cut = {"name": "cut 20%", "budgets": {"2027/capex": "2000000"}, "budget_scale": "0.8"}
+        doubled = baseline | {"name": "P-03 doubled", "cost_multipliers": {"P-03": "2"}}
+        answered = await ask(nc, "scenario", {"scenarios": [baseline, cut, doubled]})
+        assert "outcomes" in answered, answered
+        outcomes = answered["outcomes"]
+        assert [o["scenario"]["name"] for o in outcomes] == ["baseline", "cut 20%", "P-03 doubled"]
+        spent = [float(o["cost_by_bucket"]["2027/capex"]) for o in outcomes]
+        assert spent[0] <= 2_000_000 and spent[1] <= 1_600_000
+        assert outcomes[1]["total_value"] <= outcomes[0]["total_value"]
+        reasons = {m["reason"] for m in outcomes[1]["not_selected"]}
+        assert any("budget 2027/capex" in r for r in reasons), reasons
+        assert (await nc.jetstream().stream_info(LOG_STREAM)).state.last_seq == before
+
+        frontier = await ask(
+            nc, "frontier", {"budget_from": "0", "budget_to": "5000000", "steps": 6}
+        )
+        values = [p["value"] for p in frontier["points"]]
+        assert values == sorted(values) and values[-1] > values[0]
+
+        # Bad scenarios are answered with their cause.
+        unknown_project = await ask(nc, "scenario", {"scenarios": [{"mandatory": ["NOPE"]}]})
+        assert "NOPE" in unknown_project["error"]
+        too_much = {"budgets": {"2027/capex": "100"}, "mandatory": ["P-01", "P-02"]}
+        infeasible = await ask(nc, "scenario", {"scenarios": [too_much]})
+        assert "2027/capex" in infeasible["error"]  # names the smallest conflicting set
+        assert "P-01" in infeasible["error"] or "P-02" in infeasible["error"]
+        malformed = await ask(nc, "scenario", {"scenarios": [{"budget_scale": -1}]})
+        assert malformed["error"] == "invalid ScenarioQuery query"
+
+        committed = await ask(
+            nc, "commit", {"scenario": cut, "rationale": "budget round Q1", "actor": "cfo"}, True
+        )
+        assert committed["outcome"]["selected"] == outcomes[1]["selected"]
+        decided = await event_log.get(committed["appended"]["position"])
+        assert decided.envelope.event_type == "SelectionDecided"
+        assert decided.envelope.actor == "cfo"
+        assert decided.envelope.payload["rationale"] == "budget round Q1"
+
+
+async def test_restart_keeps_the_view(nc: Client, nats_url: str, tmp_path: Path) -> None:
+    async with running(nc, "intake", nats_url, tmp_path):
+        await send(
+            nc,
+            "DefineObjective",
+            {"objective_id": "O-1", "name": "Cloud", "owner": "cio", "weight": 40},
+        )
+        for n in range(5):
+            await send(nc, "ProposeProject", scored(f"P-{n}", n))
+        async with running(nc, "prioritization", nats_url, tmp_path, **FAST):
+            await caught_up(nc, "prioritization", 6)
+            before = await ask(
+                nc, "scenario", {"scenarios": [{"budgets": {"2027/capex": "300000"}}]}
+            )
+        async with running(nc, "prioritization", nats_url, tmp_path, **FAST):
+            after = await ask(
+                nc, "scenario", {"scenarios": [{"budgets": {"2027/capex": "300000"}}]}
+            )
+    assert after["outcomes"][0]["selected"] == before["outcomes"][0]["selected"]
+    assert after["outcomes"][0]["selected"]
