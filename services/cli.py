@@ -9,7 +9,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import nats
 import nats.errors
@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from contracts import prioritization as pr
 from contracts.base import CommandAccepted, CommandRejected, CommandReply, Rejection
 from contracts.queries import AuditAnswer, AuditEntry, AuditQuery, ReplayStarted, ServiceStatus
 from contracts.subjects import SERVICES
@@ -367,6 +368,167 @@ def replay(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERV
         console.print(f"{service} rebuilt up to position {started.target_position}")
 
     _connect_and(work)
+
+
+def _ask_prioritization(name: str, body: bytes, control: bool = False) -> dict[str, Any]:
+    """A prioritization query; its refusal (an `error` field) is printed and exits 1."""
+
+    async def work(nc: Client, settings: PortfolioSettings) -> bytes:
+        subjects = settings.subjects
+        subject = (
+            subjects.control("prioritization", name)
+            if control
+            else subjects.query("prioritization", name)
+        )
+        return await _request(nc, subject, body, 60)
+
+    answer: dict[str, Any] = json.loads(_connect_and(work))
+    if "error" in answer:
+        errors.print(f"[red]{answer['error']}[/]")
+        for detail in answer.get("details", ()):
+            errors.print(f"  - {detail}")
+        raise typer.Exit(EXIT_REJECTED)
+    return answer
+
+
+@app.command()
+def ranking(
+    model: Annotated[str, typer.Option(help="Scoring model id")] = "default",
+    as_json: JsonFlag = False,
+) -> None:
+    """Projects by score, with the breakdown per criterion and the change since last time."""
+    answer = _ask_prioritization("ranking", json.dumps({"model_id": model}).encode())
+    if as_json:
+        print(json.dumps(answer, indent=2))
+        return
+    decided = pr.RankingAnswer.model_validate(answer)
+    result = decided.ranking
+    criteria = sorted({c for r in result.ranking for c in r.breakdown})
+    table = Table("rank", "Δ", "project", "name", "score", *criteria)
+    for entry in result.ranking:
+        if entry.previous_rank is None:
+            change = "new"
+        else:
+            moved = entry.previous_rank - entry.rank
+            change = f"[green]+{moved}[/]" if moved > 0 else f"[red]{moved}[/]" if moved else "="
+        parts = [
+            "—" if entry.breakdown.get(c) is None else f"{entry.breakdown[c]:.3f}" for c in criteria
+        ]
+        name = decided.names.get(entry.project_id, "")
+        table.add_row(str(entry.rank), change, entry.project_id, name, f"{entry.score:.3f}", *parts)
+    console.print(table)
+    console.print(
+        f"model {result.model_id} v{result.model_version} ({result.method}), "
+        f"computed at log position {result.computed_at_position}"
+    )
+    for missing in result.unscorable:
+        console.print(
+            f"[yellow]not scorable[/] {missing.project_id}: missing {', '.join(missing.missing)}"
+        )
+
+
+@app.command()
+def scenario(
+    file: Annotated[Path, typer.Argument(help="JSON: one scenario or a list of them")],
+    commit: Annotated[
+        bool, typer.Option(help="Commit the (first) scenario as the decision")
+    ] = False,
+    rationale: Annotated[str | None, typer.Option(help="Why, when committing")] = None,
+    actor: Annotated[str, typer.Option()] = "anonymous",
+    as_json: JsonFlag = False,
+) -> None:
+    """What-if: the optimal selection for each scenario, side by side. Nothing is recorded
+    unless --commit."""
+    try:
+        loaded = json.loads(file.read_text())
+    except (OSError, ValueError) as error:
+        errors.print(f"[red]cannot read {file}[/]: {error}")
+        raise typer.Exit(EXIT_USAGE) from error
+    scenarios = loaded if isinstance(loaded, list) else [loaded]
+    if commit:
+        if not rationale:
+            errors.print("[red]--commit needs --rationale[/]")
+            raise typer.Exit(EXIT_USAGE)
+        body = {"scenario": scenarios[0], "rationale": rationale, "actor": actor, "source": "cli"}
+        answer = _ask_prioritization("commit", json.dumps(body).encode(), control=True)
+        outcomes = [answer["outcome"]]
+        console.print(f"[bold green]committed[/] at log position {answer['appended']['position']}")
+    else:
+        answer = _ask_prioritization("scenario", json.dumps({"scenarios": scenarios}).encode())
+        outcomes = answer["outcomes"]
+    if as_json:
+        print(json.dumps(outcomes, indent=2))
+        return
+    _compare(outcomes)
+
+
+def _compare(outcomes: list[dict[str, Any]]) -> None:
+    table = Table("", *(o["scenario"]["name"] for o in outcomes))
+    first = set(outcomes[0]["selected"])
+    table.add_row("selected", *(str(len(o["selected"])) for o in outcomes))
+    table.add_row("total value", *(f"{o['total_value']:.3f}" for o in outcomes))
+    buckets = sorted({b for o in outcomes for b in o["cost_by_bucket"]})
+    for bucket in buckets:
+        table.add_row(f"cost {bucket}", *(o["cost_by_bucket"].get(bucket, "") for o in outcomes))
+    cells = sorted({c for o in outcomes for c in o["capacity_use"]})
+    for cell in cells:
+        table.add_row(f"use {cell}", *(f"{o['capacity_use'].get(cell, 0):g}" for o in outcomes))
+    table.add_row(
+        "vs first",
+        *(
+            " ".join(
+                [f"+{p}" for p in sorted(set(o["selected"]) - first)]
+                + [f"-{p}" for p in sorted(first - set(o["selected"]))]
+            )
+            or "="
+            for o in outcomes
+        ),
+    )
+    console.print(table)
+    for outcome in outcomes:
+        if not outcome["not_selected"]:
+            continue
+        missed = Table("not selected", "why", title=outcome["scenario"]["name"])
+        for miss in outcome["not_selected"]:
+            missed.add_row(miss["project_id"], miss["reason"])
+        console.print(missed)
+
+
+@app.command()
+def frontier(
+    budget_from: Annotated[float, typer.Option("--from", help="Lowest budget")] = 0,
+    budget_to: Annotated[float, typer.Option("--to", help="Highest budget")] = 10_000_000,
+    steps: Annotated[int, typer.Option(min=2, max=100)] = 20,
+    model: Annotated[str, typer.Option(help="Scoring model id")] = "default",
+    as_json: JsonFlag = False,
+) -> None:
+    """The best value reachable at each budget level, as a table and a bar chart."""
+    query = {
+        "model_id": model,
+        "budget_from": str(budget_from),
+        "budget_to": str(budget_to),
+        "steps": steps,
+    }
+    answer = _ask_prioritization("frontier", json.dumps(query).encode())
+    if as_json:
+        print(json.dumps(answer, indent=2))
+        return
+    points = answer["points"]
+    best = max((p["value"] or 0 for p in points), default=0) or 1
+    table = Table("budget", "value", "", "spent", "projects")
+    for point in points:
+        if point["status"] == "infeasible":
+            table.add_row(point["budget"], "—", "[red]infeasible[/]", "", point["problem"] or "")
+            continue
+        bar = "█" * round(30 * point["value"] / best)
+        table.add_row(
+            point["budget"],
+            f"{point['value']:.3f}",
+            f"[cyan]{bar}[/]",
+            point["cost"],
+            str(len(point["selected"])),
+        )
+    console.print(table)
 
 
 def main() -> None:
