@@ -5,7 +5,18 @@ Each service owns its copy (its own table, built from the log by its own project
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Connection, Integer, MetaData, String, Table, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import projects as p
@@ -36,35 +47,40 @@ def projects_table(metadata: MetaData, service: str) -> Table:
 
 
 def apply_project_event(conn: Connection, table: Table, event: RecordedEvent) -> None:
-    """Fold one project event into the summary table; other aggregates are ignored."""
+    """Fold one project event into the summary table; other aggregates are ignored.
+
+    Statements take their values as parameters, so each is compiled once and cached."""
     envelope = event.envelope
     if envelope.aggregate_type != p.AGGREGATE:
         return
     payload = payload_of(envelope)
-    key = table.c.project_id == envelope.aggregate_id
+    key = table.c.project_id == bindparam("key")
     if isinstance(payload, p.ProjectProposed):
-        existing = conn.execute(select(table.c.project_id).where(key))
+        existing = conn.execute(select(table.c.project_id).where(key), {"key": payload.project_id})
         if existing.first() is not None:
             raise CannotApply(f"project {envelope.aggregate_id} was already proposed")
         conn.execute(
-            table.insert().values(
-                project_id=payload.project_id,
-                name=payload.name,
-                sponsor=payload.sponsor,
-                category=payload.category,
-                status=p.ProjectStatus.PROPOSED.value,
-                capex=str(payload.capex),
-                opex=str(payload.opex),
-                currency=payload.currency,
-                planned_start=payload.planned_start.isoformat(),
-                planned_end=payload.planned_end.isoformat(),
-                mandatory=payload.mandatory,
-                version=1,
-                last_position=event.position,
-            )
+            table.insert(),
+            {
+                "project_id": payload.project_id,
+                "name": payload.name,
+                "sponsor": payload.sponsor,
+                "category": payload.category,
+                "status": p.ProjectStatus.PROPOSED.value,
+                "capex": str(payload.capex),
+                "opex": str(payload.opex),
+                "currency": payload.currency,
+                "planned_start": payload.planned_start.isoformat(),
+                "planned_end": payload.planned_end.isoformat(),
+                "mandatory": payload.mandatory,
+                "version": 1,
+                "last_position": event.position,
+            },
         )
         return
-    row = (conn.execute(select(table.c.status, table.c.version).where(key))).first()
+    row = conn.execute(
+        select(table.c.status, table.c.version).where(key), {"key": envelope.aggregate_id}
+    ).first()
     if row is None:
         raise CannotApply(f"{envelope.event_type} for unknown project {envelope.aggregate_id}")
     values: dict[str, object] = {
@@ -79,7 +95,7 @@ def apply_project_event(conn: Connection, table: Table, event: RecordedEvent) ->
             "planned_start": payload.planned_start.isoformat(),
             "planned_end": payload.planned_end.isoformat(),
         }
-    conn.execute(update(table).where(key).values(**values))
+    conn.execute(update(table).where(key), {"key": envelope.aggregate_id, **values})
 
 
 async def list_projects(

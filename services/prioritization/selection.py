@@ -5,7 +5,10 @@ subject to Σ cost_i,bucket x_i <= budget_bucket   per budget bucket, e.g. ("202
            Σ demand_i,cell x_i <= capacity_cell   per capacity cell (role, period)
            x_i = 1 (mandatory), x_i = 0 (excluded), x_a <= x_b (a depends on b)
 
-Solved with SciPy's MILP (HiGHS) on sparse matrices. Greedy by value/cost is not optimal.
+Solved with SciPy's HiGHS on sparse matrices: the LP relaxation gives an upper bound and,
+rounded and filled greedily, a feasible selection; variables whose reduced cost proves they
+cannot move in any better selection are fixed; the MILP solves the rest. The answer is the
+better of the two, with the relative gap to the bound. Greedy alone is not optimal.
 Value and cost on different scales bias the optimiser toward small projects: give it
 scores, not raw money, as values, and read the reasons before trusting a miss.
 
@@ -18,6 +21,7 @@ which is exact because every cost and demand is >= 0.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,8 +29,9 @@ from itertools import pairwise
 from typing import Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 #: A budget bucket, e.g. ("2027", "capex"); printed joined by "/".
 Bucket = tuple[str, ...]
@@ -35,7 +40,9 @@ Cell = tuple[str, str]
 
 #: The single bucket `efficient_frontier` uses.
 TOTAL: Final[Bucket] = ("total",)
-#: Default solver time limit, seconds, per solve.
+#: Default time limit, seconds, per solve (LP + MILP). HiGHS checks it between phases, so a
+#: large instance can overrun it (seen: several seconds at 10,000 candidates); a
+#: `mip_rel_gap` bounds the work more reliably.
 DEFAULT_TIME_LIMIT: Final = 10.0
 #: Tolerance on capacity (floats: FTE or hours).
 CAPACITY_TOLERANCE: Final = 1e-9
@@ -110,7 +117,8 @@ class SelectionResult:
 
     `not_selected` reasons: "excluded", "dependency <id> not selected", "budget <bucket>",
     "capacity <role>/<period>" (the rows adding it to the selection would overflow, joined
-    by "; "), "no positive value", or "better value elsewhere (budget <bucket> binding)".
+    by "; "), "no positive value", or - only when optimality is not proven (time limit or
+    gap) - "better value elsewhere (budget <bucket> binding)" naming the tightest rows.
     """
 
     status: SolverStatus
@@ -300,17 +308,31 @@ def _number(amount: Decimal) -> str:
 # --- the MILP --------------------------------------------------------------------------
 
 
-def _solve(
-    model: _Model,
-    budgets: Mapping[Bucket, Decimal],
-    capacity: Mapping[Cell, float],
-    *,
-    time_limit: float | None,
-    mip_rel_gap: float,
-) -> tuple[SolverStatus, list[int], float, str]:
-    """Selected candidate indexes, status, gap and solver message."""
+@dataclass(frozen=True)
+class _Program:
+    """The MILP in matrix form: maximise values @ x, matrix @ x <= upper, lower <= x <= ..."""
+
+    matrix: sparse.csr_array  # budget rows, capacity rows (scaled to O(1)), dependency rows
+    upper: npt.NDArray[np.float64]
+    scale: npt.NDArray[np.float64]
+    bucket_rows: Mapping[Bucket, int]
+    x_lower: npt.NDArray[np.float64]
+    x_upper: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class _Solution:
+    status: SolverStatus
+    chosen: list[int]
+    gap: float
+    message: str
+
+
+def _program(
+    model: _Model, budgets: Mapping[Bucket, Decimal], capacity: Mapping[Cell, float]
+) -> _Program:
     cands = model.candidates
-    n = len(cands)
     bucket_rows = {b: r for r, b in enumerate(sorted(budgets))}
     cell_rows = {c: len(bucket_rows) + r for r, c in enumerate(sorted(capacity))}
     rows: list[int] = []
@@ -328,64 +350,177 @@ def _solve(
                 cols.append(j)
                 data.append(amount)
     limits = [float(budgets[b]) for b in bucket_rows] + [capacity[c] for c in cell_rows]
-    next_row = len(limits)
     for j, cand in enumerate(cands):
         for dep in model.deps(cand.project_id):
-            rows += [next_row, next_row]
+            rows += [len(limits), len(limits)]
             cols += [j, model.index[dep]]
             data += [1.0, -1.0]
             limits.append(0.0)
-            next_row += 1
     upper = np.asarray(limits, dtype=np.float64)
-    matrix = sparse.csr_array(
-        (np.asarray(data, dtype=np.float64), (np.asarray(rows), np.asarray(cols))),
-        shape=(next_row, n),
-    )
+    entries = np.asarray(data, dtype=np.float64)
+    row_index = np.asarray(rows, dtype=np.int64)
     # Scale budget and capacity rows to O(1) so the solver's tolerances are relative.
-    scale = np.ones(next_row)
-    if next_row:
-        row_max = np.zeros(next_row)
-        np.maximum.at(row_max, np.asarray(rows, dtype=np.int64), np.abs(data))
-        scale = np.maximum(np.maximum(row_max, np.abs(upper)), 1.0)
-        matrix = sparse.csr_array(sparse.diags_array(1.0 / scale) @ matrix)
-        upper = upper / scale
-    lower_bounds = np.array([1.0 if c.mandatory else 0.0 for c in cands])
-    upper_bounds = np.array([0.0 if c.project_id in model.blocked else 1.0 for c in cands])
-    values = np.array([c.value for c in cands], dtype=np.float64)
-    options: dict[str, float | bool] = {"disp": False, "mip_rel_gap": mip_rel_gap}
-    if time_limit is not None:
-        options["time_limit"] = time_limit
+    row_max = np.zeros(len(limits))
+    np.maximum.at(row_max, row_index, np.abs(entries))
+    scale = np.maximum(np.maximum(row_max, np.abs(upper)), 1.0)
+    matrix = sparse.csr_array(
+        (entries / scale[row_index], (row_index, np.asarray(cols, dtype=np.int64))),
+        shape=(len(limits), len(cands)),
+    )
+    return _Program(
+        matrix=matrix,
+        upper=upper / scale,
+        scale=scale,
+        bucket_rows=bucket_rows,
+        x_lower=np.array([1.0 if c.mandatory else 0.0 for c in cands]),
+        x_upper=np.array([0.0 if c.project_id in model.blocked else 1.0 for c in cands]),
+        values=np.array([c.value for c in cands], dtype=np.float64),
+    )
 
+
+def _relative_gap(upper: float, lower: float) -> float:
+    if upper - lower <= 1e-9 * max(1.0, abs(lower)):
+        return 0.0
+    return (upper - lower) / max(abs(lower), 1e-9)
+
+
+def _greedy(
+    model: _Model,
+    program: _Program,
+    x_lp: npt.NDArray[np.float64],
+    reduced: npt.NDArray[np.float64],
+) -> npt.NDArray[np.bool_]:
+    """A feasible selection: the mandatory closure, then candidates by LP value (desc) and
+    reduced cost, each added with its unselected dependencies when every row still fits."""
+    chosen = np.zeros(len(model.candidates), dtype=np.bool_)
+    for members in model.closure.values():
+        chosen[[model.index[m] for m in members]] = True
+    columns = program.matrix.tocsc()
+    used = program.matrix @ chosen.astype(np.float64)
+    limit = program.upper + 1e-9
+    worth = (program.x_upper > 0) & ((program.values > 0) | (x_lp > 1e-9))
+    for j in np.lexsort((reduced, -x_lp)):
+        if chosen[j] or not worth[j]:
+            continue
+        bundle = _with_dependencies(model, int(j), chosen)
+        if any(program.x_upper[k] == 0 for k in bundle) or program.values[bundle].sum() <= 0:
+            continue
+        change = np.zeros_like(used)
+        for k in bundle:
+            start, end = columns.indptr[k], columns.indptr[k + 1]
+            change[columns.indices[start:end]] += columns.data[start:end]
+        if np.all(used + change <= limit):
+            chosen[bundle] = True
+            used += change
+    return chosen
+
+
+def _with_dependencies(model: _Model, j: int, chosen: npt.NDArray[np.bool_]) -> list[int]:
+    """j and every candidate it transitively depends on that is not chosen yet."""
+    bundle = [j]
+    todo = [j]
+    while todo:
+        for dep in model.deps(model.candidates[todo.pop()].project_id):
+            k = model.index[dep]
+            if not chosen[k] and k not in bundle:
+                bundle.append(k)
+                todo.append(k)
+    return bundle
+
+
+def _optimise(
+    model: _Model, program: _Program, *, time_limit: float | None, mip_rel_gap: float
+) -> _Solution:
+    """LP relaxation (an upper bound), a greedy selection from it (a lower bound), fixing of
+    every variable whose reduced cost proves it cannot move in a better selection, then
+    the MILP on what is left. Exact: the answer is the better of the greedy and the MILP."""
+    started = time.perf_counter()
+    n = len(model.candidates)
+    costs = -program.values  # the solvers minimise
+    rows = program.matrix.shape[0]
+    lp = linprog(
+        costs,
+        A_ub=program.matrix if rows else None,
+        b_ub=program.upper if rows else None,
+        bounds=np.column_stack([program.x_lower, program.x_upper]),
+        method="highs",
+        options={} if time_limit is None else {"time_limit": time_limit},
+    )
+    if lp.status != 0:
+        raise SelectionError(f"the LP relaxation failed: {lp.message}")
+    x_lp = np.asarray(lp.x, dtype=np.float64)
+    duals = lp.ineqlin.marginals if rows else np.zeros(0)
+    reduced = costs - program.matrix.T @ duals if rows else costs.copy()
+    bound = -float(lp.fun)
+    greedy = _greedy(model, program, x_lp, reduced)
+    greedy_value = math.fsum(program.values[greedy])
+    if _relative_gap(bound, greedy_value) <= mip_rel_gap:
+        gap = _relative_gap(bound, greedy_value)
+        return _Solution("optimal", list(np.flatnonzero(greedy)), gap, "LP bound reached")
+    remaining = None if time_limit is None else time_limit - (time.perf_counter() - started)
+    if remaining is not None and remaining <= 0:
+        gap = _relative_gap(bound, greedy_value)
+        return _Solution("time_limit", list(np.flatnonzero(greedy)), gap, "time limit")
+
+    # Reduced-cost fixing: moving x_j off its LP bound costs at least |reduced_j| of the LP
+    # bound; when that drops below the greedy value, no better selection moves it.
+    margin = 1e-7 * max(1.0, abs(greedy_value))
+    x_lower, x_upper = program.x_lower.copy(), program.x_upper.copy()
+    at_zero = (x_lp < 1e-9) & (bound - reduced < greedy_value - margin)
+    at_one = (x_lp > 1 - 1e-9) & (bound + reduced < greedy_value - margin)
+    x_upper[at_zero] = 0.0
+    x_lower[at_one] = 1.0
+    options: dict[str, float | bool] = {"disp": False, "mip_rel_gap": mip_rel_gap}
+    if remaining is not None:
+        options["time_limit"] = remaining
+    result = milp(
+        costs,
+        integrality=np.ones(n),
+        bounds=Bounds(x_lower, x_upper),
+        constraints=[LinearConstraint(program.matrix, -np.inf, program.upper)] if rows else [],
+        options=options,
+    )
+    # Any selection better than the greedy one lies in the restricted problem, so the
+    # optimum is at most max(restricted bound, greedy value), and at most the LP bound.
+    restricted_bound = -math.inf if result.status == 2 else bound
+    dual_bound = getattr(result, "mip_dual_bound", None)
+    if result.status != 2 and dual_bound is not None and math.isfinite(dual_bound):
+        restricted_bound = min(bound, -float(dual_bound))
+    best, value = greedy, greedy_value
+    if result.x is not None:
+        found = np.asarray(result.x) > 0.5
+        if math.fsum(program.values[found]) >= greedy_value:
+            best, value = found, math.fsum(program.values[found])
+    gap = _relative_gap(min(bound, max(restricted_bound, greedy_value)), value)
+    proven = result.status in (0, 2) or gap <= mip_rel_gap
+    status: SolverStatus = "optimal" if proven else "time_limit"
+    return _Solution(status, list(np.flatnonzero(best)), gap, str(result.message))
+
+
+def _solve(
+    model: _Model,
+    budgets: Mapping[Bucket, Decimal],
+    capacity: Mapping[Cell, float],
+    *,
+    time_limit: float | None,
+    mip_rel_gap: float,
+) -> _Solution:
+    program = _program(model, budgets, capacity)
     for _attempt in range(3):
-        constraints = (
-            [LinearConstraint(matrix, np.full(next_row, -np.inf), upper)] if next_row else []
-        )
-        result = milp(
-            -values,
-            integrality=np.ones(n),
-            bounds=Bounds(lower_bounds, upper_bounds),
-            constraints=constraints,
-            options=options,
-        )
-        if result.x is None:
-            if result.status == 1:
-                raise SelectionError(
-                    f"the solver stopped at the time limit ({time_limit} s) without a "
-                    f"solution: {result.message}"
-                )
-            raise SelectionError(f"the solver found no selection: {result.message}")
-        chosen = [j for j in range(n) if result.x[j] > 0.5]
-        # The solver's tolerances are floating point; money is checked exactly.
+        solution = _optimise(model, program, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
+        # The solvers' tolerances are floating point; money is checked exactly, and a
+        # budget row overrun by rounding is tightened by twice the overrun and re-solved.
         over = False
-        for bucket, r in bucket_rows.items():
-            used = sum((cands[j].costs.get(bucket, Decimal(0)) for j in chosen), Decimal(0))
+        for bucket, r in program.bucket_rows.items():
+            used = sum(
+                (model.candidates[j].costs.get(bucket, Decimal(0)) for j in solution.chosen),
+                Decimal(0),
+            )
             if used > budgets[bucket]:
-                upper[r] -= 2 * float(used - budgets[bucket]) / scale[r]
+                program.upper[r] -= 2 * float(used - budgets[bucket]) / program.scale[r]
                 over = True
         if not over:
-            status: SolverStatus = "optimal" if result.status == 0 else "time_limit"
-            gap = float(getattr(result, "mip_gap", 0.0) or 0.0)
-            return status, chosen, gap, str(result.message)
+            return solution
     raise SelectionError("the solver's selections kept exceeding a budget by rounding")
 
 
@@ -401,21 +536,16 @@ def _explain(
     capacity_use: Mapping[Cell, float],
 ) -> dict[str, str]:
     reasons: dict[str, str] = {}
-    # The rows with the least relative slack, named when nothing blocks a candidate.
-    slack: list[tuple[float, str]] = [
-        (
-            float((budgets[b] - cost_by_bucket.get(b, Decimal(0))) / budgets[b]),
-            f"budget {bucket_label(b)}",
-        )
+    # Relative slack of every row, to name the binding ones when nothing blocks a candidate.
+    slack: dict[str, float] = {
+        f"budget {bucket_label(b)}": float((budgets[b] - cost_by_bucket[b]) / budgets[b])
         for b in sorted(budgets)
         if budgets[b] > 0
-    ] + [
-        ((capacity[c] - capacity_use.get(c, 0.0)) / capacity[c], f"capacity {cell_label(c)}")
+    } | {
+        f"capacity {cell_label(c)}": (capacity[c] - capacity_use[c]) / capacity[c]
         for c in sorted(capacity)
         if capacity[c] > 0
-    ]
-    least = min((s for s, _ in slack), default=None)
-    binding = [label for s, label in slack if least is not None and s <= least + 1e-12]
+    }
     for cand in model.candidates:
         pid = cand.project_id
         if pid in chosen:
@@ -445,11 +575,22 @@ def _explain(
             reasons[pid] = "; ".join(overflow)
         elif cand.value <= 0:
             reasons[pid] = "no positive value"
-        elif binding:
-            reasons[pid] = f"better value elsewhere ({', '.join(binding)} binding)"
         else:
-            reasons[pid] = "better value elsewhere"
+            # It fits as things stand, so the selection is within the solver's gap of
+            # optimal; name the tightest rows it uses (or, if it uses none, of all rows).
+            uses = [f"budget {bucket_label(b)}" for b in cand.costs if cand.costs[b]] + [
+                f"capacity {cell_label(c)}" for c in cand.demand if cand.demand[c]
+            ]
+            binding = _tightest({k: v for k, v in slack.items() if k in uses} or slack)
+            named = f" ({', '.join(binding)} binding)" if binding else ""
+            reasons[pid] = f"better value elsewhere{named}"
     return reasons
+
+
+def _tightest(slack: Mapping[str, float]) -> list[str]:
+    """The rows with the least relative slack, in label order."""
+    least = min(slack.values(), default=None)
+    return [] if least is None else sorted(k for k, v in slack.items() if v <= least + 1e-12)
 
 
 def _usage(
@@ -499,22 +640,22 @@ def select(
     _check_inputs(budgets, cap)
     model = _prepare(candidates, satisfied)
     _check_mandatory(model, budgets, cap)
-    if not model.candidates:
-        return SelectionResult("optimal", (), 0.0, dict(sorted(budgets.items())), cap, {}, 0.0, "")
-    status, indexes, gap, message = _solve(
-        model, budgets, cap, time_limit=time_limit, mip_rel_gap=mip_rel_gap
-    )
+    if model.candidates:
+        solution = _solve(model, budgets, cap, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
+    else:
+        solution = _Solution("optimal", [], 0.0, "no candidates")
+    indexes = solution.chosen
     chosen = tuple(model.candidates[j].project_id for j in indexes)
     cost, use = _usage(model, chosen, budgets, cap)
     return SelectionResult(
-        status=status,
+        status=solution.status,
         selected=chosen,
         total_value=_round(math.fsum(model.candidates[j].value for j in indexes)),
         cost_by_bucket=cost,
         capacity_use={c: _round(u) for c, u in use.items()},
         not_selected=_explain(model, set(chosen), budgets, cap, cost, use),
-        mip_gap=_round(gap),
-        solver_message=message,
+        mip_gap=_round(solution.gap),
+        solver_message=solution.message,
     )
 
 
@@ -560,9 +701,8 @@ def efficient_frontier(
         if not model.candidates:
             points.append(FrontierPoint(level, "optimal", 0.0, Decimal(0), ()))
             continue
-        status, indexes, _gap, _message = _solve(
-            model, limit, cap, time_limit=time_limit, mip_rel_gap=mip_rel_gap
-        )
+        solution = _solve(model, limit, cap, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
+        status, indexes = solution.status, solution.chosen
         chosen = [model.candidates[j] for j in indexes]
         points.append(
             FrontierPoint(

@@ -46,7 +46,7 @@ class ReportingProjection(Projection):
             "occurred_at": _naive_utc(e.occurred_at),
             "recorded_at": _naive_utc(e.recorded_at),
         }
-        conn.execute(self.audit.insert().values(position=event.position, **values))
+        conn.execute(self.audit.insert(), {"position": event.position, **values})
 
     async def audit_entries(self, conn: AsyncConnection, query: AuditQuery) -> list[AuditEntry]:
         a = self.audit.c
