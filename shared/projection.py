@@ -23,12 +23,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 from sqlalchemy import Connection, MetaData, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import EventEnvelope, RecordedEvent
 from contracts.registry import UnknownEventType
 from contracts.subjects import LOG_STREAM, Subjects
-from shared.db import positions, runner_metadata, skipped_events
+from shared.db import Database, positions, runner_metadata, skipped_events
 
 log = structlog.get_logger(__name__)
 
@@ -53,22 +52,22 @@ class Projection(ABC):
 
     @abstractmethod
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
-        """Synchronous on purpose: a whole batch runs in one hop to the database's thread
-        (`run_sync`), instead of one hop per statement."""
+        """Synchronous on purpose: a whole batch runs in one hop to the database's thread,
+        instead of one hop per statement."""
 
 
 class ProjectionRunner:
     def __init__(
         self,
         js: JetStreamContext,
-        engine: AsyncEngine,
+        db: Database,
         projection: Projection,
         subjects: Subjects,
         batch_size: int = 500,
         retry_delay: float = 2.0,
     ) -> None:
         self.js = js
-        self.engine = engine
+        self.db = db
         self.projection = projection
         self.subjects = subjects
         self.batch_size = batch_size
@@ -89,11 +88,7 @@ class ProjectionRunner:
         return f"projection-{self.projection.name}"
 
     async def start(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(runner_metadata.create_all)
-            await conn.run_sync(self.projection.metadata.create_all)
-            await conn.run_sync(self.projection.load)
-        self.position = await self._stored_position()
+        self.position = await self.db.write(self._prepare)
         await self._subscribe()
         info = await self.js.stream_info(LOG_STREAM)
         if self.position >= info.state.last_seq:
@@ -120,30 +115,33 @@ class ProjectionRunner:
         self.state = "replaying"
         self.caught_up.clear()
 
+    def _prepare(self, conn: Connection) -> int:
+        """Create the tables, load the projection's memory, and say where it stands."""
+        runner_metadata.create_all(conn)
+        self.projection.metadata.create_all(conn)
+        self.projection.load(conn)
+        stored = conn.execute(
+            select(positions.c.position).where(positions.c.projection == self.projection.name)
+        ).scalar()
+        return int(stored or 0)
+
+    def _reset(self, conn: Connection) -> None:
+        self.projection.metadata.drop_all(conn)
+        self.projection.metadata.create_all(conn)
+        conn.execute(delete(positions).where(positions.c.projection == self.projection.name))
+        conn.execute(
+            delete(skipped_events).where(skipped_events.c.projection == self.projection.name)
+        )
+        self.projection.load(conn)
+
     async def _rebuild(self) -> None:
         self._rebuild_requested = False
-        async with self.engine.begin() as conn:
-            await conn.run_sync(self.projection.metadata.drop_all)
-            await conn.run_sync(self.projection.metadata.create_all)
-            await conn.execute(
-                delete(positions).where(positions.c.projection == self.projection.name)
-            )
-            await conn.execute(
-                delete(skipped_events).where(skipped_events.c.projection == self.projection.name)
-            )
-            await conn.run_sync(self.projection.load)
+        await self.db.write(self._reset)
         self.position = 0
         self.applied = 0
         self.rebuilds += 1
         await self._subscribe()
         log.info("projection.rebuild_started", projection=self.projection.name)
-
-    async def _stored_position(self) -> int:
-        async with self.engine.connect() as conn:
-            row = await conn.execute(
-                select(positions.c.position).where(positions.c.projection == self.projection.name)
-            )
-            return int(row.scalar() or 0)
 
     async def _subscribe(self) -> None:
         """(Re)create the durable consumer so it starts right after the stored position.
@@ -221,8 +219,7 @@ class ProjectionRunner:
                 first=fresh[0].metadata.sequence.stream,
                 error=self.last_error,
             )
-            async with self.engine.connect() as conn:
-                await conn.run_sync(self.projection.load)
+            await self.db.read(self.projection.load)
             for msg in fresh:
                 await msg.nak(delay=self.retry_delay)
             await asyncio.sleep(self.retry_delay)
@@ -251,8 +248,7 @@ class ProjectionRunner:
 
     async def _apply_batch(self, msgs: list[Msg]) -> None:
         last = msgs[-1].metadata.sequence.stream
-        async with self.engine.begin() as conn:
-            await conn.run_sync(self._apply_all, msgs, last)
+        await self.db.write(self._apply_all, msgs, last)
         self.position = last
         self.applied += len(msgs)
 

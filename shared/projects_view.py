@@ -17,7 +17,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import projects as p
 from contracts.base import RecordedEvent
@@ -98,15 +97,11 @@ def apply_project_event(conn: Connection, table: Table, event: RecordedEvent) ->
     conn.execute(update(table).where(key), {"key": envelope.aggregate_id, **values})
 
 
-async def list_projects(
-    conn: AsyncConnection, table: Table, query: ProjectsQuery
-) -> ProjectsAnswer:
+def list_projects(conn: Connection, table: Table, query: ProjectsQuery) -> ProjectsAnswer:
     statement = select(table).order_by(table.c.project_id).limit(query.limit)
     if query.after_project_id is not None:
         statement = statement.where(table.c.project_id > query.after_project_id)
-    found = [
-        ProjectSummary.model_validate(dict(row._mapping)) for row in await conn.execute(statement)
-    ]
+    found = [ProjectSummary.model_validate(dict(row._mapping)) for row in conn.execute(statement)]
     full_page = len(found) == query.limit
     return ProjectsAnswer(
         projects=tuple(found), next_after_project_id=found[-1].project_id if full_page else None

@@ -20,10 +20,9 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.queries import ProjectsQuery, QueryError, ReplayStarted, ServiceStatus
-from shared.db import create_engine, skipped_events
+from shared.db import Database, skipped_events
 from shared.eventlog import EventLog
 from shared.logging import configure_logging
 from shared.projection import Projection, ProjectionRunner
@@ -44,7 +43,7 @@ class ServiceRuntime:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._log: EventLog | None = None
-        self._engine: AsyncEngine | None = None
+        self._db: Database | None = None
         self._runner: ProjectionRunner | None = None
 
     @property
@@ -63,9 +62,9 @@ class ServiceRuntime:
         return self._log
 
     @property
-    def engine(self) -> AsyncEngine:
-        assert self._engine is not None, "runtime not started"
-        return self._engine
+    def db(self) -> Database:
+        assert self._db is not None, "runtime not started"
+        return self._db
 
     @property
     def runner(self) -> ProjectionRunner:
@@ -83,10 +82,10 @@ class ServiceRuntime:
         self._js = self._nc.jetstream(timeout=settings.request_timeout_seconds)
         self._log = EventLog(self._js, settings.subjects, settings.duplicate_window_seconds)
         await self._log.ensure_streams()
-        self._engine = create_engine(settings.database_url_for(self.name))
+        self._db = Database(settings.database_url_for(self.name))
         self._runner = ProjectionRunner(
             self._js,
-            self._engine,
+            self._db,
             self.projection,
             settings.subjects,
             batch_size=settings.projection_batch_size,
@@ -102,16 +101,17 @@ class ServiceRuntime:
             # close, not drain: the workers have stopped, and draining would wait forever on
             # pull subscriptions holding late "no messages" status replies.
             await self._nc.close()
-        if self._engine is not None:
-            await self._engine.dispose()
+        if self._db is not None:
+            await self._db.close()
         log.info("service.stopped")
 
     async def status(self) -> ServiceStatus:
         log_position = await self.log.last_position()
-        async with self.engine.connect() as conn:
-            skipped = await conn.scalar(
+        skipped = await self.db.read(
+            lambda conn: conn.scalar(
                 select(func.count()).where(skipped_events.c.projection == self.projection.name)
             )
+        )
         runner = self.runner
         return ServiceStatus(
             service=self.name,
@@ -200,8 +200,7 @@ def register_projects_query(broker: NatsBroker, runtime: ServiceRuntime, table: 
             query = ProjectsQuery.model_validate_json(msg.body or b"{}")
         except ValidationError as error:
             return answer(invalid_query("projects", error))
-        async with runtime.engine.connect() as conn:
-            return answer(await list_projects(conn, table, query))
+        return answer(await runtime.db.read(list_projects, table, query))
 
 
 def invalid_query(name: str, error: ValidationError) -> QueryError:

@@ -46,7 +46,7 @@ class PortfolioSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         path = (self.data_dir / f"{service}.db").resolve()
-        return f"sqlite+aiosqlite:///{path}"
+        return f"sqlite:///{path}"
 
 
 class ServiceSettings(PortfolioSettings):

@@ -53,8 +53,7 @@ class Intake:
 
     async def prefetch_processed(self, command_ids: list[str]) -> None:
         """One query for a whole inbox batch instead of one per command."""
-        async with self.runtime.engine.connect() as conn:
-            found = await self.projection.processed_replies(conn, command_ids)
+        found = await self.runtime.db.read(self.projection.processed_replies, command_ids)
         for command_id in command_ids:
             if command_id in found:
                 self.recent[command_id] = found[command_id]
@@ -67,8 +66,7 @@ class Intake:
             self.checked_absent.discard(command_id)
             return None
         if reply is None:
-            async with self.runtime.engine.connect() as conn:
-                reply = await self.projection.processed_reply(conn, command_id)
+            reply = await self.runtime.db.read(self.projection.processed_reply, command_id)
         if reply is None:
             return None
         return reply.model_copy(update={"duplicate": True})

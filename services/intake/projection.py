@@ -6,7 +6,6 @@ Processed command ids make idempotency outlive the stream's duplicate window.
 from __future__ import annotations
 
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.base import AppendedEvent, CommandAccepted, RecordedEvent
 from shared.projection import Projection
@@ -88,20 +87,18 @@ class IntakeProjection(Projection):
         reply = CommandAccepted(command_id=e.causation_id, events=(*earlier.events, appended))
         conn.execute(update(self.processed).where(key).values(reply=reply.model_dump_json()))
 
-    async def processed_replies(
-        self, conn: AsyncConnection, command_ids: list[str]
+    def processed_replies(
+        self, conn: Connection, command_ids: list[str]
     ) -> dict[str, CommandAccepted]:
-        rows = await conn.execute(
+        rows = conn.execute(
             select(self.processed.c.command_id, self.processed.c.reply).where(
                 self.processed.c.command_id.in_(command_ids)
             )
         )
         return {row.command_id: CommandAccepted.model_validate_json(row.reply) for row in rows}
 
-    async def processed_reply(
-        self, conn: AsyncConnection, command_id: str
-    ) -> CommandAccepted | None:
-        found = await conn.scalar(
+    def processed_reply(self, conn: Connection, command_id: str) -> CommandAccepted | None:
+        found = conn.scalar(
             select(self.processed.c.reply).where(self.processed.c.command_id == command_id)
         )
         return None if found is None else CommandAccepted.model_validate_json(found)

@@ -14,8 +14,7 @@ async def audit(runtime: ServiceRuntime, projection: ReportingProjection, body: 
         query = AuditQuery.model_validate_json(body or b"{}")
     except ValidationError as error:
         return answer(invalid_query("audit", error))
-    async with runtime.engine.connect() as conn:
-        entries = await projection.audit_entries(conn, query)
+    entries = await runtime.db.read(projection.audit_entries, query)
     page = fit_in_one_message(entries)
     more = len(page) < len(entries) or len(entries) == query.limit
     return answer(

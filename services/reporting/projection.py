@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, Column, Connection, DateTime, Integer, MetaData, String, Table, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.base import RecordedEvent
 from contracts.queries import AuditEntry, AuditQuery
@@ -48,7 +47,7 @@ class ReportingProjection(Projection):
         }
         conn.execute(self.audit.insert(), {"position": event.position, **values})
 
-    async def audit_entries(self, conn: AsyncConnection, query: AuditQuery) -> list[AuditEntry]:
+    def audit_entries(self, conn: Connection, query: AuditQuery) -> list[AuditEntry]:
         a = self.audit.c
         statement = (
             select(self.audit)
@@ -70,7 +69,7 @@ class ReportingProjection(Projection):
             statement = statement.where(a.recorded_at >= _naive_utc(query.since))
         if query.until is not None:
             statement = statement.where(a.recorded_at <= _naive_utc(query.until))
-        rows = await conn.execute(statement)
+        rows = conn.execute(statement)
         return [
             AuditEntry.model_validate(
                 dict(row._mapping)

@@ -399,7 +399,7 @@ def test_compose_service(compose: dict[str, Any], name: str) -> None:
     urls = env["PORTFOLIO_NATS_URL"].split(",")
     assert sorted(urls) == [f"nats://{node}:{CLIENT_PORT}" for node in NATS_NODES]
     database = make_url(env["PORTFOLIO_DATABASE_URL"])
-    assert database.drivername == "postgresql+asyncpg"
+    assert database.drivername == "postgresql+psycopg"
     postgres = environment(compose["services"]["postgres"])
     assert (database.host, database.port) == ("postgres", 5432)
     assert database.username == postgres["POSTGRES_USER"]
