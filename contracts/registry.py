@@ -37,11 +37,15 @@ def payload_of(envelope: EventEnvelope) -> FrozenModel:
 
     Old events are never rewritten in the log; they are brought up to date on every read.
     """
-    model = EVENTS.get(envelope.event_type)
+    return parse_payload(envelope.event_type, envelope.payload, envelope.schema_version)
+
+
+def parse_payload(event_type: str, payload: dict[str, Any], schema_version: int) -> FrozenModel:
+    model = EVENTS.get(event_type)
     if model is None:
-        raise UnknownEventType(envelope.event_type)
-    payload, version = envelope.payload, envelope.schema_version
-    while version < CURRENT_VERSION[envelope.event_type]:
-        payload = UPCASTERS[(envelope.event_type, version)](payload)
+        raise UnknownEventType(event_type)
+    version = schema_version
+    while version < CURRENT_VERSION[event_type]:
+        payload = UPCASTERS[(event_type, version)](payload)
         version += 1
     return model.model_validate(payload)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import nats.errors
@@ -65,6 +66,7 @@ class ProjectionRunner:
         subjects: Subjects,
         batch_size: int = 500,
         retry_delay: float = 2.0,
+        after_batch: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.js = js
         self.db = db
@@ -72,6 +74,8 @@ class ProjectionRunner:
         self.subjects = subjects
         self.batch_size = batch_size
         self.retry_delay = retry_delay
+        #: Runs after every committed batch: where a service decides on what just changed.
+        self.after_batch = after_batch
         self.position = 0
         self.applied = 0
         self.poll_seconds = 0.5
@@ -226,6 +230,11 @@ class ProjectionRunner:
             return
         for msg in fresh:
             await msg.ack()
+        if self.after_batch is not None:
+            try:
+                await self.after_batch()
+            except Exception:  # the next batch tries again; the projection goes on (logged)
+                log.exception("projection.after_batch_failed", projection=self.projection.name)
         if self.state == "stalled":
             self.state = "running"
         self.last_error = None

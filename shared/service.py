@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -45,6 +45,8 @@ class ServiceRuntime:
         self._log: EventLog | None = None
         self._db: Database | None = None
         self._runner: ProjectionRunner | None = None
+        #: Set by a service that decides on each batch its projection applied.
+        self.after_batch: Callable[[], Awaitable[None]] | None = None
 
     @property
     def nc(self) -> Client:
@@ -90,6 +92,7 @@ class ServiceRuntime:
             settings.subjects,
             batch_size=settings.projection_batch_size,
             retry_delay=settings.projection_retry_delay_seconds,
+            after_batch=self.after_batch,
         )
         await self._runner.start()
         log.info("service.started", position=self._runner.position, pid=os.getpid())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,7 +74,8 @@ class PrioritizationSettings(ServiceSettings):
 
 
 class LedgerSettings(ServiceSettings):
-    pass
+    #: A role is over-allocated in a month when demand exceeds capacity by more than this.
+    over_allocation_tolerance_percent: Decimal = Decimal(0)
 
 
 class RiskSettings(ServiceSettings):

@@ -1,13 +1,41 @@
-"""Composition root of the ledger service."""
+"""Composition root of the resource ledger: budgets, actuals, capacity and thresholds."""
 
 from __future__ import annotations
 
 from faststream import FastStream
+from faststream.nats import NatsBroker, NatsMessage
 
+from services.ledger import handlers
 from services.ledger.projection import NAME, LedgerProjection
 from shared.service import ServiceRuntime, build_app
 from shared.settings import LedgerSettings
 
 
 def create_app(settings: LedgerSettings | None = None) -> FastStream:
-    return build_app(ServiceRuntime(NAME, settings or LedgerSettings(), LedgerProjection()))
+    settings = settings or LedgerSettings()
+    projection = LedgerProjection()
+    runtime = ServiceRuntime(NAME, settings, projection)
+
+    async def thresholds() -> None:
+        await handlers.check_thresholds(
+            runtime.log, projection, settings.over_allocation_tolerance_percent
+        )
+
+    runtime.after_batch = thresholds
+
+    def register(broker: NatsBroker, runtime: ServiceRuntime) -> None:
+        subjects = runtime.settings.subjects
+
+        @broker.subscriber(subjects.query(NAME, "budget"))
+        async def budget(msg: NatsMessage) -> bytes:
+            return handlers.budget(projection, msg.body)
+
+        @broker.subscriber(subjects.query(NAME, "capacity"))
+        async def capacity(msg: NatsMessage) -> bytes:
+            return handlers.capacity(projection, msg.body)
+
+        @broker.subscriber(subjects.query(NAME, "staffing"))
+        async def staffing(msg: NatsMessage) -> bytes:
+            return handlers.staffing(projection, msg.body)
+
+    return build_app(runtime, register)

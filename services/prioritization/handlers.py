@@ -5,62 +5,21 @@ append, reply. Scenarios are answered without touching the log; committing one a
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import structlog
 from pydantic import BaseModel, ValidationError
 
 from contracts import prioritization as pr
-from contracts.base import AppendedEvent, EventEnvelope, FrozenModel, RecordedEvent
 from contracts.queries import QueryError
 from services.prioritization import domain
 from services.prioritization.projection import PrioritizationProjection
-from shared.commands import EVENT_ID_NAMESPACE
+from shared.decisions import append_decision
 from shared.eventlog import EventLog
 from shared.rejected import Rejected
 from shared.service import answer, invalid_query
 
 log = structlog.get_logger(__name__)
-
-
-async def append_decision(
-    event_log: EventLog,
-    aggregate: tuple[str, str],
-    decision: FrozenModel,
-    identity: str,
-    cause: RecordedEvent | None,
-    actor: str = "prioritization",
-    source: str = "prioritization",
-) -> AppendedEvent:
-    """Append one of the service's own decisions. The event id derives from what was
-    decided (`identity`), so a retried append is stored once."""
-    now = datetime.now(UTC)
-    event_type = type(decision).__name__
-    envelope = EventEnvelope(
-        event_id=str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}/{identity}")),
-        event_type=event_type,
-        schema_version=1,
-        aggregate_type=aggregate[0],
-        aggregate_id=aggregate[1],
-        actor=actor,
-        source=source,
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id=cause.envelope.correlation_id if cause else identity,
-        causation_id=cause.envelope.event_id if cause else identity,
-        payload=decision.model_dump(mode="json"),
-    )
-    expected = await event_log.last_position_of(*aggregate)
-    appended = await event_log.append(envelope, expected_last_position=expected)
-    return AppendedEvent(
-        event_id=envelope.event_id,
-        event_type=event_type,
-        aggregate_type=aggregate[0],
-        aggregate_id=aggregate[1],
-        position=appended.position,
-        version=0,
-    )
 
 
 async def reprioritize(
@@ -73,7 +32,13 @@ async def reprioritize(
         return None
     identity = f"{model_id}/{ranking.model_version}/{ranking.computed_at_position}"
     await append_decision(
-        event_log, (pr.RANKING, model_id), ranking, identity, projection.last_input
+        event_log,
+        (pr.RANKING, model_id),
+        ranking,
+        identity,
+        projection.last_input,
+        actor="prioritization",
+        source="prioritization",
     )
     projection.last_ranking[model_id] = ranking
     log.info("ranking.decided", model=model_id, position=ranking.computed_at_position)

@@ -1,0 +1,117 @@
+"""The ledger's decisions and queries. After each batch: the thresholds of every pool and
+role it touched (appended once per crossing); on request: budget and capacity reports."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from pydantic import Field, TypeAdapter, ValidationError
+
+from contracts import ledger as lg
+from contracts.base import FrozenModel
+from services.ledger import domain
+from services.ledger.projection import LedgerProjection
+from shared.decisions import append_decision
+from shared.eventlog import ConcurrencyConflict, EventLog
+from shared.service import answer, invalid_query
+
+log = structlog.get_logger(__name__)
+
+
+async def check_thresholds(
+    event_log: EventLog, projection: LedgerProjection, tolerance_percent: Decimal
+) -> int:
+    """Append the threshold events the latest changes call for; each crossing once, because
+    the appended events fold back into the state they were computed from."""
+    touched, projection.touched = projection.touched, {}
+    appended = 0
+    for (aggregate_type, aggregate_id), cause in sorted(touched.items()):
+        if aggregate_type == lg.POOL:
+            events = domain.pool_threshold_events(projection.pools[aggregate_id])
+        else:
+            events = domain.capacity_threshold_events(
+                projection.roles[aggregate_id], tolerance_percent
+            )
+        position = projection.last_position[(aggregate_type, aggregate_id)]
+        for index, event in enumerate(events):
+            try:
+                await append_decision(
+                    event_log,
+                    (aggregate_type, aggregate_id),
+                    event,
+                    f"{aggregate_type}/{aggregate_id}/{position}/{index}",
+                    cause,
+                    actor="ledger",
+                    source="ledger",
+                )
+            except ConcurrencyConflict:
+                # A newer event on the aggregate is on its way; it is checked when it lands.
+                break
+            appended += 1
+            log.info("threshold.appended", event=type(event).__name__, aggregate=aggregate_id)
+    return appended
+
+
+class BudgetQuery(FrozenModel):
+    by: domain.Grouping = domain.Grouping.POOL
+
+
+class CapacityQuery(FrozenModel):
+    over_allocated_only: bool = False
+    tolerance_percent: Decimal = Field(default=Decimal(0), ge=0, le=100)
+
+
+class StaffingQuery(FrozenModel):
+    """Projects in priority order (e.g. the ranking); who can be staffed, who cannot."""
+
+    priority: tuple[str, ...]
+
+
+FIGURES: TypeAdapter[Any] = TypeAdapter(dict[str, domain.BudgetFigures])
+CELLS: TypeAdapter[Any] = TypeAdapter(list[domain.CapacityCell])
+
+
+def _parse(model: type[FrozenModel], body: bytes) -> FrozenModel | bytes:
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as error:
+        return answer(invalid_query(model.__name__, error))
+
+
+def budget(projection: LedgerProjection, body: bytes) -> bytes:
+    query = _parse(BudgetQuery, body)
+    if isinstance(query, bytes):
+        return query
+    assert isinstance(query, BudgetQuery)
+    rows = domain.budget_report(projection.pools.values(), query.by)
+    keyed = {"/".join(key): figures for key, figures in sorted(rows.items())}
+    return FIGURES.dump_json(keyed)
+
+
+def capacity(projection: LedgerProjection, body: bytes) -> bytes:
+    query = _parse(CapacityQuery, body)
+    if isinstance(query, bytes):
+        return query
+    assert isinstance(query, CapacityQuery)
+    cells = domain.capacity_report(projection.roles.values(), query.tolerance_percent)
+    if query.over_allocated_only:
+        cells = [c for c in cells if c.over_allocated]
+    return CELLS.dump_json(cells)
+
+
+def staffing(projection: LedgerProjection, body: bytes) -> bytes:
+    query = _parse(StaffingQuery, body)
+    if isinstance(query, bytes):
+        return query
+    assert isinstance(query, StaffingQuery)
+    plan = domain.staffing_plan(projection.roles.values(), query.priority)
+    result: dict[str, Any] = {
+        "staffed": plan.staffed,
+        "unstaffed": [TypeAdapter(type(u)).dump_python(u, mode="json") for u in plan.unstaffed],
+        "unranked": plan.unranked,
+        "available": {f"{r}/{m}": str(v) for (r, m), v in sorted(plan.available.items())},
+    }
+    return TypeAdapter(dict[str, Any]).dump_json(result)
+

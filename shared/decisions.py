@@ -1,0 +1,49 @@
+"""Appending a service's own decisions (rankings, thresholds, alerts) to the log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from contracts.base import AppendedEvent, EventEnvelope, FrozenModel, RecordedEvent
+from shared.commands import EVENT_ID_NAMESPACE
+from shared.eventlog import EventLog
+
+
+async def append_decision(
+    event_log: EventLog,
+    aggregate: tuple[str, str],
+    decision: FrozenModel,
+    identity: str,
+    cause: RecordedEvent | None,
+    actor: str,
+    source: str,
+) -> AppendedEvent:
+    """Append one of the service's own decisions. The event id derives from what was
+    decided (`identity`), so a retried append is stored once."""
+    now = datetime.now(UTC)
+    event_type = type(decision).__name__
+    envelope = EventEnvelope(
+        event_id=str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}/{identity}")),
+        event_type=event_type,
+        schema_version=1,
+        aggregate_type=aggregate[0],
+        aggregate_id=aggregate[1],
+        actor=actor,
+        source=source,
+        occurred_at=now,
+        recorded_at=now,
+        correlation_id=cause.envelope.correlation_id if cause else identity,
+        causation_id=cause.envelope.event_id if cause else identity,
+        payload=decision.model_dump(mode="json"),
+    )
+    expected = await event_log.last_position_of(*aggregate)
+    appended = await event_log.append(envelope, expected_last_position=expected)
+    return AppendedEvent(
+        event_id=envelope.event_id,
+        event_type=event_type,
+        aggregate_type=aggregate[0],
+        aggregate_id=aggregate[1],
+        position=appended.position,
+        version=0,
+    )
