@@ -49,6 +49,13 @@ class Subjects:
         return f"{self.prefix}.results.{command_id}"
 
     @property
+    def alerts_all(self) -> str:
+        return f"{self.prefix}.alerts.>"
+
+    def alert(self, severity: str, kind: str) -> str:
+        return f"{self.prefix}.alerts.{severity}.{kind}"
+
+    @property
     def rejections_all(self) -> str:
         return f"{self.prefix}.rejections.>"
 

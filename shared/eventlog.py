@@ -28,6 +28,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from contracts.base import EventEnvelope, RecordedEvent
 from contracts.subjects import (
+    ALERTS_STREAM,
     INBOX_STREAM,
     LOG_STREAM,
     REJECTIONS_STREAM,
@@ -115,6 +116,19 @@ def results_stream_config(subjects: Subjects) -> StreamConfig:
     )
 
 
+def alerts_stream_config(subjects: Subjects) -> StreamConfig:
+    """Alerts as they are raised and cleared, kept a year so that a subscriber that was
+    offline gets every one it missed (the log keeps them for ever)."""
+    return StreamConfig(
+        name=ALERTS_STREAM,
+        description="Alerts raised and cleared, by severity and kind",
+        subjects=[subjects.alerts_all],
+        storage=StorageType.FILE,
+        max_age=365 * 24 * 3600.0,
+        duplicate_window=120.0,
+    )
+
+
 def weaknesses(config: StreamConfig) -> list[str]:
     """Everything about a found log stream that would let history be lost or rewritten."""
     found = []
@@ -173,6 +187,7 @@ class EventLog:
             rejections_stream_config(self.subjects),
             inbox_stream_config(self.subjects),
             results_stream_config(self.subjects),
+            alerts_stream_config(self.subjects),
         ):
             await ensure_stream(self.js, config, verify=False)
 

@@ -114,4 +114,3 @@ def staffing(projection: LedgerProjection, body: bytes) -> bytes:
         "available": {f"{r}/{m}": str(v) for (r, m), v in sorted(plan.available.items())},
     }
     return TypeAdapter(dict[str, Any]).dump_json(result)
-
