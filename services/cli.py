@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ import nats
 import nats.errors
 import typer
 from nats.aio.client import Client
+from nats.js.api import DeliverPolicy
 from pydantic import TypeAdapter
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -529,6 +531,161 @@ def frontier(
             str(len(point["selected"])),
         )
     console.print(table)
+
+
+def _ask(service: str, name: str, body: dict[str, Any] | None = None) -> Any:
+    """A read-side query; a refusal (an `error` field) is printed and exits 1."""
+
+    async def work(nc: Client, settings: PortfolioSettings) -> bytes:
+        data = json.dumps(body or {}).encode()
+        return await _request(nc, settings.subjects.query(service, name), data, 60)
+
+    answer = json.loads(_connect_and(work))
+    if isinstance(answer, dict) and "error" in answer:
+        errors.print(f"[red]{answer['error']}[/]")
+        raise typer.Exit(EXIT_REJECTED)
+    return answer
+
+
+@app.command()
+def alerts(
+    follow: Annotated[bool, typer.Option(help="Keep printing alerts as they arrive")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Open alerts; with --follow, every alert raised or cleared from now on."""
+    if follow:
+        _follow_alerts(as_json)
+        return
+    found = _ask("risk", "alerts")["open"]
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table("severity", "metric", "subject", "value", "threshold", "rule", "why / audit")
+    for alert in found:
+        table.add_row(
+            _severity(alert["severity"]),
+            alert["metric"],
+            alert["subject_id"],
+            f"{alert['value']:g}",
+            f"{alert['threshold']:g}",
+            alert["rule_id"],
+            f"{alert['message']}\n[dim]{alert['audit_link']}[/]",
+        )
+    console.print(table)
+    console.print(f"{len(found)} open alerts")
+
+
+def _severity(severity: str) -> str:
+    colour = {"critical": "bold red", "warning": "yellow"}.get(severity, "cyan")
+    return f"[{colour}]{severity}[/]"
+
+
+def _follow_alerts(as_json: bool) -> None:
+    async def work(nc: Client, settings: PortfolioSettings) -> None:
+        js = nc.jetstream()
+        sub = await js.subscribe(
+            settings.subjects.alerts_all, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+        )
+        errors.print("following alerts (Ctrl-C to stop)")
+        async for msg in sub.messages:
+            alert = json.loads(msg.data)
+            if as_json:
+                print(json.dumps(alert), flush=True)
+                continue
+            verb = "[red]RAISED[/]" if alert["event"] == "AlertRaised" else "[green]cleared[/]"
+            console.print(
+                f"{alert['message'] or alert['alert_id']}  {verb} {_severity(alert['severity'])}"
+                f"  [dim]{alert['audit_link']}[/]"
+            )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _connect_and(work)
+
+
+@app.command()
+def budget(
+    by: Annotated[
+        str, typer.Option(help="pool, project, pool_project, category, fiscal_period")
+    ] = "pool",
+    as_json: JsonFlag = False,
+) -> None:
+    """Allocated, committed, actual, remaining, forecast and burn rate from the ledger."""
+    rows = _ask("ledger", "budget", {"by": by})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(
+        by, "amount", "allocated", "committed", "actual", "remaining", "forecast", "burn/month", ""
+    )
+    for key, row in rows.items():
+        amount = row["amount"]
+        used = float(row["actual"]) / float(amount) if amount and float(amount) else 0.0
+        bar = "█" * min(20, round(20 * used))
+        table.add_row(
+            key,
+            amount or "",
+            row["allocated"],
+            row["committed"],
+            row["actual"],
+            row["remaining"],
+            row["forecast_at_completion"],
+            row["burn_rate"] or "",
+            f"[{'red' if used > 1 else 'cyan'}]{bar}[/]",
+        )
+    console.print(table)
+
+
+@app.command()
+def capacity(
+    over: Annotated[bool, typer.Option(help="Only over-allocated role-months")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Capacity against demand by role and month, with utilisation."""
+    cells = _ask("ledger", "capacity", {"over_allocated_only": over})
+    if as_json:
+        print(json.dumps(cells, indent=2))
+        return
+    table = Table("role", "month", "net capacity", "demand", "utilisation", "")
+    for cell in cells:
+        percent = cell["utilisation_percent"]
+        shown = "—" if percent is None else f"{float(percent):.0f}%"
+        bar = "" if percent is None else "█" * min(25, round(float(percent) / 5))
+        colour = "red" if cell["over_allocated"] else "cyan"
+        table.add_row(
+            cell["role"],
+            cell["period"],
+            cell["net_capacity"],
+            cell["demand"],
+            shown,
+            f"[{colour}]{bar}[/]",
+        )
+    console.print(table)
+
+
+@app.command()
+def risks(as_json: JsonFlag = False) -> None:
+    """The risk register with scores, zones and expected monetary value; project health."""
+    register = _ask("risk", "register")
+    health = _ask("risk", "health")
+    if as_json:
+        print(json.dumps({"register": register, "health": health}, indent=2))
+        return
+    table = Table("risk", "project", "title", "kind", "score", "zone", "EMV", "open")
+    for risk in register["risks"]:
+        table.add_row(
+            risk["risk_id"],
+            risk["project_id"] or "portfolio",
+            risk["title"],
+            risk["kind"],
+            str(risk["current_score"]),
+            risk["zone"],
+            risk["emv"],
+            "yes" if risk["open"] else "closed",
+        )
+    console.print(table)
+    console.print(f"contingency reserve (open threats): {register['contingency']['reserve']}")
+    for project_id, found in health["projects"].items():
+        console.print(f"{project_id}: {found['explain']}")
 
 
 def main() -> None:
