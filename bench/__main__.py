@@ -21,6 +21,7 @@ import nats
 from rich.console import Console
 
 from bench import baselines as raw
+from bench import decisions
 from bench.benchmarks import (
     FULL,
     QUICK,
@@ -34,7 +35,15 @@ from bench.generator import Generator
 from bench.report import Baseline, Row, document, print_tables, write_json
 from shared.embedded_nats import EmbeddedNats
 
-GROUPS = ("eventsourcing", "intake-throughput", "intake-latency", "inbox", "replay")
+GROUPS = (
+    "eventsourcing",
+    "intake-throughput",
+    "intake-latency",
+    "inbox",
+    "replay",
+    "prioritization",
+    "alert-latency",
+)
 INTAKE = {"intake-throughput", "intake-latency", "inbox"}
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -124,6 +133,14 @@ async def _measure(
     if "replay" in selected:
         console.log(f"[bold]replay[/] (reporting, own process, {sizes.replay:,} events)")
         rows += await _guarded("replay", replay_benchmarks(ctx, progress))
+    if "prioritization" in selected:
+        console.log("[bold]prioritization[/] (ranking, MILP selection, frontier)")
+        rows += await _guarded(
+            "prioritization", asyncio.to_thread(decisions.prioritization_benchmarks, ctx, progress)
+        )
+    if "alert-latency" in selected:
+        console.log("[bold]alert latency[/] (intake and risk monitor, own processes)")
+        rows += await _guarded("alert-latency", decisions.alert_latency(ctx, progress))
     return list(ctx.baselines.values()), rows, payload_bytes
 
 

@@ -1,0 +1,214 @@
+"""Decisions under load: ranking, selection and frontier times (prioritization, pure and in
+process), and the alert latency end to end (risk monitor and intake as their own processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+from bench.benchmarks import Context, Service, _bodies, _requester
+from bench.measure import open_loop
+from bench.report import Row
+from services.prioritization import scoring, selection
+
+RANK_TARGET_S = 2.0
+SELECT_TARGET_S = 2.0
+FRONTIER_TARGET_S = 5.0
+ALERT_P99_TARGET_MS = 50.0
+
+
+def _greedy(candidates: list[selection.SelectionCandidate], budget: Decimal) -> float:
+    """What people do without a solver: take the best value per cost until money runs out."""
+    spent, value = Decimal(0), 0.0
+    for c in sorted(candidates, key=lambda c: -c.value / float(c.total_cost() or 1)):
+        if spent + c.total_cost() <= budget:
+            spent += c.total_cost()
+            value += c.value
+    return value
+
+
+def prioritization_benchmarks(ctx: Context, progress: Any) -> list[Row]:
+    n = 10_000 if ctx.sizes.replay >= 10_000 else 2_000
+    instance = selection.synthetic_instance(n, 4, 12, seed=ctx.seed)
+    rows = []
+
+    scoring_candidates = [
+        scoring.Candidate(
+            project_id=c.project_id,
+            cost=c.total_cost(),
+            business_value=(1, 2, 3, 5, 8, 13, 20)[i % 7],
+            npv=Decimal(i % 97 * 1000),
+            risk=1 + i % 5,
+            urgency=1 + i % 3,
+            strategic_alignment=(i % 10) / 10,
+        )
+        for i, c in enumerate(instance.candidates)
+    ]
+    weights = dict.fromkeys(("value", "strategic_alignment", "npv", "risk", "urgency", "cost"), 1.0)
+    started = time.perf_counter()
+    totals = scoring.weighted_scores(scoring_candidates, weights).totals()
+    scoring.rank(totals)
+    seconds = time.perf_counter() - started
+    rows.append(
+        Row(
+            "rank",
+            f"rank {n:,} projects (weighted, 6 criteria)",
+            "ms",
+            seconds * 1000,
+            "—",
+            None,
+            target=f"≤ {RANK_TARGET_S:g} s",
+            met=seconds <= RANK_TARGET_S,
+            higher_is_better=False,
+        )
+    )
+    progress(rows[-1])
+
+    started = time.perf_counter()
+    result = selection.select(
+        instance.candidates, instance.budgets, instance.capacity, mip_rel_gap=1e-3
+    )
+    seconds = time.perf_counter() - started
+    total_budget = sum(instance.budgets.values(), Decimal(0))
+    greedy_started = time.perf_counter()
+    greedy = _greedy(list(instance.candidates), total_budget)
+    greedy_seconds = time.perf_counter() - greedy_started
+    rows.append(
+        Row(
+            "select",
+            f"select from {n:,}, 4 roles x 12 months (MILP, gap ≤ 0.1%)",
+            "ms",
+            seconds * 1000,
+            "greedy value/cost ordering",
+            greedy_seconds * 1000,
+            target=f"≤ {SELECT_TARGET_S:g} s",
+            met=seconds <= SELECT_TARGET_S,
+            higher_is_better=False,
+            details={
+                "status": result.status,
+                "value": result.total_value,
+                "greedy_value_ignoring_capacity": greedy,
+                "mip_gap": result.mip_gap,
+            },
+        )
+    )
+    progress(rows[-1])
+
+    subset = list(instance.candidates[:1000])
+    levels = [total_budget * Decimal(i) / 20 / 10 for i in range(1, 21)]
+    started = time.perf_counter()
+    points = selection.efficient_frontier(subset, levels)
+    seconds = time.perf_counter() - started
+    rows.append(
+        Row(
+            "frontier",
+            "efficient frontier, 20 budget levels x 1,000 projects (exact)",
+            "ms",
+            seconds * 1000,
+            "—",
+            None,
+            target=f"≤ {FRONTIER_TARGET_S:g} s",
+            met=seconds <= FRONTIER_TARGET_S,
+            higher_is_better=False,
+            details={"optimal": sum(p.status == "optimal" for p in points)},
+        )
+    )
+    progress(rows[-1])
+    return rows
+
+
+async def alert_latency(ctx: Context, progress: Any) -> list[Row]:
+    """From sending the command that crosses a threshold to the alert reaching a subscriber,
+    while other commands flow at a steady rate."""
+    intake = Service("intake", ctx.url, ctx.work / "alert-intake")
+    risk = Service("risk", ctx.url, ctx.work / "alert-risk")
+    intake.start()
+    risk.start()
+    try:
+        for service in (intake, risk):
+            await service.wait_until(ctx.nc, lambda s: s["state"] == "running", timeout=60)
+        project = json.loads(_bodies(ctx.seed, "ALERTP", 1)[0])
+        await ctx.nc.request(
+            "portfolio.cmd.ProposeProject", json.dumps(project).encode(), timeout=10
+        )
+        samples = max(5, int(ctx.sizes.latency_seconds * 10))
+        arrived: dict[str, float] = {}
+        sub = await ctx.nc.subscribe("portfolio.alerts.>")
+
+        async def watch() -> None:
+            async for msg in sub.messages:
+                alert = json.loads(msg.data)
+                arrived.setdefault(alert["subject_id"], time.perf_counter())
+
+        watcher = asyncio.create_task(watch())
+        rate = ctx.sizes.latency_rate
+        background = open_loop(
+            _requester(ctx.nc, _bodies(ctx.seed, "BG", int(rate * samples / 10))),
+            int(rate * samples / 10),
+            rate,
+        )
+        load = asyncio.create_task(background)
+        sent: dict[str, float] = {}
+        for i in range(samples):
+            risk_id = f"R-BENCH-{i}"
+            body = {
+                "risk_id": risk_id,
+                "project_id": project["project_id"],
+                "title": "bench",
+                "owner": "bench",
+                "probability": 4,
+                "impact": 4,
+            }
+            sent[risk_id] = time.perf_counter()
+            await ctx.nc.request(
+                "portfolio.cmd.IdentifyRisk", json.dumps(body).encode(), timeout=10
+            )
+            await asyncio.sleep(0.1)
+        await load
+        for _ in range(200):  # at most 10 s for the last alerts to arrive
+            if len(arrived) >= samples:
+                break
+            await asyncio.sleep(0.05)
+        watcher.cancel()
+        await sub.unsubscribe()
+        latencies = sorted((arrived[k] - t) * 1000 for k, t in sent.items() if k in arrived)
+    finally:
+        intake.stop()
+        risk.stop()
+    if not latencies:
+        return [
+            Row("alert-latency", "alert latency", "ms", None, "", None, note="no alert arrived")
+        ]
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    raw = ctx.baselines.get("latency_p99")
+    rows = [
+        Row(
+            "alert-latency-p50",
+            f"alert latency p50 at {rate:,.0f} cmd/s background",
+            "ms",
+            p50,
+            raw.name if raw else "",
+            raw.value if raw else None,
+            higher_is_better=False,
+            details={"alerts": len(latencies), "sent": samples},
+        ),
+        Row(
+            "alert-latency-p99",
+            f"alert latency p99 at {rate:,.0f} cmd/s background",
+            "ms",
+            p99,
+            raw.name if raw else "",
+            raw.value if raw else None,
+            target=f"≤ {ALERT_P99_TARGET_MS:g} ms",
+            met=p99 <= ALERT_P99_TARGET_MS,
+            higher_is_better=False,
+            details={"alerts": len(latencies), "sent": samples},
+        ),
+    ]
+    for row in rows:
+        progress(row)
+    return rows
