@@ -62,6 +62,7 @@ def _connect_and(work: Callable[[Client, PortfolioSettings], Awaitable[T]]) -> T
                     reconnect_time_wait=0.1,
                     allow_reconnect=False,
                     error_cb=_quiet,
+                    **settings.nats_options(),
                 ),
                 timeout=10,
             )

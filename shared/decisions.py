@@ -18,9 +18,12 @@ async def append_decision(
     cause: RecordedEvent | None,
     actor: str,
     source: str,
+    expected_position: int | None = None,
 ) -> AppendedEvent:
     """Append one of the service's own decisions. The event id derives from what was
-    decided (`identity`), so a retried append is stored once."""
+    decided (`identity`), so a retried append is stored once. `expected_position`: the
+    aggregate's last position the decision was computed from (a conflict then means it is
+    stale); None appends after whatever the aggregate holds now."""
     now = datetime.now(UTC)
     event_type = type(decision).__name__
     envelope = EventEnvelope(
@@ -37,7 +40,9 @@ async def append_decision(
         causation_id=cause.envelope.event_id if cause else identity,
         payload=decision.model_dump(mode="json"),
     )
-    expected = await event_log.last_position_of(*aggregate)
+    expected = expected_position
+    if expected is None:
+        expected = await event_log.last_position_of(*aggregate)
     appended = await event_log.append(envelope, expected_last_position=expected)
     return AppendedEvent(
         event_id=envelope.event_id,

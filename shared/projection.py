@@ -24,6 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 from sqlalchemy import Connection, MetaData, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from contracts.base import EventEnvelope, RecordedEvent
 from contracts.registry import UnknownEventType
@@ -92,7 +93,16 @@ class ProjectionRunner:
         return f"projection-{self.projection.name}"
 
     async def start(self) -> None:
-        self.position = await self.db.write(self._prepare)
+        for attempt in range(5):
+            try:
+                self.position = await self.db.write(self._prepare)
+                break
+            except DBAPIError:
+                # Services sharing one PostgreSQL database may create tables at the same
+                # moment; the loser of that race simply tries again.
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
         await self._subscribe()
         info = await self.js.stream_info(LOG_STREAM)
         if self.position >= info.state.last_seq:

@@ -10,12 +10,18 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import nats
 import structlog
 from faststream import FastStream
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import (
+    NatsBroker,
+    NatsCredentials,
+    NatsMessage,
+    NatsSecurity,
+    NatsUserPassword,
+)
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from pydantic import BaseModel, ValidationError
@@ -80,6 +86,7 @@ class ServiceRuntime:
             name=f"portfolio-{self.name}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            **settings.nats_options(),
         )
         self._js = self._nc.jetstream(timeout=settings.request_timeout_seconds)
         self._log = EventLog(self._js, settings.subjects, settings.duplicate_window_seconds)
@@ -158,6 +165,7 @@ def build_app(
         max_reconnect_attempts=-1,
         logger=structlog.get_logger("faststream"),
         log_level=logging.DEBUG,
+        security=broker_security(settings.nats_options()),
     )
 
     @broker.subscriber(subjects.query(runtime.name, "status"))
@@ -192,6 +200,16 @@ def build_app(
         on_shutdown=[stop_workers],
         after_shutdown=[runtime.stop],
     )
+
+
+def broker_security(options: dict[str, Any]) -> NatsSecurity | None:
+    """FastStream's form of `nats_options()`: it takes credentials and TLS as `security`."""
+    tls = options.get("tls")
+    if "user" in options:
+        return NatsUserPassword(options["user"], options["password"], ssl_context=tls)
+    if "user_credentials" in options:
+        return NatsCredentials(options["user_credentials"], ssl_context=tls)
+    return NatsSecurity(ssl_context=tls) if tls is not None else None
 
 
 def register_projects_query(broker: NatsBroker, runtime: ServiceRuntime, table: Table) -> None:

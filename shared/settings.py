@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import ssl
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +27,15 @@ class PortfolioSettings(BaseSettings):
     log_level: str = "INFO"
     duplicate_window_seconds: float = 120.0
     request_timeout_seconds: float = 5.0
+    #: NATS user and password (deploy/nats/auth.conf), or a credentials file (needs `nkeys`).
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_creds_file: Path | None = None
+    #: TLS: the CA that signed the server's certificate; a client certificate and key when
+    #: the server verifies clients.
+    nats_tls_ca_file: Path | None = None
+    nats_tls_cert_file: Path | None = None
+    nats_tls_key_file: Path | None = None
 
     @property
     def subjects(self) -> Subjects:
@@ -42,6 +53,22 @@ class PortfolioSettings(BaseSettings):
     def nats_servers(self) -> list[str]:
         """`PORTFOLIO_NATS_URL` may list a cluster's nodes separated by commas."""
         return [url.strip() for url in self.resolved_nats_url().split(",") if url.strip()]
+
+    def nats_options(self) -> dict[str, Any]:
+        """Keyword arguments for `nats.connect`: the credentials and TLS configured, if any."""
+        options: dict[str, Any] = {}
+        if self.nats_user is not None:
+            options["user"] = self.nats_user
+            options["password"] = self.nats_password or ""
+        if self.nats_creds_file is not None:
+            options["user_credentials"] = str(self.nats_creds_file)
+        if self.nats_tls_ca_file is not None or self.nats_tls_cert_file is not None:
+            ca = self.nats_tls_ca_file
+            context = ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+            if self.nats_tls_cert_file is not None:
+                context.load_cert_chain(self.nats_tls_cert_file, self.nats_tls_key_file)
+            options["tls"] = context
+        return options
 
     def database_url_for(self, service: str) -> str:
         if self.database_url:

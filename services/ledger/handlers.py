@@ -35,9 +35,10 @@ async def check_thresholds(
                 projection.roles[aggregate_id], tolerance_percent
             )
         position = projection.last_position[(aggregate_type, aggregate_id)]
+        expected = position
         for index, event in enumerate(events):
             try:
-                await append_decision(
+                landed = await append_decision(
                     event_log,
                     (aggregate_type, aggregate_id),
                     event,
@@ -45,10 +46,13 @@ async def check_thresholds(
                     cause,
                     actor="ledger",
                     source="ledger",
+                    expected_position=expected,
                 )
             except ConcurrencyConflict:
-                # A newer event on the aggregate is on its way; it is checked when it lands.
+                # Decided on a state that has moved on: the newer event is checked when it
+                # lands, against the state it leaves.
                 break
+            expected = landed.position
             appended += 1
             log.info("threshold.appended", event=type(event).__name__, aggregate=aggregate_id)
     return appended
