@@ -30,6 +30,7 @@ from sqlalchemy import Table, func, select
 from contracts.queries import ProjectsQuery, QueryError, ReplayStarted, ServiceStatus
 from shared.db import Database, skipped_events
 from shared.eventlog import EventLog
+from shared.lease import Lease
 from shared.logging import configure_logging
 from shared.projection import Projection, ProjectionRunner
 from shared.projects_view import list_projects
@@ -51,6 +52,7 @@ class ServiceRuntime:
         self._log: EventLog | None = None
         self._db: Database | None = None
         self._runner: ProjectionRunner | None = None
+        self._lease: Lease | None = None
         #: Set by a service that decides on each batch its projection applied.
         self.after_batch: Callable[[], Awaitable[None]] | None = None
 
@@ -92,6 +94,16 @@ class ServiceRuntime:
         self._log = EventLog(self._js, settings.subjects, settings.duplicate_window_seconds)
         await self._log.ensure_streams()
         self._db = Database(settings.database_url_for(self.name))
+        if settings.lease_ttl_seconds > 0:
+            # A standby waits here, connected, until the active instance's lease lapses.
+            self._lease = Lease(self._js, self.name, settings.lease_ttl_seconds, self._lease_lost)
+            await self._lease.acquire()
+        await self._start_runner()
+        log.info("service.started", position=self.runner.position, pid=os.getpid())
+
+    async def _start_runner(self) -> None:
+        settings = self.settings
+        assert self._js is not None and self._db is not None
         self._runner = ProjectionRunner(
             self._js,
             self._db,
@@ -102,11 +114,21 @@ class ServiceRuntime:
             after_batch=self.after_batch,
         )
         await self._runner.start()
-        log.info("service.started", position=self._runner.position, pid=os.getpid())
+
+    async def _lease_lost(self) -> None:
+        """Another instance may be writing now: stop writing, stand by, and take over again
+        when the lease is free (the projection reloads from the database)."""
+        if self._runner is not None:
+            await self._runner.stop()
+        assert self._lease is not None
+        await self._lease.acquire()
+        await self._start_runner()
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.stop()
+        if self._lease is not None:
+            await self._lease.release()
         if self._nc is not None and not self._nc.is_closed:
             # close, not drain: the workers have stopped, and draining would wait forever on
             # pull subscriptions holding late "no messages" status replies.

@@ -81,6 +81,9 @@ class ServiceSettings(PortfolioSettings):
     """Settings of a service process that keeps a projection."""
 
     projection_batch_size: int = 500
+    #: Seconds a crashed active instance keeps its lease; 0 runs without one (a single
+    #: instance that nothing else may start beside).
+    lease_ttl_seconds: float = 3.0
     projection_retry_delay_seconds: float = 2.0
 
 
@@ -110,7 +113,7 @@ class RiskSettings(ServiceSettings):
 
 
 class ReportingSettings(ServiceSettings):
-    pass
+    report_publish_every_seconds: float = 0.0
 
 
 class SupervisorSettings(PortfolioSettings):

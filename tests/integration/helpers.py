@@ -115,9 +115,9 @@ def proposed_envelope(project_id: str) -> EventEnvelope:
     return envelope_for(command, event, ("project", project_id), 0, now)
 
 
-async def fill_log(log: EventLog, count: int, concurrency: int = 64) -> int:
+async def fill_log(log: EventLog, count: int, concurrency: int = 64, start: int = 0) -> int:
     """Append `count` proposals, many in flight at once; returns the last position."""
-    ids = [f"P-{n:05d}" for n in range(count)]
+    ids = [f"P-{n:05d}" for n in range(start, start + count)]
     for start in range(0, count, concurrency):
         chunk = ids[start : start + concurrency]
         await asyncio.gather(*(log.append(proposed_envelope(i), 0) for i in chunk))
