@@ -689,6 +689,95 @@ def risks(as_json: JsonFlag = False) -> None:
         console.print(f"{project_id}: {found['explain']}")
 
 
+@app.command()
+def report(
+    as_of: Annotated[
+        str | None, typer.Option(help="As recorded by then (ISO time, 'now', -2h, -7d)")
+    ] = None,
+    occurred_as_of: Annotated[
+        str | None, typer.Option(help="Only facts that had occurred by then (business time)")
+    ] = None,
+    project: Annotated[str | None, typer.Option(help="One project's scorecard")] = None,
+    diff: Annotated[
+        tuple[str, str] | None, typer.Option(help="What changed between two times: FROM TO")
+    ] = None,
+    business_time: Annotated[
+        bool, typer.Option(help="--diff by business time (occurred_at), not recorded time")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table, json, csv, md or html")] = "table",
+    output: Annotated[Path | None, typer.Option(help="Write the report to this file")] = None,
+    publish: Annotated[
+        bool, typer.Option(help="Put the current report on the record (PortfolioReportPublished)")
+    ] = False,
+    rationale: Annotated[str | None, typer.Option(help="Why, when publishing")] = None,
+    actor: Annotated[str, typer.Option()] = "anonymous",
+    as_json: JsonFlag = False,
+) -> None:
+    """The portfolio report (or a project's scorecard, or a diff), at any point in time."""
+    from datetime import UTC
+
+    from services.reporting import render, timetravel
+
+    fmt = "json" if as_json else fmt
+    if fmt not in render.FORMATS:
+        errors.print(f"[red]unsupported format {fmt!r}[/]; one of {', '.join(render.FORMATS)}")
+        raise typer.Exit(EXIT_USAGE)
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {}
+    try:
+        for name, text in (("as_of", as_of), ("occurred_as_of", occurred_as_of)):
+            if text is not None:
+                body[name] = timetravel.parse_time(text, now).isoformat()
+        if diff is not None:
+            body["diff_from"], body["diff_to"] = (
+                timetravel.parse_time(t, now).isoformat() for t in diff
+            )
+            body["diff_by"] = "occurred" if business_time else "recorded"
+    except ValueError as error:
+        errors.print(f"[red]{error}[/]")
+        raise typer.Exit(EXIT_USAGE) from error
+    if project is not None:
+        body["project_id"] = project
+    if diff is not None and (as_of or occurred_as_of or project):
+        errors.print("[red]--diff takes its two times only (no --as-of or --project)[/]")
+        raise typer.Exit(EXIT_USAGE)
+    if publish and (body or not rationale):
+        errors.print("[red]--publish needs --rationale, and publishes the current report only[/]")
+        raise typer.Exit(EXIT_USAGE)
+
+    async def work(nc: Client, settings: PortfolioSettings) -> bytes:
+        if publish:
+            request = {"rationale": rationale, "actor": actor, "source": "cli"}
+            subject = settings.subjects.control("reporting", "publish")
+            return await _request(nc, subject, json.dumps(request).encode(), 60)
+        subject = settings.subjects.query("reporting", "report")
+        return await _request(nc, subject, json.dumps(body).encode(), 60)
+
+    answer: dict[str, Any] = json.loads(_connect_and(work))
+    if "error" in answer:
+        errors.print(f"[red]{answer['error']}[/]")
+        for detail in answer.get("details", ()):
+            errors.print(f"  - {detail.get('field')}: {detail.get('message')}")
+        raise typer.Exit(EXIT_REJECTED)
+    if publish:
+        appended = answer["appended"]
+        errors.print(f"[bold green]published[/] at log position {appended['position']}")
+        answer = answer["report"]
+    if output is None and fmt == "table":
+        render.print_report(answer, console)
+        return
+    text = render.render(answer, fmt)
+    if output is None:
+        print(text, end="")
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        errors.print(f"[red]cannot write {output}[/]: {error}")
+        raise typer.Exit(EXIT_USAGE) from error
+    errors.print(f"wrote {output} ({fmt}, {len(text.encode())} bytes)")
+
+
 def main() -> None:
     app()
 

@@ -1,7 +1,13 @@
-"""Composition root of reporting: the read side, and the audit trail."""
+"""Composition root of reporting: the read side, the audit trail, reports at any point in
+time, and their publication (on request, and on a schedule when configured)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+import structlog
 from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
 
@@ -10,14 +16,76 @@ from services.reporting.projection import NAME, ReportingProjection
 from shared.service import ServiceRuntime, build_app
 from shared.settings import ReportingSettings
 
+log = structlog.get_logger(__name__)
+
+
+class ScheduledPublisher:
+    """Publishes the portfolio report every `every` seconds, unless nothing but published
+    reports has been appended since the last publication."""
+
+    def __init__(self, runtime: ServiceRuntime, every: float) -> None:
+        self.runtime = runtime
+        self.every = every
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.every > 0:
+            self._task = asyncio.create_task(self._run(), name="publish-reports")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        request = handlers.PublishRequest(
+            rationale=f"scheduled publication (every {self.every:g} s)",
+            actor="reporting",
+            source="reporting",
+        )
+        seen = -1
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                # Nothing appended since the last look: no need to read the log at all.
+                position = await self.runtime.log.last_position()
+                if position == seen:
+                    continue
+                published = await handlers.publish_report(
+                    self.runtime.log,
+                    request,
+                    datetime.now(UTC),
+                    handlers.message_limit(self.runtime),
+                    scheduled=True,
+                    skip_unchanged=True,
+                )
+                # After a publication, look again next time: an event may have landed
+                # between the read and the append.
+                seen = -1 if published else position
+            except Exception:  # tried again at the next tick; the loop must go on (logged)
+                log.exception("report.scheduled_publication_failed")
+
 
 def create_app(settings: ReportingSettings | None = None) -> FastStream:
+    settings = settings or ReportingSettings()
     projection = ReportingProjection()
-    runtime = ServiceRuntime(NAME, settings or ReportingSettings(), projection)
+    runtime = ServiceRuntime(NAME, settings, projection)
+    publisher = ScheduledPublisher(runtime, settings.report_publish_every_seconds)
 
     def register(broker: NatsBroker, runtime: ServiceRuntime) -> None:
-        @broker.subscriber(runtime.settings.subjects.query(NAME, "audit"))
+        subjects = runtime.settings.subjects
+
+        @broker.subscriber(subjects.query(NAME, "audit"))
         async def audit(msg: NatsMessage) -> bytes:
             return await handlers.audit(runtime, projection, msg.body)
 
-    return build_app(runtime, register)
+        @broker.subscriber(subjects.query(NAME, "report"))
+        async def report(msg: NatsMessage) -> bytes:
+            return await handlers.report(runtime, msg.body)
+
+        @broker.subscriber(subjects.control(NAME, "publish"))
+        async def publish(msg: NatsMessage) -> bytes:
+            return await handlers.publish(runtime, msg.body)
+
+    return build_app(runtime, register, workers=[publisher])

@@ -1,12 +1,30 @@
-"""Reporting's queries: parse, load from the projection, reply."""
+"""Reporting's queries: parse, load (from the projection or the log), reply.
+
+The report queries never answer with a stack trace: a question that cannot be answered
+gets `{"error": ..., "code": ...}` (`invalid_query`, `bad_time`, `not_found`, `too_large`,
+`conflict`, `internal`)."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Literal
 
+import structlog
+from pydantic import AwareDatetime, Field, ValidationError, model_validator
+
+from contracts.base import FrozenModel, Identifier, Name, Rationale
 from contracts.queries import AuditAnswer, AuditEntry, AuditQuery
+from contracts.reports import AGGREGATE as REPORT
+from contracts.reports import PORTFOLIO_REPORTS, PortfolioReportPublished
+from services.reporting import timetravel
 from services.reporting.projection import ReportingProjection
+from services.reporting.report import Cut, UnknownProject
+from shared.decisions import append_decision
+from shared.eventlog import ConcurrencyConflict, EventLog
 from shared.service import ServiceRuntime, answer, invalid_query
+
+log = structlog.get_logger(__name__)
 
 
 async def audit(runtime: ServiceRuntime, projection: ReportingProjection, body: bytes) -> bytes:
@@ -30,3 +48,168 @@ def fit_in_one_message(entries: list[AuditEntry], budget: int = 900_000) -> list
         if count and size > budget:
             return entries[:count]
     return entries
+
+
+# --- reports ------------------------------------------------------------------------------
+
+
+class ReportQuery(FrozenModel):
+    """`portfolio.query.reporting.report`: the portfolio report, a project's scorecard, or
+    what changed between two points (`diff_from`, `diff_to`)."""
+
+    as_of: AwareDatetime | None = Field(default=None, description="Recorded time.")
+    occurred_as_of: AwareDatetime | None = Field(default=None, description="Business time.")
+    project_id: Identifier | None = None
+    diff_from: AwareDatetime | None = None
+    diff_to: AwareDatetime | None = None
+    #: Whether the diff's points are recorded or business times.
+    diff_by: Literal["recorded", "occurred"] = "recorded"
+
+    @model_validator(mode="after")
+    def _one_question(self) -> ReportQuery:
+        diffing = self.diff_from is not None or self.diff_to is not None
+        if diffing and (self.diff_from is None or self.diff_to is None):
+            raise ValueError("a diff needs both diff_from and diff_to")
+        if diffing and (self.as_of or self.occurred_as_of or self.project_id):
+            raise ValueError("a diff takes its two points only (no as_of or project_id)")
+        return self
+
+    @property
+    def cut(self) -> Cut:
+        return Cut(as_of=self.as_of, occurred_as_of=self.occurred_as_of)
+
+
+class PublishRequest(FrozenModel):
+    """`portfolio.control.reporting.publish`: put the current report on the record."""
+
+    rationale: Rationale
+    actor: Name = "anonymous"
+    source: Name = "unknown"
+
+
+def _error(message: str, code: str, details: tuple[dict[str, Any], ...] = ()) -> bytes:
+    return answer(_Error(error=message, code=code, details=details))
+
+
+class _Error(FrozenModel):
+    error: str
+    code: str
+    details: tuple[dict[str, Any], ...] = ()
+
+
+def message_limit(runtime: ServiceRuntime) -> int:
+    """What an answer may take of one NATS message."""
+    return int(runtime.nc.max_payload) - timetravel.MESSAGE_HEADROOM
+
+
+async def report(runtime: ServiceRuntime, body: bytes, now: datetime | None = None) -> bytes:
+    try:
+        query = ReportQuery.model_validate_json(body or b"{}")
+    except ValidationError as error:
+        refused = invalid_query("report", error)
+        return _error(refused.error, "invalid_query", refused.details)
+    now = now or datetime.now(UTC)
+    try:
+        result = await answer_report(runtime.log, query, now)
+    except timetravel.BadCut as error:
+        return _error(str(error), "bad_time")
+    except UnknownProject as error:
+        at = f" as of {query.as_of.isoformat()}" if query.as_of else ""
+        return _error(f"unknown project {error.args[0]}{at}", "not_found")
+    except Exception as error:  # the caller gets an answer, never a trace
+        log.exception("report.failed", query=query.model_dump(mode="json"))
+        return _error(f"the report failed: {type(error).__name__}: {error}", "internal")
+    return timetravel.fit(result, message_limit(runtime))
+
+
+async def answer_report(event_log: EventLog, query: ReportQuery, now: datetime) -> dict[str, Any]:
+    if query.diff_from is not None and query.diff_to is not None:
+        field = "as_of" if query.diff_by == "recorded" else "occurred_as_of"
+        return await timetravel.diff(
+            event_log,
+            Cut(**{field: query.diff_from}),
+            Cut(**{field: query.diff_to}),
+            now,
+        )
+    if query.project_id is not None:
+        return await timetravel.scorecard(event_log, query.cut, query.project_id, now)
+    _, found = await timetravel.portfolio_report(event_log, query.cut, now)
+    return found
+
+
+async def publish(
+    runtime: ServiceRuntime,
+    body: bytes,
+    *,
+    scheduled: bool = False,
+    now: datetime | None = None,
+) -> bytes:
+    """Append `PortfolioReportPublished` with the current report's summary; answer the
+    appended event and the report as published (its changes since the last publication)."""
+    try:
+        request = PublishRequest.model_validate_json(body or b"{}")
+    except ValidationError as error:
+        refused = invalid_query("publish", error)
+        return _error(refused.error, "invalid_query", refused.details)
+    now = now or datetime.now(UTC)
+    try:
+        found = await publish_report(
+            runtime.log, request, now, message_limit(runtime), scheduled=scheduled
+        )
+    except timetravel.BadCut as error:
+        return _error(str(error), "bad_time")
+    except ConcurrencyConflict:
+        return _error("another report was published at the same moment: try again", "conflict")
+    except Exception as error:  # the caller gets an answer, never a trace
+        log.exception("report.publish_failed")
+        return _error(f"publishing failed: {type(error).__name__}: {error}", "internal")
+    if found is None:
+        return _error("the log is empty: there is nothing to report", "empty")
+    return timetravel.fit(found, message_limit(runtime))
+
+
+async def publish_report(
+    event_log: EventLog,
+    request: PublishRequest,
+    now: datetime,
+    limit: int,
+    *,
+    scheduled: bool = False,
+    skip_unchanged: bool = False,
+) -> dict[str, Any] | None:
+    """The publication itself; None when there is nothing (new) to publish."""
+    folded, full = await timetravel.portfolio_report(event_log, Cut(), now)
+    if folded.content_position == 0:
+        return None
+    last = folded.published
+    if skip_unchanged and last is not None and last.content_position == folded.content_position:
+        return None
+    identity = f"{folded.content_position}/{scheduled}/{request.actor}/{request.rationale}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    event = PortfolioReportPublished(
+        report_id=f"R-{folded.content_position}-{digest}",
+        position=folded.position,
+        content_position=folded.content_position,
+        generated_at=now,
+        rationale=request.rationale,
+        scheduled=scheduled,
+        summary=folded.summary(),
+    )
+    size = len(event.model_dump_json())
+    if size > limit:
+        raise timetravel.BadCut(
+            f"the report's summary is {size} bytes, more than one event may hold ({limit})"
+        )
+    appended = await append_decision(
+        event_log,
+        (REPORT, PORTFOLIO_REPORTS),
+        event,
+        identity,
+        None,
+        actor=request.actor,
+        source=request.source,
+        # Decided on the publications folded: another one since is a conflict, not a race.
+        expected_position=folded.published_position,
+    )
+    log.info("report.published", position=appended.position, report_id=event.report_id)
+    return {"appended": appended.model_dump(mode="json"), "report": full}

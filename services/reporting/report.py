@@ -90,20 +90,18 @@ APPROVED_OR_LATER = frozenset(
 #: What PortfolioView folds (projects, objectives, scoring models, rankings).
 VIEW_AGGREGATES = frozenset({p.AGGREGATE, o.AGGREGATE, pr.SCORING_MODEL, pr.RANKING})
 #: Event types the report reads; any other known type is counted and left unparsed.
-USED_EVENTS = frozenset(
-    t.__name__
-    for t in (
-        *p.EVENTS,
-        *o.EVENTS,
-        pr.ScoringModelConfigured,
-        pr.RankingDecided,
-        pr.SelectionDecided,
-        *lg.EVENTS,
-        *r.RISK_EVENTS,
-        *r.BASELINE_EVENTS,
-        *r.ALERT_EVENTS,
-    )
+_USED: tuple[type[FrozenModel], ...] = (
+    *p.EVENTS,
+    *o.EVENTS,
+    pr.ScoringModelConfigured,
+    pr.RankingDecided,
+    pr.SelectionDecided,
+    *lg.EVENTS,
+    *r.RISK_EVENTS,
+    *r.BASELINE_EVENTS,
+    *r.ALERT_EVENTS,
 )
+USED_EVENTS = frozenset(t.__name__ for t in _USED)
 PUBLISHED = PortfolioReportPublished.__name__
 #: The model whose ranking a report shows when it has one.
 DEFAULT_MODEL = "default"
@@ -247,6 +245,8 @@ class PortfolioReport:
     latest_occurred_at: datetime | None = None
     highlights: deque[Highlight] = field(default_factory=lambda: deque(maxlen=HIGHLIGHTS))
     _focus_rank: int | None = None
+    #: The ranking computed when none was decided yet, and the position it was computed at.
+    _computed: tuple[int, pr.RankingDecided] | None = None
 
     # --- folding ---------------------------------------------------------------------
 
@@ -684,7 +684,9 @@ class PortfolioReport:
             return max(self.rankings.values(), key=lambda x: x[0])[1], "decided"
         if not self.view.open_candidates():
             return None
-        return decide_ranking(self.view, DEFAULT_MODEL), "computed"
+        if self._computed is None or self._computed[0] != self.position:
+            self._computed = (self.position, decide_ranking(self.view, DEFAULT_MODEL))
+        return self._computed[1], "computed"
 
     def ranking(self) -> dict[str, Any] | None:
         found = self.latest_ranking()
@@ -855,9 +857,7 @@ class PortfolioReport:
                 "rank": entry.rank if entry else None,
                 "score": round(entry.score, 4) if entry else None,
                 "previous_rank": entry.previous_rank if entry else None,
-                "breakdown": {}
-                if entry is None
-                else {k: None if v is None else round(v, 4) for k, v in entry.breakdown.items()},
+                "breakdown": {} if entry is None else _breakdown(entry.breakdown),
                 "why_not_ranked": None
                 if entry
                 else (
@@ -1033,15 +1033,15 @@ def changes(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, 
         if old_h.get(k) != v
     ]
     old_top, new_top = list(old.get("ranking", [])), list(new["ranking"])
-    found = {
+    found: dict[str, list[Any]] = {
         "new_proposals": proposals,
         "approvals": approvals,
         "status_changes": moved,
         "new_risks": sorted(set(new_r) - set(old_r)),
         "closed_risks": sorted(set(old_r) - set(new_r)),
         "risk_score_changes": rescored,
-        "alerts_raised": sorted(set(new_a) - set(old_a)),
-        "alerts_cleared": sorted(set(old_a) - set(new_a)),
+        "alerts_raised": [{"alert_id": k, **new_a[k]} for k in sorted(set(new_a) - set(old_a))],
+        "alerts_cleared": [{"alert_id": k, **old_a[k]} for k in sorted(set(old_a) - set(new_a))],
         "budget_changes": budget,
         "health_changes": health,
         "entered_top": [k for k in new_top if k not in old_top],
@@ -1096,6 +1096,10 @@ def _heat(risks: Iterable[risk.RiskState]) -> list[list[int]]:
     return heat
 
 
+def _breakdown(breakdown: Mapping[str, float | None]) -> dict[str, float | None]:
+    return {k: None if v is None else round(v, 4) for k, v in breakdown.items()}
+
+
 def _str(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
@@ -1143,7 +1147,7 @@ def _highlight_text(payload: FrozenModel, focus: str, rank: int | None) -> str |
             return f"progress {payload.period}: {payload.percent_complete}% complete"
     if about != focus:
         return None
-    why = next((str(getattr(payload, k)) for k in _LIFECYCLE_WHY if hasattr(payload, k)), "")
+    why = next((str(v) for k in _LIFECYCLE_WHY if (v := getattr(payload, k, None))), "")
     name = type(payload).__name__
     match payload:
         case p.ProjectProposed():
@@ -1157,6 +1161,12 @@ def _highlight_text(payload: FrozenModel, focus: str, rank: int | None) -> str |
             detail = f"{name} in {payload.pool_id}: actual {payload.actual} of {payload.allocated}"
         case r.RiskIdentified() | r.RiskAssessed():
             detail = f"{name} {payload.risk_id}: score {payload.score}"
+        case r.RiskResponseChosen():
+            detail = f"response to {payload.risk_id}: {payload.strategy}, {payload.plan}"
+        case r.RiskReassessed():
+            detail = f"{payload.risk_id} reassessed: residual score {payload.residual_score}"
+        case r.RiskClosed():
+            detail = f"{payload.risk_id} closed"
         case r.AlertRaised():
             detail = f"alert raised ({payload.severity}): {payload.message or payload.metric}"
         case r.AlertCleared():

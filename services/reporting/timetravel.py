@@ -1,0 +1,167 @@
+"""Reports at any point in time: parsing and checking the point, reading the log up to it
+and folding it into a `PortfolioReport`.
+
+- `--as-of T` (recorded time): the log as read up to T (`EventLog.read(until_time=T)`),
+  i.e. what the portfolio looked like to anyone asking at T.
+- `--occurred-as-of T` (business time): the whole log (or up to `as_of` when both are
+  given), keeping only the events whose `occurred_at` is at or before T, so a fact
+  recorded late counts from when it happened.
+
+Refused with `BadCut`: a point in the future, an as-of before the first event, an empty log,
+a business time before anything occurred, a diff whose FROM lies after its TO.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from contracts.subjects import LOG_STREAM
+
+if TYPE_CHECKING:
+    # The CLI parses times with this module; the report (and scipy behind prioritization)
+    # is imported where a report is built.
+    from services.reporting.report import Cut, PortfolioReport
+    from shared.eventlog import EventLog
+
+#: What a report answer may take of one NATS message (the rest: headers and slack).
+MESSAGE_HEADROOM = 4096
+
+_RELATIVE = re.compile(r"^-(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+TIME_HELP = (
+    "ISO 8601 (2027-03-01, 2027-03-01T09:30, 2027-03-01T09:30:00+01:00; no zone: local "
+    "time; a date: its start), 'now', or an offset into the past like -2h, -7d"
+)
+
+
+class BadCut(ValueError):
+    """A point in time a report cannot be built at; the message says why."""
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """A point in time from the command line; `ValueError` with the accepted forms."""
+    cleaned = text.strip()
+    if cleaned == "now":
+        return now
+    relative = _RELATIVE.match(cleaned)
+    if relative:
+        amount, unit = int(relative.group(1)), _UNITS[relative.group(2)]
+        return now - timedelta(**{unit: amount})
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: use {TIME_HELP}") from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def check_cut(cut: Cut, first_recorded_at: datetime | None, now: datetime) -> None:
+    for name, moment in (("as-of", cut.as_of), ("occurred-as-of", cut.occurred_as_of)):
+        if moment is not None and moment > now:
+            raise BadCut(f"--{name} {moment.isoformat()} is in the future (now: {now.isoformat()})")
+    if cut.as_of is None and cut.occurred_as_of is None:
+        return
+    if first_recorded_at is None:
+        raise BadCut("the log is empty: there is no past to report on")
+    if cut.as_of is not None and cut.as_of < first_recorded_at:
+        raise BadCut(
+            f"--as-of {cut.as_of.isoformat()} is before the first event "
+            f"(recorded at {first_recorded_at.isoformat()})"
+        )
+
+
+async def first_recorded_at(log: EventLog) -> datetime | None:
+    """When the log's first event was recorded; None for an empty log."""
+    info = await log.js.stream_info(LOG_STREAM)
+    if not info.state.messages:
+        return None
+    first = await log.get(int(info.state.first_seq or 1))
+    return first.envelope.recorded_at
+
+
+async def fold(log: EventLog, cut: Cut, focus: str | None = None) -> PortfolioReport:
+    """The report folded from the log as `cut` bounds it (one read of the log)."""
+    from services.reporting.report import PortfolioReport
+
+    report = PortfolioReport(cut=cut, focus=focus)
+    async for event in log.read(until_time=cut.as_of):
+        report.apply(event)
+    if cut.occurred_as_of is not None and report.events == 0:
+        earliest = report.earliest_occurred_at
+        raise BadCut(
+            f"nothing had occurred by --occurred-as-of {cut.occurred_as_of.isoformat()}"
+            + (f" (the earliest event occurred at {earliest.isoformat()})" if earliest else "")
+        )
+    return report
+
+
+def previous_day(cut: Cut, now: datetime) -> Cut:
+    """The cut one day earlier: what changes are measured from when nothing was published."""
+    from services.reporting.report import Cut
+
+    day = timedelta(days=1)
+    if cut.occurred_as_of is not None and cut.as_of is None:
+        return Cut(occurred_as_of=cut.occurred_as_of - day)
+    return Cut(
+        as_of=(cut.as_of or now) - day,
+        occurred_as_of=None if cut.occurred_as_of is None else cut.occurred_as_of - day,
+    )
+
+
+async def portfolio_report(
+    log: EventLog, cut: Cut, now: datetime
+) -> tuple[PortfolioReport, dict[str, Any]]:
+    """The fold and the portfolio report, with its changes since the last published report
+    (else since the day before, else since the start)."""
+    first = await first_recorded_at(log)
+    check_cut(cut, first, now)
+    report = await fold(log, cut)
+    if report.published is not None:
+        return report, report.portfolio(now)
+    earlier = previous_day(cut, now)
+    if first is None or (earlier.as_of is not None and earlier.as_of < first):
+        return report, report.portfolio(now)
+    try:
+        before = await fold(log, earlier)
+    except BadCut:
+        return report, report.portfolio(now)
+    since = {"kind": "previous_day", **earlier.as_json(), "position": before.position}
+    return report, report.portfolio(now, before.summary(), since)
+
+
+async def scorecard(log: EventLog, cut: Cut, project_id: str, now: datetime) -> dict[str, Any]:
+    check_cut(cut, await first_recorded_at(log), now)
+    report = await fold(log, cut, focus=project_id)
+    return report.scorecard(project_id, now)
+
+
+async def diff(log: EventLog, start: Cut, end: Cut, now: datetime) -> dict[str, Any]:
+    for name in ("as_of", "occurred_as_of"):
+        a, b = getattr(start, name), getattr(end, name)
+        if a is not None and b is not None and a > b:
+            raise BadCut(f"--diff FROM {a.isoformat()} is after TO {b.isoformat()}")
+    first = await first_recorded_at(log)
+    check_cut(start, first, now)
+    check_cut(end, first, now)
+    from services.reporting.report import diff_report
+
+    before = await fold(log, start)
+    after = await fold(log, end)
+    return diff_report(before, after, now)
+
+
+def fit(report: Any, limit: int) -> bytes:
+    """The answer as JSON if it fits in one message of `limit` bytes, else an error that
+    says how to narrow the question."""
+    data = json.dumps(report).encode()
+    if len(data) <= limit:
+        return data
+    return json.dumps(
+        {
+            "error": f"the report is {len(data)} bytes, more than one message holds ({limit}): "
+            "narrow it, e.g. one project (--project ID) or an earlier point (--as-of)",
+            "code": "too_large",
+        }
+    ).encode()
