@@ -24,7 +24,7 @@ from nats.js.api import (
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from contracts.base import EventEnvelope, RecordedEvent
 from contracts.subjects import (
@@ -220,7 +220,9 @@ class EventLog:
                 raise ConcurrencyConflict(
                     subject, expected_last_position, error.description or ""
                 ) from error
-            except (TimeoutError, nats.errors.NoRespondersError):
+            except (TimeoutError, nats.errors.NoRespondersError, NoStreamResponseError):
+                # No answer, or no stream leader while a cluster elects one: retried with the
+                # same message id, so an attempt that did land is not stored twice.
                 if attempt == attempts:
                     raise
                 log.warning("append.retry", subject=subject, attempt=attempt)

@@ -1,0 +1,302 @@
+"""A real 3-node JetStream cluster on loopback: SIGKILL the log's leader while appends flow
+at a steady rate. Ingestion continues, every acknowledged append is in the log afterwards,
+and nothing is in it twice. Then the killed node comes back and catches up, and a
+different node is killed under load with the same result."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js.errors import APIError, NoStreamResponseError
+
+from contracts.base import EventEnvelope
+from contracts.subjects import LOG_STREAM
+from shared.embedded_nats import EmbeddedNats
+from shared.eventlog import Appended, EventLog, log_stream_config
+from tests.integration.helpers import SUBJECTS, proposed_envelope
+
+pytestmark = pytest.mark.e2e
+
+NODES = ("n1", "n2", "n3")
+RATE = 50  # appends a second
+#: EventLog.append's retries of timeouts (2 s each, short backoff) and ours of "no
+#: responders" must outlast the election of a new stream leader: a few seconds.
+ATTEMPTS = 6
+FAILOVER_BUDGET = 20.0
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out now; released at once for the servers to bind."""
+    sockets = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@dataclass
+class Cluster:
+    root: Path
+    client_ports: dict[str, int] = field(default_factory=dict)
+    route_ports: dict[str, int] = field(default_factory=dict)
+    servers: dict[str, EmbeddedNats] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ports = free_ports(2 * len(NODES))
+        self.client_ports = dict(zip(NODES, ports[: len(NODES)], strict=True))
+        self.route_ports = dict(zip(NODES, ports[len(NODES) :], strict=True))
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{self.client_ports[n]}" for n in NODES]
+
+    def config(self, node: str) -> Path:
+        routes = "\n".join(
+            f"    nats-route://127.0.0.1:{self.route_ports[peer]}" for peer in NODES if peer != node
+        )
+        path = self.root / f"{node}.conf"
+        # The store dir comes from EmbeddedNats (--store_dir <node>/jetstream).
+        path.write_text(
+            f"server_name: {node}\n"
+            "jetstream {\n  sync_interval: always\n}\n"
+            "cluster {\n"
+            "  name: portfolio-test\n"
+            f"  listen: 127.0.0.1:{self.route_ports[node]}\n"
+            f"  routes: [\n{routes}\n  ]\n"
+            "}\n"
+        )
+        return path
+
+    def start(self, node: str) -> None:
+        server = EmbeddedNats(
+            self.root / node,
+            port=self.client_ports[node],
+            extra_args=("-c", str(self.config(node))),
+        )
+        server.start()
+        self.servers[node] = server
+
+    def kill(self, node: str) -> None:
+        self.servers[node].kill()
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    found = Cluster(tmp_path)
+    try:
+        for node in NODES:
+            found.start(node)
+        yield found
+    finally:
+        found.stop()
+
+
+async def _quiet(_: Exception) -> None:
+    """Connection errors are expected here: a node is killed on purpose."""
+
+
+async def connect(urls: list[str]) -> Client:
+    return await nats.connect(
+        urls,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.2,
+        connect_timeout=2,
+        ping_interval=1,
+        max_outstanding_pings=2,
+        error_cb=_quiet,
+    )
+
+
+async def create_replicated_log(nc: Client, timeout: float = 30.0) -> None:
+    """Once the cluster has a meta leader and all three peers: the log with 3 replicas."""
+    js = nc.jetstream(timeout=2)
+    config = log_stream_config(SUBJECTS, 120.0).evolve(num_replicas=3)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await js.add_stream(config)
+            break
+        except (APIError, TimeoutError) as error:  # no meta leader or peers yet
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the cluster never took the stream: {error}") from error
+            await asyncio.sleep(0.25)
+    while time.monotonic() < deadline:
+        info = await js.stream_info(LOG_STREAM)
+        replicas = (info.cluster.replicas or []) if info.cluster else []
+        led = info.cluster is not None and info.cluster.leader is not None
+        if led and len(replicas) == 2 and all(r.current for r in replicas):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the replicated log never became current on all three nodes")
+
+
+async def leader(nc: Client) -> str:
+    for _ in range(100):
+        try:
+            info = await nc.jetstream(timeout=2).stream_info(LOG_STREAM)
+        except (TimeoutError, APIError):
+            await asyncio.sleep(0.1)
+            continue
+        if info.cluster and info.cluster.leader:
+            return info.cluster.leader
+        await asyncio.sleep(0.1)
+    raise AssertionError("the log has no leader")
+
+
+async def append(log: EventLog, envelope: EventEnvelope) -> Appended:
+    """EventLog.append, also retried while the stream has no leader.
+
+    EventLog.append retries timeouts, but during a leader election JetStream answers a
+    publish with 503 "no responders", which nats-py raises as NoStreamResponseError, and
+    EventLog.append does not retry that. Nothing was stored then, and the event id is the
+    message id, so retrying is safe.
+    """
+    deadline = time.monotonic() + FAILOVER_BUDGET
+    while True:
+        try:
+            return await log.append(envelope, 0, attempts=ATTEMPTS)
+        except NoStreamResponseError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+@dataclass
+class Load:
+    """Appends at a steady rate, each to its own aggregate; what the writer was told."""
+
+    acked: dict[str, int] = field(default_factory=dict)  # event id -> position
+    failed: list[str] = field(default_factory=list)
+    #: (started, acknowledged) moments of each acknowledged append.
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+
+    def resumed_after(self, killed_at: float) -> float:
+        """Seconds from the kill to the first acknowledgement of an append started after it."""
+        after = [acked for started, acked in self.timeline if started > killed_at]
+        assert after, "no append started after the kill was acknowledged"
+        return min(after) - killed_at
+
+
+async def steady_appends(
+    log: EventLog,
+    load: Load,
+    prefix: str,
+    seconds: float,
+    kill_after: float,
+    kill: Callable[[], None],
+) -> float:
+    """Start one append every 1/RATE s for `seconds`; call `kill()` after `kill_after` s.
+    Returns the moment of the kill."""
+
+    async def one(n: int) -> None:
+        envelope = proposed_envelope(f"{prefix}-{n:04d}")
+        began = time.monotonic()
+        try:
+            appended = await append(log, envelope)
+        except Exception as error:  # noqa: BLE001 - counted: not acknowledged to the writer
+            load.failed.append(f"{envelope.event_id}: {error!r}")
+            return
+        load.acked[envelope.event_id] = appended.position
+        load.timeline.append((began, time.monotonic()))
+
+    started = time.monotonic()
+    killed_at = 0.0
+    tasks = []
+    for n in range(int(seconds * RATE)):
+        await asyncio.sleep(max(0.0, started + n / RATE - time.monotonic()))
+        if not killed_at and time.monotonic() - started >= kill_after:
+            kill()
+            killed_at = time.monotonic()
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.wait_for(asyncio.gather(*tasks), FAILOVER_BUDGET + ATTEMPTS * 3)
+    return killed_at
+
+
+async def check_log(nc: Client, load: Load, expected_appends: int) -> None:
+    """Every acknowledged append at the position it was acknowledged with, nothing twice."""
+    reader = EventLog(nc.jetstream(timeout=5), SUBJECTS)
+    deadline = time.monotonic() + 30
+    while True:
+        # Reading creates a consumer, which needs the meta leader: the kill may have taken
+        # it too, and its election can end after the stream's.
+        try:
+            stored = [(e.envelope.event_id, e.position) async for e in reader.read()]
+            break
+        except (TimeoutError, APIError):
+            assert time.monotonic() < deadline, "the log could not be read back"
+            await asyncio.sleep(0.5)
+    counts = Counter(event_id for event_id, _ in stored)
+    assert [e for e, c in counts.items() if c > 1] == []
+    positions = dict(stored)
+    missing = {e: p for e, p in load.acked.items() if positions.get(e) != p}
+    assert missing == {}, f"{len(missing)} acknowledged appends not in the log"
+    assert len(load.acked) + len(load.failed) == expected_appends
+    # Whatever was not acknowledged may or may not have landed, but only once.
+    assert len(load.acked) <= len(stored) <= expected_appends
+
+
+async def test_killing_a_node_under_load_loses_nothing(cluster: Cluster) -> None:
+    nc = await connect(cluster.urls)
+    try:
+        await create_replicated_log(nc)
+        log = EventLog(nc.jetstream(timeout=5), SUBJECTS)
+
+        # 1. SIGKILL the log's leader 2 s into 6 s of appends.
+        first = await leader(nc)
+        load = Load()
+        killed_at = await steady_appends(
+            log, load, "A", seconds=6, kill_after=2, kill=lambda: cluster.kill(first)
+        )
+        assert load.failed == [], load.failed[:5]
+        # Appends started after the kill were acknowledged once a new leader was elected
+        # (4 to 8 s on nats-server 2.15.1 on this machine).
+        assert load.resumed_after(killed_at) < FAILOVER_BUDGET
+        await check_log(nc, load, 6 * RATE)
+        assert await leader(nc) != first
+
+        # 2. The killed node comes back and catches up.
+        cluster.start(first)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                info = await nc.jetstream(timeout=2).stream_info(LOG_STREAM)
+            except (TimeoutError, APIError):
+                info = None
+            cluster_info = info.cluster if info else None
+            peers = {r.name: r for r in (cluster_info.replicas or [])} if cluster_info else {}
+            if first in peers and peers[first].current and not peers[first].lag:
+                break
+            assert time.monotonic() < deadline, f"{first} never caught up: {cluster_info}"
+            await asyncio.sleep(0.2)
+
+        # 3. Kill a different node (the new leader) under load: the same holds, now for
+        # everything appended in both rounds.
+        second = await leader(nc)
+        assert second != first
+        more = Load()
+        killed_at = await steady_appends(
+            log, more, "B", seconds=4, kill_after=1, kill=lambda: cluster.kill(second)
+        )
+        assert more.failed == [], more.failed[:5]
+        assert more.resumed_after(killed_at) < FAILOVER_BUDGET
+        both = Load(acked=load.acked | more.acked, failed=load.failed + more.failed)
+        await check_log(nc, both, 10 * RATE)
+    finally:
+        await nc.close()
