@@ -192,7 +192,7 @@ class EventLog:
             await ensure_stream(self.js, config, verify=False)
 
     async def append(
-        self, envelope: EventEnvelope, expected_last_position: int, attempts: int = 4
+        self, envelope: EventEnvelope, expected_last_position: int, attempts: int = 6
     ) -> Appended:
         """Append one event to its aggregate's subject, if the aggregate is still as expected.
 
