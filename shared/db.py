@@ -1,8 +1,10 @@
 """The projections' database: SQLite files by default, PostgreSQL by URL.
 
-Each service talks to its database from one dedicated thread through a synchronous
+Each service writes to its database from one dedicated thread through a synchronous
 SQLAlchemy engine: a whole batch of events is one hop to that thread, not one hop per
-statement (which an async driver costs), and SQLite only ever sees one thread.
+statement (which an async driver costs), and there is only ever one writer. Queries run
+on a second thread, so they never wait behind a batch (SQLite in WAL mode and PostgreSQL
+both let readers work beside the writer).
 """
 
 from __future__ import annotations
@@ -70,17 +72,18 @@ def create_engine(url: str) -> Engine:
 class Database:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-write")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-read")
 
     async def write(self, work: Callable[..., T], *args: Any) -> T:
         """Run `work(connection, *args)` in one transaction, committed when it returns."""
-        return await self._run(self._in_transaction, work, *args)
+        return await self._run(self._writer, self._in_transaction, work, *args)
 
     async def read(self, work: Callable[..., T], *args: Any) -> T:
-        return await self._run(self._connected, work, *args)
+        return await self._run(self._reader, self._connected, work, *args)
 
-    async def _run(self, runner: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, runner, *args)
+    async def _run(self, thread: ThreadPoolExecutor, runner: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(thread, runner, *args)
 
     def _in_transaction(self, work: Callable[..., T], *args: Any) -> T:
         with self.engine.begin() as conn:
@@ -91,8 +94,9 @@ class Database:
             return work(conn, *args)
 
     async def close(self) -> None:
-        await self._run(self.engine.dispose)
-        self._thread.shutdown(wait=True)
+        await self._run(self._writer, self.engine.dispose)
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
 
 
 __all__ = ["Connection", "Database", "positions", "runner_metadata", "skipped_events"]

@@ -53,6 +53,8 @@ class ServiceRuntime:
         self._db: Database | None = None
         self._runner: ProjectionRunner | None = None
         self._lease: Lease | None = None
+        #: Set once everything the service does has started: until then it says "starting".
+        self.ready = False
         #: Set by a service that decides on each batch its projection applied.
         self.after_batch: Callable[[], Awaitable[None]] | None = None
 
@@ -147,7 +149,7 @@ class ServiceRuntime:
         runner = self.runner
         return ServiceStatus(
             service=self.name,
-            state=runner.state,
+            state=runner.state if self.ready else "starting",
             position=runner.position,
             log_position=log_position,
             lag=max(0, log_position - runner.position),
@@ -209,6 +211,7 @@ def build_app(
     async def start_workers() -> None:
         for worker in workers:
             await worker.start()
+        runtime.ready = True
 
     async def stop_workers() -> None:
         for worker in reversed(workers):

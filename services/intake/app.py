@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
 from faststream import FastStream
-from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from services.intake.aggregates import AggregateStore
 from services.intake.handlers import Intake, handle_command
@@ -12,6 +16,8 @@ from services.intake.projection import IntakeProjection
 from shared.ratelimit import RateLimiter
 from shared.service import ServiceRuntime, answer, build_app
 from shared.settings import IntakeSettings
+
+log = structlog.get_logger(__name__)
 
 
 class IntakeParts:
@@ -22,6 +28,9 @@ class IntakeParts:
         self.projection = projection
         self._intake: Intake | None = None
         self._inbox: InboxWorker | None = None
+        self._subscription: Subscription | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(1)
 
     @property
     def intake(self) -> Intake:
@@ -41,8 +50,36 @@ class IntakeParts:
     async def start(self) -> None:
         self._inbox = InboxWorker(self.intake, self.runtime.js)
         await self._inbox.start()
+        # The hot path: commands straight from the NATS connection, many at once. Two for one
+        # aggregate are kept apart by the append's expected position (the loser decides
+        # again); FastStream's per-message machinery would cost as much as the decision.
+        settings = self.intake.settings
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._subscription = await self.runtime.nc.subscribe(
+            settings.subjects.commands_all, queue="intake", cb=self._on_command
+        )
+
+    async def _on_command(self, msg: Msg) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(self._answer(msg))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _answer(self, msg: Msg) -> None:
+        try:
+            reply = await handle_command(self.intake, msg.subject, msg.data)
+            if msg.reply:
+                await msg.respond(answer(reply))
+        except Exception:  # the sender times out and retries with the same id (logged)
+            log.exception("command.failed", subject=msg.subject)
+        finally:
+            self._slots.release()
 
     async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+        if self._running:
+            await asyncio.wait(self._running, timeout=10)
         if self._inbox is not None:
             await self._inbox.stop()
 
@@ -53,14 +90,4 @@ def create_app(settings: IntakeSettings | None = None) -> FastStream:
     runtime = ServiceRuntime("intake", settings, projection)
     parts = IntakeParts(runtime, projection)
 
-    def register(broker: NatsBroker, _: ServiceRuntime) -> None:
-        # Many commands in flight at once; two for one aggregate are kept apart by the
-        # append's expected position (the loser reloads and decides again).
-        @broker.subscriber(
-            settings.subjects.commands_all, queue="intake", max_workers=settings.max_in_flight
-        )
-        async def on_command(msg: NatsMessage) -> bytes:
-            reply = await handle_command(parts.intake, msg.raw_message.subject, msg.body)
-            return answer(reply)
-
-    return build_app(runtime, register, workers=[parts])
+    return build_app(runtime, workers=[parts])
