@@ -10,7 +10,7 @@ import structlog
 from pydantic import Field, TypeAdapter, ValidationError
 
 from contracts import ledger as lg
-from contracts.base import FrozenModel
+from contracts.base import FrozenModel, RecordedEvent
 from services.ledger import domain
 from services.ledger.projection import LedgerProjection
 from shared.decisions import append_decision
@@ -27,34 +27,51 @@ async def check_thresholds(
     the appended events fold back into the state they were computed from."""
     touched, projection.touched = projection.touched, {}
     appended = 0
-    for (aggregate_type, aggregate_id), cause in sorted(touched.items()):
-        if aggregate_type == lg.POOL:
-            events = domain.pool_threshold_events(projection.pools[aggregate_id])
-        else:
-            events = domain.capacity_threshold_events(
-                projection.roles[aggregate_id], tolerance_percent
+    try:
+        for key, cause in sorted(touched.items()):
+            appended += await _check(event_log, projection, tolerance_percent, key, cause)
+    except Exception:
+        # Checked again after the next batch rather than forgotten.
+        for key, cause in touched.items():
+            projection.touched.setdefault(key, cause)
+        raise
+    return appended
+
+
+async def _check(
+    event_log: EventLog,
+    projection: LedgerProjection,
+    tolerance_percent: Decimal,
+    key: tuple[str, str],
+    cause: RecordedEvent,
+) -> int:
+    aggregate_type, aggregate_id = key
+    appended = 0
+    if aggregate_type == lg.POOL:
+        events = domain.pool_threshold_events(projection.pools[aggregate_id])
+    else:
+        events = domain.capacity_threshold_events(projection.roles[aggregate_id], tolerance_percent)
+    position = projection.last_position[(aggregate_type, aggregate_id)]
+    expected = position
+    for index, event in enumerate(events):
+        try:
+            landed = await append_decision(
+                event_log,
+                (aggregate_type, aggregate_id),
+                event,
+                f"{aggregate_type}/{aggregate_id}/{position}/{index}",
+                cause,
+                actor="ledger",
+                source="ledger",
+                expected_position=expected,
             )
-        position = projection.last_position[(aggregate_type, aggregate_id)]
-        expected = position
-        for index, event in enumerate(events):
-            try:
-                landed = await append_decision(
-                    event_log,
-                    (aggregate_type, aggregate_id),
-                    event,
-                    f"{aggregate_type}/{aggregate_id}/{position}/{index}",
-                    cause,
-                    actor="ledger",
-                    source="ledger",
-                    expected_position=expected,
-                )
-            except ConcurrencyConflict:
-                # Decided on a state that has moved on: the newer event is checked when it
-                # lands, against the state it leaves.
-                break
-            expected = landed.position
-            appended += 1
-            log.info("threshold.appended", event=type(event).__name__, aggregate=aggregate_id)
+        except ConcurrencyConflict:
+            # Decided on a state that has moved on: the newer event is checked when it
+            # lands, against the state it leaves.
+            break
+        expected = landed.position
+        appended += 1
+        log.info("threshold.appended", threshold=type(event).__name__, aggregate=aggregate_id)
     return appended
 
 
