@@ -778,6 +778,34 @@ def report(
     errors.print(f"wrote {output} ({fmt}, {len(text.encode())} bytes)")
 
 
+@app.command()
+def backtest(
+    metric: Annotated[str, typer.Option(help="cpi, spi, risk_score, budget_consumption, ...")],
+    comparison: Annotated[str, typer.Option(help="lt, le, gt or ge")],
+    threshold: Annotated[float, typer.Option()],
+    clear_at: Annotated[float, typer.Option(help="Where an open alert would clear")],
+    as_json: JsonFlag = False,
+) -> None:
+    """How often a rule would have fired over the whole history, and when."""
+    rule = {
+        "metric": metric,
+        "comparison": comparison,
+        "threshold": threshold,
+        "clear_at": clear_at,
+    }
+    found = _ask("risk", "backtest", rule)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table("subject", "raised", "cleared")
+    for episode in found["episodes"]:
+        table.add_row(
+            episode["subject_id"], episode["raised_at"], episode["cleared_at"] or "still open"
+        )
+    console.print(table)
+    console.print(f"would have fired {found['fired']} times")
+
+
 def main() -> None:
     app()
 

@@ -36,6 +36,10 @@ def create_app(settings: RiskSettings | None = None) -> FastStream:
         async def register_(_: NatsMessage) -> bytes:
             return handlers.register_query(projection)
 
+        @broker.subscriber(subjects.query(NAME, "backtest"))
+        async def backtest(msg: NatsMessage) -> bytes:
+            return await handlers.backtest_query(runtime.log, msg.body)
+
         @broker.subscriber(subjects.query(NAME, "health"))
         async def health(_: NatsMessage) -> bytes:
             return handlers.health_query(projection)

@@ -9,13 +9,18 @@ from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
+from pydantic import ValidationError
 
 from contracts import risks as r
+from contracts.base import FrozenModel
+from contracts.queries import QueryError
+from contracts.registry import parse_payload
 from contracts.subjects import Subjects
 from services.risk import alerts, domain
-from services.risk.projection import RiskProjection, open_alerts
+from services.risk.projection import LEDGER_FACTS, RiskProjection, open_alerts
 from shared.decisions import append_decision
 from shared.eventlog import EventLog
+from shared.service import answer, invalid_query
 
 log = structlog.get_logger(__name__)
 
@@ -101,3 +106,42 @@ def health_query(projection: RiskProjection) -> bytes:
                 "earned_value": health.earned_value.figures() if health.earned_value else None,
             }
     return json.dumps({"projects": found}).encode()
+
+
+class BacktestQuery(FrozenModel):
+    """A rule to try against the whole history: how often would it have fired, and when."""
+
+    metric: r.Metric
+    comparison: r.Comparison
+    threshold: float
+    clear_at: float
+
+
+async def backtest_query(event_log: EventLog, body: bytes) -> bytes:
+    try:
+        rule = BacktestQuery.model_validate_json(body or b"{}")
+    except ValidationError as error:
+        return answer(invalid_query("backtest", error))
+    if not alerts.clears(rule, rule.clear_at) or alerts.holds(rule, rule.clear_at):
+        return answer(QueryError(error="clear_at must be on the other side of the threshold"))
+    history = RiskProjection()
+    series: dict[str, list[tuple[str, float | None]]] = {}
+    async for recorded in event_log.read():
+        e = recorded.envelope
+        if e.aggregate_type not in r.EVENT_AGGREGATE.values() and e.event_type not in LEDGER_FACTS:
+            continue
+        try:
+            history.fold_event(parse_payload(e.event_type, e.payload, e.schema_version), e.event_id)
+        except (ValueError, KeyError, AttributeError):
+            continue
+        at = e.recorded_at.isoformat()
+        for reading in history.take_readings():
+            if reading.metric == rule.metric:
+                value = None if reading.value is None else float(reading.value)
+                series.setdefault(reading.subject_id, []).append((at, value))
+    episodes = [
+        {"subject_id": subject, "raised_at": raised, "cleared_at": cleared}
+        for subject, points in sorted(series.items())
+        for raised, cleared in alerts.backtest(rule, points)
+    ]
+    return json.dumps({"fired": len(episodes), "episodes": episodes}).encode()

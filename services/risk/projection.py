@@ -82,6 +82,10 @@ class RiskProjection(Projection):
             },
         )
 
+    def fold_event(self, event: FrozenModel, event_id: str) -> None:
+        """Fold one event without a database, e.g. to replay history for a backtest."""
+        self._fold(event, event_id)
+
     def _fold(self, event: FrozenModel, event_id: str) -> None:
         cause = (event_id,)
         match event:

@@ -152,6 +152,17 @@ async def test_risk_alerts_raise_once_clear_once_and_wait_for_subscribers(
             ("AlertCleared", "default-risk-score"),
         ]
         assert json.loads(await query(nc, "risk", "alerts", {}))["open"] == []
+        # Backtest: the default rule would have fired once; a stricter one never.
+        rule = {"metric": "risk_score", "comparison": "ge", "threshold": 15, "clear_at": 12}
+        tried = json.loads(await query(nc, "risk", "backtest", rule))
+        assert tried["fired"] == 1 and tried["episodes"][0]["subject_id"] == "R-1"
+        assert tried["episodes"][0]["cleared_at"] is not None
+        stricter = json.loads(
+            await query(nc, "risk", "backtest", rule | {"threshold": 21, "clear_at": 18})
+        )
+        assert stricter["fired"] == 0
+        wrong_side = json.loads(await query(nc, "risk", "backtest", rule | {"clear_at": 16}))
+        assert "other side" in wrong_side["error"]
         register = json.loads(await query(nc, "risk", "register", {}))
         assert register["risks"][0]["zone"] == "medium"
 
