@@ -129,6 +129,9 @@ class ProposeProject(ProjectCommand):
     description: Text = ""
     sponsor: Name
     category: Name = "general"
+    programme: Identifier | None = Field(
+        default=None, description="The programme the project belongs to, for roll-ups."
+    )
     capex: Money | None = None
     opex: Money | None = None
     currency: Currency = "EUR"
@@ -272,6 +275,7 @@ class ProjectProposed(FrozenModel):
     planned_end: date
     mandatory: bool
     dependencies: tuple[str, ...]
+    programme: str | None = None
     objectives: tuple[ObjectiveContribution, ...] = ()
     costs: tuple[YearlyCost, ...] = ()
     expected_benefits: tuple[YearlyBenefit, ...] = ()

@@ -685,8 +685,9 @@ def risks(as_json: JsonFlag = False) -> None:
         )
     console.print(table)
     console.print(f"contingency reserve (open threats): {register['contingency']['reserve']}")
+    console.print(health["portfolio"]["explain"])
     for project_id, found in health["projects"].items():
-        console.print(f"{project_id}: {found['explain']}")
+        console.print(f"  {project_id}: {found['explain']}")
 
 
 @app.command()

@@ -105,7 +105,18 @@ def health_query(projection: RiskProjection) -> bytes:
                 "explain": health.explain(),
                 "earned_value": health.earned_value.figures() if health.earned_value else None,
             }
-    return json.dumps({"projects": found}).encode()
+    overall = projection.portfolio_health()
+    programmes = {
+        child.subject_id: {"status": str(child.status), "explain": child.explain()}
+        for child in overall.children
+        if child.level == "programme"
+    }
+    body = {
+        "portfolio": {"status": str(overall.status), "explain": overall.explain()},
+        "programmes": programmes,
+        "projects": found,
+    }
+    return json.dumps(body).encode()
 
 
 class BacktestQuery(FrozenModel):

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Connection, Integer, MetaData, String, Table, select
 
 from contracts import ledger as lg
+from contracts import projects as p
 from contracts import risks as r
 from contracts.base import FrozenModel, RecordedEvent
 from contracts.registry import parse_payload
@@ -20,6 +21,7 @@ from shared.projects_view import apply_project_event, projects_table
 
 NAME = "risk"
 LEDGER_FACTS = {
+    p.ProjectProposed.__name__,
     lg.ActualCostRecorded.__name__,
     *(t.__name__ for t in lg.THRESHOLD_EVENTS),
 }
@@ -49,6 +51,8 @@ class RiskProjection(Projection):
         self.alerts = alerts.AlertState()
         self.raised: dict[str, r.AlertRaised] = {}
         self.actual_cost: dict[str, Decimal] = defaultdict(Decimal)
+        #: project id -> programme id, for roll-ups and rules scoped to a programme.
+        self.programme_of: dict[str, str] = {}
         #: What the last events changed, for the next evaluation of the rules.
         self.readings: list[alerts.Reading] = []
         #: Alert events this service appended and already folded in when it decided them.
@@ -97,6 +101,9 @@ class RiskProjection(Projection):
             case r.AlertRuleDefined() | r.AlertRuleDisabled():
                 rule_id = event.rule_id
                 self.rules[rule_id] = domain.evolve_alert_rule(self.rules.get(rule_id), event)
+            case p.ProjectProposed():
+                if event.programme is not None:
+                    self.programme_of[event.project_id] = event.programme
             case lg.ActualCostRecorded():
                 self.actual_cost[event.project_id] += event.amount
                 self._project_changed(event.project_id, cause)
@@ -127,7 +134,10 @@ class RiskProjection(Projection):
                 risk_id: str = event.risk_id  # type: ignore[attr-defined]
                 risk = domain.evolve_risk(self.risks.get(risk_id), event)
                 self.risks[risk_id] = risk
-                self.readings.append(alerts.risk_reading(risk, caused_by=cause))
+                programme = self.programme_of.get(risk.project_id or "")
+                self.readings.append(
+                    alerts.risk_reading(risk, programme_id=programme, caused_by=cause)
+                )
                 if risk.project_id is not None:
                     self._project_changed(risk.project_id, cause)
             case _ if type(event) in r.BASELINE_EVENTS:
@@ -157,7 +167,19 @@ class RiskProjection(Projection):
     def _project_changed(self, project_id: str, cause: tuple[str, ...]) -> None:
         found = self.health(project_id)
         if found is not None:
-            self.readings.extend(alerts.project_readings(found, caused_by=cause))
+            self.readings.extend(
+                alerts.project_readings(
+                    found, programme_id=self.programme_of.get(project_id), caused_by=cause
+                )
+            )
+
+    def portfolio_health(self) -> evm.Health:
+        """Worst wins: projects into their programmes, programmes into the portfolio."""
+        projects = [h for pid in sorted(self.baselines) if (h := self.health(pid)) is not None]
+        programmes: dict[str, list[str]] = defaultdict(list)
+        for project_id, programme in sorted(self.programme_of.items()):
+            programmes[programme].append(project_id)
+        return evm.portfolio_health(projects, programmes)
 
     def take_readings(self) -> list[alerts.Reading]:
         taken, self.readings = self.readings, []

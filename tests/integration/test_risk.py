@@ -181,7 +181,7 @@ async def test_earned_value_alerts_from_the_ledgers_actuals(
         running(nc, "intake", nats_url, tmp_path),
         running(nc, "risk", nats_url, tmp_path),
     ):
-        await accepted(nc, "ProposeProject", proposal("P-1"))
+        await accepted(nc, "ProposeProject", proposal("P-1", programme="PRG-CX"))
         await accepted(
             nc,
             "DefineBudgetPool",
@@ -231,8 +231,13 @@ async def test_earned_value_alerts_from_the_ledgers_actuals(
         # The REFERENCE example: CPI 0.889 and SPI 0.80, both under 0.9.
         raised = await settle(nc, event_log)
         assert sorted(raised) == [("AlertRaised", "default-cpi"), ("AlertRaised", "default-spi")]
-        health = json.loads(await query(nc, "risk", "health", {}))["projects"]["P-1"]
+        answered = json.loads(await query(nc, "risk", "health", {}))
+        health = answered["projects"]["P-1"]
         assert health["status"] == "red"
+        # Worst wins, and every level names what set it.
+        assert answered["programmes"]["PRG-CX"]["status"] == "red"
+        assert answered["portfolio"]["status"] == "red"
+        assert "programme PRG-CX red" in answered["portfolio"]["explain"]
         assert health["earned_value"]["cpi"].startswith("0.888")
 
     # A restart folds its facts again: nothing is raised twice.
