@@ -137,3 +137,20 @@ async def all_pages(nc: Client, service: str, name: str) -> list[bytes]:
         if cursor is None:
             return pages
         body = {cursor_field[0]: cursor}
+
+
+async def accepted(nc: Client, command: str, body: dict[str, Any]) -> CommandAccepted:
+    reply = await send(nc, command, body)
+    assert isinstance(reply, CommandAccepted), reply
+    return reply
+
+
+async def quiet(nc: Client, log: EventLog, service: str) -> None:
+    """Wait until `service` has seen the whole log and appends nothing more in reaction."""
+    for _ in range(100):
+        last = await log.last_position()
+        await caught_up(nc, service, last)
+        await asyncio.sleep(0.2)
+        if await log.last_position() == last:
+            return
+    raise AssertionError(f"{service} kept appending")

@@ -3,22 +3,22 @@ appended once per crossing and cleared when the figure falls back, reports on re
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 from nats.aio.client import Client
 
-from contracts.base import CommandAccepted, CommandRejected, ErrorCode
+from contracts.base import CommandRejected, ErrorCode
 from shared.eventlog import EventLog
-from tests.integration.helpers import SUBJECTS, caught_up, proposal, query, running, send
-
-
-async def accepted(nc: Client, command: str, body: dict[str, Any]) -> CommandAccepted:
-    reply = await send(nc, command, body)
-    assert isinstance(reply, CommandAccepted), reply
-    return reply
+from tests.integration.helpers import (
+    SUBJECTS,
+    accepted,
+    proposal,
+    query,
+    quiet,
+    running,
+    send,
+)
 
 
 async def thresholds(event_log: EventLog) -> list[str]:
@@ -27,14 +27,9 @@ async def thresholds(event_log: EventLog) -> list[str]:
 
 
 async def settle(nc: Client, event_log: EventLog) -> list[str]:
-    """Wait until the ledger has seen the whole log, then what it appended."""
-    for _ in range(100):
-        last = await event_log.last_position()
-        await caught_up(nc, "ledger", last)
-        await asyncio.sleep(0.2)
-        if await event_log.last_position() == last:
-            return await thresholds(event_log)
-    raise AssertionError("the ledger kept appending")
+    """Wait until the ledger service is done reacting, then what it appended."""
+    await quiet(nc, event_log, "ledger")
+    return await thresholds(event_log)
 
 
 async def test_budget_thresholds_and_reports(

@@ -11,17 +11,12 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from contracts.base import CommandAccepted, RecordedEvent
+from contracts.base import RecordedEvent
 from services.reporting.report import Cut, fold
 from shared.eventlog import EventLog
-from tests.integration.helpers import SUBJECTS, caught_up, proposal, query, running, send
+from tests.integration.helpers import SUBJECTS, accepted, caught_up, proposal, query, running
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-async def accepted(nc: Client, command: str, body: dict[str, Any]) -> None:
-    reply = await send(nc, command, body)
-    assert isinstance(reply, CommandAccepted), reply
 
 
 async def report(nc: Client, body: Any) -> dict[str, Any]:

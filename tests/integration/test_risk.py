@@ -3,7 +3,6 @@ the ledger's actuals, alerts raised once and cleared once, kept for offline subs
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -11,16 +10,18 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from contracts.base import CommandAccepted, CommandRejected
+from contracts.base import CommandRejected
 from contracts.subjects import ALERTS_STREAM
 from shared.eventlog import EventLog
-from tests.integration.helpers import SUBJECTS, caught_up, proposal, query, running, send
-
-
-async def accepted(nc: Client, command: str, body: dict[str, Any]) -> CommandAccepted:
-    reply = await send(nc, command, body)
-    assert isinstance(reply, CommandAccepted), reply
-    return reply
+from tests.integration.helpers import (
+    SUBJECTS,
+    accepted,
+    proposal,
+    query,
+    quiet,
+    running,
+    send,
+)
 
 
 async def alert_events(event_log: EventLog) -> list[tuple[str, str]]:
@@ -32,13 +33,9 @@ async def alert_events(event_log: EventLog) -> list[tuple[str, str]]:
 
 
 async def settle(nc: Client, event_log: EventLog) -> list[tuple[str, str]]:
-    for _ in range(100):
-        last = await event_log.last_position()
-        await caught_up(nc, "risk", last)
-        await asyncio.sleep(0.2)
-        if await event_log.last_position() == last:
-            return await alert_events(event_log)
-    raise AssertionError("the risk monitor kept appending")
+    """Wait until the risk service is done reacting, then what it appended."""
+    await quiet(nc, event_log, "risk")
+    return await alert_events(event_log)
 
 
 async def published(nc: Client) -> list[dict[str, Any]]:
