@@ -21,7 +21,7 @@ import nats
 from rich.console import Console
 
 from bench import baselines as raw
-from bench import decisions
+from bench import decisions, ledger_replay
 from bench.benchmarks import (
     FULL,
     QUICK,
@@ -43,6 +43,7 @@ GROUPS = (
     "replay",
     "prioritization",
     "alert-latency",
+    "ledger-replay",
 )
 INTAKE = {"intake-throughput", "intake-latency", "inbox"}
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -138,6 +139,9 @@ async def _measure(
         rows += await _guarded(
             "prioritization", asyncio.to_thread(decisions.prioritization_benchmarks, ctx, progress)
         )
+    if "ledger-replay" in selected:
+        console.log("[bold]ledger replay[/] (own process, SQLite and PostgreSQL)")
+        rows += await _guarded("ledger-replay", ledger_replay.ledger_replay(ctx, progress))
     if "alert-latency" in selected:
         console.log("[bold]alert latency[/] (intake and risk monitor, own processes)")
         rows += await _guarded("alert-latency", decisions.alert_latency(ctx, progress))

@@ -75,16 +75,20 @@ class Context:
 class Service:
     """`python -m services.cli serve NAME` on its own data folder, logging to a file."""
 
-    def __init__(self, name: str, url: str, data_dir: Path) -> None:
+    def __init__(
+        self, name: str, url: str, data_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.url = url
         self.data_dir = data_dir
+        self.extra_env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PORTFOLIO_")}
         env |= {"PORTFOLIO_NATS_URL": self.url, "PORTFOLIO_DATA_DIR": str(self.data_dir)}
+        env |= self.extra_env
         with (self.data_dir / f"{self.name}.log").open("ab") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", "serve", self.name],

@@ -30,6 +30,8 @@ ROWS = {
     "frontier",
     "alert-latency-p50",
     "alert-latency-p99",
+    "ledger-replay-sqlite",
+    "ledger-replay-postgresql",
 }
 #: Pure computations with no messaging to compare with; they report against their target.
 NO_BASELINE = {"rank", "frontier"}
