@@ -113,10 +113,18 @@ class Supervisor:
         return self.embedded.start()
 
     async def _ensure_streams(self, url: str) -> None:
-        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+        nc = await nats.connect(
+            [u.strip() for u in url.split(",")],
+            connect_timeout=5,
+            max_reconnect_attempts=3,
+            **self.settings.nats_options(),
+        )
         try:
             log = EventLog(
-                nc.jetstream(), self.settings.subjects, self.settings.duplicate_window_seconds
+                nc.jetstream(),
+                self.settings.subjects,
+                self.settings.duplicate_window_seconds,
+                self.settings.log_replicas,
             )
             await log.ensure_streams()
         finally:

@@ -61,7 +61,9 @@ class Appended:
     duplicate: bool
 
 
-def log_stream_config(subjects: Subjects, duplicate_window: float) -> StreamConfig:
+def log_stream_config(
+    subjects: Subjects, duplicate_window: float, replicas: int = 1
+) -> StreamConfig:
     return StreamConfig(
         name=LOG_STREAM,
         description="The portfolio's append-only event log",
@@ -76,6 +78,7 @@ def log_stream_config(subjects: Subjects, duplicate_window: float) -> StreamConf
         deny_purge=True,
         allow_rollup_hdrs=False,
         duplicate_window=duplicate_window,
+        num_replicas=replicas,
     )
 
 
@@ -129,9 +132,11 @@ def alerts_stream_config(subjects: Subjects) -> StreamConfig:
     )
 
 
-def weaknesses(config: StreamConfig) -> list[str]:
+def weaknesses(config: StreamConfig, replicas: int = 1) -> list[str]:
     """Everything about a found log stream that would let history be lost or rewritten."""
     found = []
+    if (config.num_replicas or 1) < replicas:
+        found.append(f"{config.num_replicas} replica(s), not {replicas}")
     if config.storage != StorageType.FILE:
         found.append(f"storage is {config.storage}, not file")
     if not config.deny_delete:
@@ -154,6 +159,7 @@ def weaknesses(config: StreamConfig) -> list[str]:
 
 
 async def ensure_stream(js: JetStreamContext, wanted: StreamConfig, verify: bool) -> StreamInfo:
+    # `verify`: check the found stream against the log's guarantees (replicas included).
     """Create the stream, or check the one found; a weaker log is a start-up error."""
     assert wanted.name is not None
     try:
@@ -165,7 +171,7 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig, verify: bool
             # Another process created it first: fall through to verifying theirs.
             info = await js.stream_info(wanted.name)
     if verify:
-        problems = weaknesses(info.config)
+        problems = weaknesses(info.config, wanted.num_replicas or 1)
         if problems:
             raise WeakStreamConfig(f"stream {wanted.name}: " + "; ".join(problems))
     return info
@@ -173,15 +179,22 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig, verify: bool
 
 class EventLog:
     def __init__(
-        self, js: JetStreamContext, subjects: Subjects, duplicate_window: float = 120.0
+        self,
+        js: JetStreamContext,
+        subjects: Subjects,
+        duplicate_window: float = 120.0,
+        replicas: int = 1,
     ) -> None:
         self.js = js
         self.subjects = subjects
         self.duplicate_window = duplicate_window
+        self.replicas = replicas
 
     async def ensure_streams(self) -> None:
         await ensure_stream(
-            self.js, log_stream_config(self.subjects, self.duplicate_window), verify=True
+            self.js,
+            log_stream_config(self.subjects, self.duplicate_window, self.replicas),
+            verify=True,
         )
         for config in (
             rejections_stream_config(self.subjects),

@@ -93,7 +93,9 @@ class ServiceRuntime:
             **settings.nats_options(),
         )
         self._js = self._nc.jetstream(timeout=settings.request_timeout_seconds)
-        self._log = EventLog(self._js, settings.subjects, settings.duplicate_window_seconds)
+        self._log = EventLog(
+            self._js, settings.subjects, settings.duplicate_window_seconds, settings.log_replicas
+        )
         await self._log.ensure_streams()
         self._db = Database(settings.database_url_for(self.name))
         if settings.lease_ttl_seconds > 0:

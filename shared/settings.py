@@ -26,6 +26,8 @@ class PortfolioSettings(BaseSettings):
     subject_prefix: str = "portfolio"
     log_level: str = "INFO"
     duplicate_window_seconds: float = 120.0
+    #: Replicas of the log stream: 3 on a cluster (a log found with fewer stops the start).
+    log_replicas: int = 1
     request_timeout_seconds: float = 5.0
     #: NATS user and password (deploy/nats/auth.conf), or a credentials file (needs `nkeys`).
     nats_user: str | None = None

@@ -121,3 +121,10 @@ async def test_reads_by_aggregate_position_and_time(event_log: EventLog) -> None
     assert [e.position async for e in event_log.read(2, until_position=3)] == [2, 3]
     assert [e.position async for e in event_log.read(7)] == []
     assert (await event_log.get(5)).envelope.causation_id == "cmd-4"
+
+
+async def test_a_log_with_fewer_replicas_than_configured_is_refused(nc: Client) -> None:
+    js = nc.jetstream()
+    await EventLog(js, Subjects()).ensure_streams()  # one replica, on this single server
+    with pytest.raises(WeakStreamConfig, match="1 replica"):
+        await EventLog(js, Subjects(), replicas=3).ensure_streams()
