@@ -41,7 +41,10 @@ class AuditQuery(FrozenModel):
     event_type: str | None = None
     correlation_id: str | None = None
     since: AwareDatetime | None = None
+    #: Recorded at or before: the trail as it stood then (`portfolio audit --as-of`).
     until: AwareDatetime | None = None
+    #: Facts whose business time is at or before this, even if recorded later.
+    occurred_until: AwareDatetime | None = None
     after_position: int = Field(default=0, ge=0, description="Page after this position.")
     limit: int = Field(default=PAGE_SIZE, ge=1, le=PAGE_SIZE)
 

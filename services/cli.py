@@ -210,7 +210,15 @@ def audit(
     event_type: Annotated[str | None, typer.Option("--type", help="e.g. ProjectApproved")] = None,
     correlation: Annotated[str | None, typer.Option(help="One correlation id's chain")] = None,
     since: Annotated[datetime | None, typer.Option(help="Recorded at or after (ISO time)")] = None,
-    until: Annotated[datetime | None, typer.Option(help="Recorded at or before (ISO time)")] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            "--until", "--as-of", help="Recorded at or before: the trail as it stood then"
+        ),
+    ] = None,
+    occurred_as_of: Annotated[
+        datetime | None, typer.Option(help="Business time at or before (late facts included)")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
     rejections: Annotated[bool, typer.Option(help="Show refused inputs instead")] = False,
     as_json: JsonFlag = False,
@@ -230,6 +238,7 @@ def audit(
             correlation_id=correlation,
             since=_aware(since),
             until=_aware(until),
+            occurred_until=_aware(occurred_as_of),
         )
     except ValueError as error:
         errors.print(f"[red]{error}[/]")

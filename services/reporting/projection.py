@@ -69,6 +69,8 @@ class ReportingProjection(Projection):
             statement = statement.where(a.recorded_at >= _naive_utc(query.since))
         if query.until is not None:
             statement = statement.where(a.recorded_at <= _naive_utc(query.until))
+        if query.occurred_until is not None:
+            statement = statement.where(a.occurred_at <= _naive_utc(query.occurred_until))
         rows = conn.execute(statement)
         return [
             AuditEntry.model_validate(

@@ -693,6 +693,6 @@ def _is_certificate_error(error: BaseException) -> bool:
 
 
 def test_nats_options_are_empty_by_default() -> None:
-    assert PortfolioSettings(nats_url="nats://127.0.0.1:4222").nats_options() == {}
+    assert PortfolioSettings(nats_url="nats://127.0.0.1:14222").nats_options() == {}
     options = PortfolioSettings(nats_user="tool", nats_password="x").nats_options()
     assert options == {"user": "tool", "password": "x"}

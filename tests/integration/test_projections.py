@@ -76,7 +76,9 @@ async def test_audit_filters(nc: Client, nats_url: str, tmp_path: Path) -> None:
         await send(nc, "ProposeProject", proposal("P-1", actor="alice", correlation_id="batch-7"))
         await send(nc, "ProposeProject", proposal("P-2", actor="bob"))
         await send(nc, "SubmitProjectForReview", {"project_id": "P-1", "actor": "carol"})
-        await caught_up(nc, "reporting", 3)
+        # A late-arriving fact: recorded now, but it happened in 2020.
+        await send(nc, "ProposeProject", proposal("P-OLD", occurred_at="2020-05-01T00:00:00Z"))
+        await caught_up(nc, "reporting", 4)
 
         async def positions(**filters: object) -> list[int]:
             raw = await query(nc, "reporting", "audit", filters)
@@ -87,7 +89,11 @@ async def test_audit_filters(nc: Client, nats_url: str, tmp_path: Path) -> None:
         assert await positions(event_type="ProjectSubmittedForReview") == [3]
         assert await positions(correlation_id="batch-7") == [1]
         assert await positions(limit=2) == [1, 2]
+        assert await positions(occurred_until="2021-01-01T00:00:00Z") == [4]
+        assert await positions(until="2021-01-01T00:00:00Z") == []
         assert await positions(since="2999-01-01T00:00:00Z") == []
+        assert await positions(until="2000-01-01T00:00:00Z") == []
+        assert await positions(occurred_until="2999-01-01T00:00:00Z") == [1, 2, 3, 4]
         bad = json.loads(await query(nc, "reporting", "audit", {"limit": -1}))
         assert bad["error"] == "invalid audit query" and bad["details"][0]["field"] == "limit"
 
