@@ -9,7 +9,16 @@ from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from contracts.base import AppendedEvent, Command, FrozenModel, Identifier, Money, Name, Rationale
+from contracts.base import (
+    AppendedEvent,
+    Command,
+    FrozenModel,
+    Identifier,
+    Money,
+    Name,
+    Rationale,
+    new_id,
+)
 
 SCORING_MODEL = "scoring_model"
 RANKING = "ranking"
@@ -175,8 +184,12 @@ class SelectionDecided(FrozenModel):
 
 
 class CommitScenario(FrozenModel):
-    """Asked of the prioritization service (`portfolio.control.prioritization.commit`)."""
+    """Asked of the prioritization service (`portfolio.control.prioritization.commit`).
+    A retry with the same `command_id` (within the log's duplicate window) is stored once."""
 
+    command_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-:]+$", max_length=128)] = Field(
+        default_factory=new_id
+    )
     scenario: Scenario
     rationale: Rationale
     actor: Name = "anonymous"

@@ -4,7 +4,6 @@ append, reply. Scenarios are answered without touching the log; committing one a
 
 from __future__ import annotations
 
-import uuid
 from typing import TypeVar
 
 import structlog
@@ -110,7 +109,7 @@ async def commit_scenario(
     except Rejected as error:
         return _refused(error)
     decision = pr.SelectionDecided(outcome=outcome, rationale=request.rationale)
-    identity = f"{request.scenario.name}/{outcome.computed_at_position}/{uuid.uuid4()}"
+    identity = f"commit/{request.command_id}"
     appended = await append_decision(
         event_log,
         (pr.SELECTION, request.scenario.model_id),

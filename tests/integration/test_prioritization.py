@@ -182,9 +182,11 @@ async def test_models_rankings_scenarios_and_commit(
         malformed = await ask(nc, "scenario", {"scenarios": [{"budget_scale": -1}]})
         assert malformed["error"] == "invalid ScenarioQuery query"
 
-        committed = await ask(
-            nc, "commit", {"scenario": cut, "rationale": "budget round Q1", "actor": "cfo"}, True
-        )
+        commit = {"scenario": cut, "rationale": "budget round Q1", "actor": "cfo"}
+        commit |= {"command_id": "q1-round"}
+        committed = await ask(nc, "commit", commit, True)
+        retried = await ask(nc, "commit", commit, True)  # a retry after a lost answer
+        assert retried["appended"]["position"] == committed["appended"]["position"]
         assert committed["outcome"]["selected"] == outcomes[1]["selected"]
         decided = await event_log.get(committed["appended"]["position"])
         assert decided.envelope.event_type == "SelectionDecided"
