@@ -243,6 +243,35 @@ class CommentOnProposal(ProjectCommand):
         return ((STAKEHOLDER, self.stakeholder_id),)
 
 
+#: A reference in another tool (a finance measurement, a benefits tracker entry).
+ExternalRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+
+
+class RecordRealisedBenefit(ProjectCommand):
+    """A benefit a completed project actually delivered in `year` (in the project's
+    currency), to set against its business case. One figure per year: another for a year
+    already recorded is refused unless it says `replace` (the first stays in the log); an
+    `external_ref` already recorded for the project is refused as a duplicate."""
+
+    year: Year
+    amount: Money
+    external_ref: ExternalRef | None = None
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+    replace: bool = False
+
+
+class RecordLessonLearned(ProjectCommand):
+    """What a closed (completed or cancelled) project would do again or differently, kept
+    for the projects that follow. `lesson_id` defaults to L1, L2, ... within the project."""
+
+    lesson_id: Identifier | None = None
+    title: Title
+    description: LongText
+    recommendation: Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)] = ""
+    category: Name = Field(default="general", description="e.g. estimation, vendor, people.")
+
+
 class StakeholderStance(StrEnum):
     SUPPORT = "support"
     OPPOSE = "oppose"
@@ -345,6 +374,25 @@ class StakeholderStanceRecorded(FrozenModel):
     reason: str
 
 
+class RealisedBenefitRecorded(FrozenModel):
+    project_id: str
+    year: int
+    amount: Decimal
+    external_ref: str | None = None
+    description: str = ""
+    #: The amount this record supersedes for the same year (None: the year's first record).
+    replaced_amount: Decimal | None = None
+
+
+class LessonLearnedRecorded(FrozenModel):
+    project_id: str
+    lesson_id: str
+    title: str
+    description: str
+    recommendation: str = ""
+    category: str = "general"
+
+
 def status_after(event: FrozenModel, current: ProjectStatus | None) -> ProjectStatus | None:
     """What a lifecycle event means for the project's status (shared by every projection)."""
     match event:
@@ -382,6 +430,8 @@ COMMANDS: tuple[type[Command], ...] = (
     CancelProject,
     CommentOnProposal,
     RecordStakeholderStance,
+    RecordRealisedBenefit,
+    RecordLessonLearned,
 )
 
 EVENTS: tuple[type[FrozenModel], ...] = (
@@ -397,4 +447,6 @@ EVENTS: tuple[type[FrozenModel], ...] = (
     ProjectCancelled,
     ProposalCommented,
     StakeholderStanceRecorded,
+    RealisedBenefitRecorded,
+    LessonLearnedRecorded,
 )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from decimal import Decimal
+from itertools import count
 from typing import Any
 
 from contracts import objectives as o
@@ -29,6 +31,11 @@ class ProjectState:
     planned_start: date
     planned_end: date
     held_from: Status | None = None
+    started_on: date | None = None
+    #: What closure records already hold: realised benefit per year, references, lessons.
+    realised: tuple[tuple[int, Decimal], ...] = ()
+    benefit_refs: frozenset[str] = frozenset()
+    lessons: frozenset[str] = frozenset()
 
 
 #: Which statuses each command may be applied in, and the status it leads to.
@@ -44,6 +51,12 @@ TRANSITIONS: dict[type[p.ProjectCommand], frozenset[Status]] = {
     p.CancelProject: frozenset(set(Status) - p.TERMINAL_STATUSES),
     p.CommentOnProposal: frozenset({Status.PROPOSED, Status.UNDER_REVIEW}),
     p.RecordStakeholderStance: frozenset({Status.PROPOSED, Status.UNDER_REVIEW}),
+}
+
+#: Closure records: not transitions, allowed once the project is closed this way.
+CLOSURE: dict[type[p.ProjectCommand], frozenset[Status]] = {
+    p.RecordRealisedBenefit: frozenset({Status.COMPLETED}),
+    p.RecordLessonLearned: frozenset({Status.COMPLETED, Status.CANCELLED}),
 }
 
 
@@ -65,8 +78,21 @@ def evolve_project(state: ProjectState | None, event: FrozenModel) -> ProjectSta
     state = replace(state, status=status, version=state.version + 1)
     if isinstance(event, p.ProjectEstimateUpdated):
         state = replace(state, planned_start=event.planned_start, planned_end=event.planned_end)
-    if isinstance(event, p.ProjectPutOnHold):
-        state = replace(state, held_from=event.held_from)
+    match event:
+        case p.ProjectPutOnHold():
+            state = replace(state, held_from=event.held_from)
+        case p.ProjectStarted():
+            state = replace(state, started_on=event.started_on)
+        case p.RealisedBenefitRecorded():
+            refs = {event.external_ref} if event.external_ref else set()
+            others = [(y, a) for y, a in state.realised if y != event.year]
+            state = replace(
+                state,
+                realised=tuple(sorted([*others, (event.year, event.amount)])),
+                benefit_refs=state.benefit_refs | refs,
+            )
+        case p.LessonLearnedRecorded():
+            state = replace(state, lessons=state.lessons | {event.lesson_id})
     return state
 
 
@@ -95,7 +121,7 @@ def decide_project(
             f"project {project_id} does not exist",
             (FieldError(field="project_id", message="unknown project", input=project_id),),
         )
-    allowed = TRANSITIONS.get(type(command))
+    allowed = TRANSITIONS.get(type(command)) or CLOSURE.get(type(command))
     if allowed is None:
         raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
     if state.status not in allowed:
@@ -106,7 +132,73 @@ def decide_project(
         )
     if isinstance(command, p.CommentOnProposal | p.RecordStakeholderStance):
         _require(refs, (sh.AGGREGATE, command.stakeholder_id), "stakeholder_id")
+    if isinstance(command, p.RecordRealisedBenefit):
+        return [_realised_benefit(command, state)]
+    if isinstance(command, p.RecordLessonLearned):
+        return [_lesson(command, state)]
     return [_event_for(command, state, now)]
+
+
+def _realised_benefit(command: p.RecordRealisedBenefit, state: ProjectState) -> FrozenModel:
+    """One figure per year (replaced only when asked), each external reference once, and
+    no year before the project started."""
+    pid, year = state.project_id, command.year
+    first_year = (state.started_on or state.planned_start).year
+    if year < first_year:
+        raise Rejected(
+            ErrorCode.VALIDATION_FAILED,
+            f"project {pid} started in {first_year}: no benefit can be realised in {year}",
+            (FieldError(field="year", message=f"before {first_year}", input=year),),
+        )
+    ref = command.external_ref
+    if ref is not None and ref in state.benefit_refs:
+        raise Rejected(
+            ErrorCode.ALREADY_EXISTS,
+            f"a realised benefit with external_ref {ref} is already recorded for {pid}",
+            (FieldError(field="external_ref", message="already recorded", input=ref),),
+        )
+    recorded = dict(state.realised).get(year)
+    if recorded is not None and not command.replace:
+        raise Rejected(
+            ErrorCode.ALREADY_EXISTS,
+            f"the realised benefit of {pid} for {year} is already recorded: "
+            "send replace: true to supersede it",
+            (FieldError(field="year", message="already recorded", input=year),),
+        )
+    if command.replace and recorded is None:
+        raise Rejected(
+            ErrorCode.NOT_FOUND,
+            f"nothing to replace: no realised benefit of {pid} is recorded for {year}",
+            (FieldError(field="replace", message="no record for the year", input=year),),
+        )
+    return p.RealisedBenefitRecorded(
+        project_id=pid,
+        year=year,
+        amount=command.amount,
+        external_ref=ref,
+        description=command.description,
+        replaced_amount=recorded,
+    )
+
+
+def _lesson(command: p.RecordLessonLearned, state: ProjectState) -> FrozenModel:
+    lesson_id = command.lesson_id or next(
+        f"L{n}" for n in count(len(state.lessons) + 1) if f"L{n}" not in state.lessons
+    )
+    if lesson_id in state.lessons:
+        raise Rejected(
+            ErrorCode.ALREADY_EXISTS,
+            f"lesson {lesson_id} of project {state.project_id} is already recorded",
+            (FieldError(field="lesson_id", message="already recorded", input=lesson_id),),
+        )
+    return p.LessonLearnedRecorded(
+        project_id=state.project_id,
+        lesson_id=lesson_id,
+        title=command.title,
+        description=command.description,
+        recommendation=command.recommendation,
+        category=command.category,
+    )
 
 
 def _require(refs: Refs, key: AggregateKey, field: str) -> Any:
