@@ -4,7 +4,8 @@ Each batch of events and the new stream position are committed in one transactio
 crash anywhere leaves either both or neither. Redelivered events at or below the stored
 position are acknowledged and skipped. An event the projection cannot use (malformed,
 unknown type, unknown aggregate) is recorded with its reason and passed over; any other
-failure rolls the batch back and naks it with a delay, so nothing is silently dropped.
+failure rolls the batch back and reads it again from the stored position after a delay, so
+nothing is silently dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
-from sqlalchemy import Connection, MetaData, delete, insert, select, update
+from sqlalchemy import Connection, MetaData, Table, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from contracts.base import EventEnvelope, RecordedEvent
@@ -51,6 +52,27 @@ class Projection(ABC):
         """Rebuild any in-memory state from the tables (at start, after a rebuild, and after
         a failed batch, so memory never runs ahead of what was committed)."""
         return None
+
+    @property
+    def _pending(self) -> dict[Table, list[dict[str, object]]]:
+        pending: dict[Table, list[dict[str, object]]] = self.__dict__.setdefault("_rows", {})
+        return pending
+
+    def insert_later(self, table: Table, row: dict[str, object]) -> None:
+        """Insert `row` when the batch is flushed: one statement per table and batch instead
+        of one per event. Only for tables nothing reads while a batch is applied."""
+        self._pending.setdefault(table, []).append(row)
+
+    def flush(self, conn: Connection) -> None:
+        """Write the rows `insert_later` kept; called at the end of every batch."""
+        for table, rows in self._pending.items():
+            if rows:
+                conn.execute(table.insert(), rows)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        """Forget rows kept for a batch that failed (its transaction rolled back)."""
+        self._pending.clear()
 
     @abstractmethod
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
@@ -173,7 +195,9 @@ class ProjectionRunner:
             durable_name=self.consumer_name,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self.position + 1,
-            ack_policy=AckPolicy.EXPLICIT,
+            # The database holds the position: one ack per batch (its last message) is
+            # enough to keep the consumer moving.
+            ack_policy=AckPolicy.ALL,
             ack_wait=60,
             max_ack_pending=self.batch_size,
             filter_subject=self.subjects.events_all,
@@ -208,10 +232,8 @@ class ProjectionRunner:
             await asyncio.sleep(self.retry_delay)
             return
         fresh = [m for m in msgs if m.metadata.sequence.stream > self.position]
-        for stale in msgs:
-            if stale.metadata.sequence.stream <= self.position:
-                await stale.ack()
         if not fresh:
+            await msgs[-1].ack()
             return
         if fresh[0].metadata.sequence.stream != self.position + 1:
             log.warning(
@@ -233,13 +255,13 @@ class ProjectionRunner:
                 first=fresh[0].metadata.sequence.stream,
                 error=self.last_error,
             )
+            self.projection.discard()
             await self.db.read(self.projection.load)
-            for msg in fresh:
-                await msg.nak(delay=self.retry_delay)
             await asyncio.sleep(self.retry_delay)
+            # Start again right after what the database holds.
+            await self._subscribe()
             return
-        for msg in fresh:
-            await msg.ack()
+        await fresh[-1].ack()
         if self.after_batch is not None:
             try:
                 await self.after_batch()
@@ -274,6 +296,7 @@ class ProjectionRunner:
     def _apply_all(self, conn: Connection, msgs: list[Msg], last: int) -> None:
         for msg in msgs:
             self._apply_one(conn, msg)
+        self.projection.flush(conn)
         changed = conn.execute(
             update(positions)
             .where(positions.c.projection == self.projection.name)

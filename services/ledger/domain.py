@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -45,6 +45,8 @@ from contracts.base import AggregateKey, Command, ErrorCode, FieldError, FrozenM
 from shared.rejected import Rejected
 
 Refs = Mapping[AggregateKey, Any]
+K = TypeVar("K")
+S = TypeVar("S")
 V = TypeVar("V")
 Status = p.ProjectStatus
 ZERO = Decimal(0)
@@ -93,6 +95,14 @@ def percent(part: Decimal, whole: Decimal) -> Decimal | None:
     return (part * HUNDRED / whole).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def _with(state: S, **changes: Any) -> S:
+    """A copy of a frozen dataclass with some fields changed: `dataclasses.replace` without
+    running `__init__` again, which dominated folding a pool's invoices one by one."""
+    changed: S = object.__new__(type(state))
+    changed.__dict__.update(state.__dict__, **changes)
+    return changed
+
+
 # --- immutable collections that grow cheaply -------------------------------------------
 #
 # A pool folds one event per invoice: copying a set of every invoice reference on each
@@ -130,13 +140,13 @@ class RefSet(AbstractSet[str]):
 
 
 @dataclass(frozen=True, eq=False)
-class LayeredMap(Mapping[str, V]):
+class LayeredMap(Mapping[K, V]):
     """An immutable mapping; a later value for a key replaces the earlier one."""
 
     #: Newest first: a lookup stops at the first level holding the key.
-    levels: tuple[Mapping[str, V], ...] = ()
+    levels: tuple[Mapping[K, V], ...] = ()
 
-    def __getitem__(self, key: str) -> V:
+    def __getitem__(self, key: K) -> V:
         for level in self.levels:
             if key in level:
                 return level[key]
@@ -145,20 +155,20 @@ class LayeredMap(Mapping[str, V]):
     def __contains__(self, key: object) -> bool:
         return any(key in level for level in self.levels)
 
-    def _merged(self) -> dict[str, V]:
-        merged: dict[str, V] = {}
+    def _merged(self) -> dict[K, V]:
+        merged: dict[K, V] = {}
         for level in reversed(self.levels):
             merged.update(level)
         return merged
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[K]:
         return iter(self._merged())
 
     def __len__(self) -> int:
         return len(self._merged())
 
-    def set(self, key: str, value: V) -> LayeredMap[V]:
-        carry: Mapping[str, V] = {key: value}
+    def set(self, key: K, value: V) -> LayeredMap[K, V]:
+        carry: Mapping[K, V] = {key: value}
         levels = list(self.levels)
         for index, level in enumerate(levels):
             if not level:
@@ -245,17 +255,17 @@ class PoolState:
     over_commit_approved: Decimal = ZERO
     #: Running total; the per-project figures in `allocations` add up to it.
     allocated: Decimal = ZERO
-    allocations: Mapping[str, Decimal] = field(default_factory=dict)
+    allocations: LayeredMap[str, Decimal] = field(default_factory=LayeredMap)
     allocation_ids: RefSet = field(default_factory=RefSet)
     #: By external_ref (purchase orders, contracts) or asset_id (recurring costs).
-    commitments: LayeredMap[CommitmentLine] = field(default_factory=LayeredMap)
+    commitments: LayeredMap[str, CommitmentLine] = field(default_factory=LayeredMap)
     committed: Decimal = ZERO
     open_commitments: Decimal = ZERO
     actual_refs: RefSet = field(default_factory=RefSet)
     actual: Decimal = ZERO
     #: Actual cost by (project, month).
-    actual_cells: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)
-    actual_by_project: Mapping[str, Decimal] = field(default_factory=dict)
+    actual_cells: LayeredMap[tuple[str, str], Decimal] = field(default_factory=LayeredMap)
+    actual_by_project: LayeredMap[str, Decimal] = field(default_factory=LayeredMap)
     #: Threshold events already in the history: which are raised now.
     raised_thresholds: frozenset[int] = frozenset()
     overspent: frozenset[str] = frozenset()
@@ -294,13 +304,12 @@ class PoolState:
 
 
 def _allocate(state: PoolState, project_id: str, delta: Decimal) -> PoolState:
-    allocations = dict(state.allocations)
-    allocations[project_id] = allocations.get(project_id, ZERO) + delta
-    return replace(state, allocations=allocations, allocated=state.allocated + delta)
+    allocations = state.allocations.set(project_id, state.allocated_to(project_id) + delta)
+    return _with(state, allocations=allocations, allocated=state.allocated + delta)
 
 
 def _commit(state: PoolState, key: str, line: CommitmentLine) -> PoolState:
-    return replace(
+    return _with(
         state,
         commitments=state.commitments.set(key, line),
         committed=state.committed + line.amount,
@@ -310,25 +319,23 @@ def _commit(state: PoolState, key: str, line: CommitmentLine) -> PoolState:
 
 def _book_actual(state: PoolState, event: lg.ActualCostRecorded) -> PoolState:
     cell = (event.project_id, event.period)
-    state = replace(
+    state = _with(
         state,
         actual_refs=state.actual_refs.add(event.external_ref),
         actual=state.actual + event.amount,
-        actual_cells={
-            **state.actual_cells,
-            cell: state.actual_cells.get(cell, ZERO) + event.amount,
-        },
-        actual_by_project={
-            **state.actual_by_project,
-            event.project_id: state.actual_of(event.project_id) + event.amount,
-        },
+        actual_cells=state.actual_cells.set(
+            cell, state.actual_cells.get(cell, ZERO) + event.amount
+        ),
+        actual_by_project=state.actual_by_project.set(
+            event.project_id, state.actual_of(event.project_id) + event.amount
+        ),
     )
     key = event.commitment_ref
     if key is None or key not in state.commitments:
         return state
     line = state.commitments[key]
-    settled = replace(line, settled=line.settled + event.amount)
-    return replace(
+    settled = _with(line, settled=line.settled + event.amount)
+    return _with(
         state,
         commitments=state.commitments.set(key, settled),
         open_commitments=state.open_commitments - line.open + settled.open,
@@ -351,22 +358,22 @@ def evolve_pool(state: PoolState | None, event: FrozenModel) -> PoolState:
         )
     if state is None:
         raise ValueError(f"{type(event).__name__} before BudgetPoolDefined")
-    state = replace(state, version=state.version + 1)
+    state = _with(state, version=state.version + 1)
     match event:
         case lg.BudgetPoolAdjusted():
-            return replace(state, amount=event.amount)
+            return _with(state, amount=event.amount)
         case lg.BudgetPoolClosed():
-            return replace(state, closed=True)
+            return _with(state, closed=True)
         case lg.BudgetAllocated():
             state = _allocate(state, event.project_id, event.amount)
-            return replace(state, allocation_ids=state.allocation_ids.add(event.allocation_id))
+            return _with(state, allocation_ids=state.allocation_ids.add(event.allocation_id))
         case lg.AllocationReleased():
             return _allocate(state, event.project_id, -event.amount)
         case lg.AllocationTransferred():
             state = _allocate(state, event.from_project_id, -event.amount)
             return _allocate(state, event.to_project_id, event.amount)
         case lg.OverCommitApproved():
-            return replace(state, over_commit_approved=event.amount)
+            return _with(state, over_commit_approved=event.amount)
         case lg.CommitmentRecorded():
             line = CommitmentLine(event.project_id, event.amount, (event.period,), event.amount)
             return _commit(state, event.external_ref, line)
@@ -379,17 +386,17 @@ def evolve_pool(state: PoolState | None, event: FrozenModel) -> PoolState:
         case lg.ActualCostRecorded():
             return _book_actual(state, event)
         case lg.PoolThresholdCrossed():
-            return replace(
+            return _with(
                 state, raised_thresholds=state.raised_thresholds | {event.threshold_percent}
             )
         case lg.PoolThresholdCleared():
-            return replace(
+            return _with(
                 state, raised_thresholds=state.raised_thresholds - {event.threshold_percent}
             )
         case lg.ProjectOverspent():
-            return replace(state, overspent=state.overspent | {event.project_id})
+            return _with(state, overspent=state.overspent | {event.project_id})
         case lg.ProjectOverspendCleared():
-            return replace(state, overspent=state.overspent - {event.project_id})
+            return _with(state, overspent=state.overspent - {event.project_id})
     return state
 
 
@@ -660,7 +667,7 @@ class CapacityState:
     demand_by_period: Mapping[str, Decimal] = field(default_factory=dict)
     hours_refs: RefSet = field(default_factory=RefSet)
     #: Actual hours by (project, month), and their running total.
-    hours: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)
+    hours: LayeredMap[tuple[str, str], Decimal] = field(default_factory=LayeredMap)
     hours_total: Decimal = ZERO
     #: Months a RoleOverAllocated is raised for.
     over_allocated: frozenset[str] = frozenset()
@@ -681,12 +688,12 @@ def evolve_capacity(state: CapacityState | None, event: FrozenModel) -> Capacity
         line = CapacityLine(event.amount, event.time_off)
         if state is None:
             return CapacityState(role=event.role, unit=event.unit, capacity={event.period: line})
-        return replace(
+        return _with(
             state, version=state.version + 1, capacity={**state.capacity, event.period: line}
         )
     if state is None:
         raise ValueError(f"{type(event).__name__} before CapacitySet")
-    state = replace(state, version=state.version + 1)
+    state = _with(state, version=state.version + 1)
     match event:
         case lg.DemandAssigned():
             cell = (event.project_id, event.period)
@@ -699,19 +706,19 @@ def evolve_capacity(state: CapacityState | None, event: FrozenModel) -> Capacity
                 **state.demand_by_period,
                 event.period: state.demand_in(event.period) - event.previous_amount + event.amount,
             }
-            return replace(state, demand=demand, demand_by_period=by_period)
+            return _with(state, demand=demand, demand_by_period=by_period)
         case lg.ActualHoursRecorded():
             cell = (event.project_id, event.period)
-            return replace(
+            return _with(
                 state,
                 hours_refs=state.hours_refs.add(event.external_ref),
-                hours={**state.hours, cell: state.hours.get(cell, ZERO) + event.hours},
+                hours=state.hours.set(cell, state.hours.get(cell, ZERO) + event.hours),
                 hours_total=state.hours_total + event.hours,
             )
         case lg.RoleOverAllocated():
-            return replace(state, over_allocated=state.over_allocated | {event.period})
+            return _with(state, over_allocated=state.over_allocated | {event.period})
         case lg.RoleOverAllocationCleared():
-            return replace(state, over_allocated=state.over_allocated - {event.period})
+            return _with(state, over_allocated=state.over_allocated - {event.period})
     return state
 
 

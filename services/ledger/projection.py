@@ -71,8 +71,8 @@ class LedgerProjection(Projection):
             raise CannotApply(
                 f"{e.event_type} on {e.aggregate_type} {e.aggregate_id}: {error}"
             ) from error
-        conn.execute(
-            self.facts.insert(),
+        self.insert_later(
+            self.facts,
             {
                 "position": event.position,
                 "aggregate_type": e.aggregate_type,

@@ -45,7 +45,7 @@ class ReportingProjection(Projection):
             "occurred_at": _naive_utc(e.occurred_at),
             "recorded_at": _naive_utc(e.recorded_at),
         }
-        conn.execute(self.audit.insert(), {"position": event.position, **values})
+        self.insert_later(self.audit, {"position": event.position, **values})
 
     def audit_entries(self, conn: Connection, query: AuditQuery) -> list[AuditEntry]:
         a = self.audit.c

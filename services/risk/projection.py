@@ -75,8 +75,8 @@ class RiskProjection(Projection):
             self._fold(payload, e.event_id)
         except (ValueError, KeyError, AttributeError) as error:
             raise CannotApply(f"{e.event_type} on {e.aggregate_id}: {error}") from error
-        conn.execute(
-            self.facts.insert(),
+        self.insert_later(
+            self.facts,
             {
                 "position": event.position,
                 "event_id": e.event_id,

@@ -685,7 +685,7 @@ def check_staffing(roles: list[CapacityState], priority: list[str]) -> None:
 @SETTINGS
 @given(st.lists(st.tuples(st.sampled_from("abcdefghij"), st.integers(0, 9)), max_size=60))
 def test_ref_sets_and_layered_maps_behave_as_sets_and_dicts(ops: list[tuple[str, int]]) -> None:
-    refs, mapping = RefSet(), LayeredMap[int]()
+    refs, mapping = RefSet(), LayeredMap[str, int]()
     plain_set: set[str] = set()
     plain_dict: dict[str, int] = {}
     for key, value in ops:
