@@ -57,6 +57,7 @@ from contracts.registry import EVENTS, UnknownEventType, payload_of
 from contracts.reports import PortfolioReportPublished
 from services.ledger import domain as ledger
 from services.prioritization.domain import PortfolioView, decide_ranking
+from services.reporting import improvement
 from services.risk import alerts as risk_alerts
 from services.risk import domain as risk
 from services.risk import evm
@@ -164,6 +165,14 @@ class ProjectFacts:
     scoring: p.ScoringInputs
     proposed_at: datetime
     last_position: int
+    #: The business case as proposed (estimate accuracy measures against it).
+    planned_cost: Decimal
+    original_start: date
+    original_end: date
+    started_on: date | None = None
+    completed_on: date | None = None
+    #: Realised benefits by year (the latest record of each year).
+    realised: dict[int, Decimal] = field(default_factory=dict)
 
     @property
     def cost(self) -> Decimal:
@@ -244,6 +253,11 @@ class PortfolioReport:
     earliest_occurred_at: datetime | None = None
     latest_occurred_at: datetime | None = None
     highlights: deque[Highlight] = field(default_factory=lambda: deque(maxlen=HIGHLIGHTS))
+    #: Continuous improvement (improvement.py): actual cost by project and month, the EAC
+    #: at every progress report, the lessons learned in log order.
+    actual_by_period: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    eac_points: dict[str, list[improvement.EacPoint]] = field(default_factory=dict)
+    lessons: list[improvement.Lesson] = field(default_factory=list)
     _focus_rank: int | None = None
     #: The ranking computed when none was decided yet, and the position it was computed at.
     _computed: tuple[int, pr.RankingDecided] | None = None
@@ -322,6 +336,9 @@ class PortfolioReport:
                     scoring=payload.scoring,
                     proposed_at=e.recorded_at,
                     last_position=event.position,
+                    planned_cost=payload.capex + payload.opex,
+                    original_start=payload.planned_start,
+                    original_end=payload.planned_end,
                 )
             case p.ProjectEstimateUpdated():
                 found = self.projects[payload.project_id]
@@ -329,6 +346,26 @@ class PortfolioReport:
                 found.capex, found.opex, found.costs = payload.capex, payload.opex, ()
                 found.planned_start, found.planned_end = payload.planned_start, payload.planned_end
                 found.last_position = event.position
+            case p.ProjectStarted():
+                self.projects[payload.project_id].started_on = payload.started_on
+            case p.ProjectCompleted():
+                self.projects[payload.project_id].completed_on = payload.completed_on
+            case p.RealisedBenefitRecorded():
+                self.projects[payload.project_id].realised[payload.year] = payload.amount
+            case p.LessonLearnedRecorded():
+                self.lessons.append(
+                    improvement.Lesson(
+                        project_id=payload.project_id,
+                        lesson_id=payload.lesson_id,
+                        title=payload.title,
+                        description=payload.description,
+                        recommendation=payload.recommendation,
+                        category=payload.category,
+                        actor=e.actor,
+                        position=event.position,
+                        recorded_at=e.recorded_at,
+                    )
+                )
             case o.ObjectiveDefined():
                 self.objectives[payload.objective_id] = ObjectiveFacts(
                     payload.objective_id, payload.name, payload.owner, payload.weight
@@ -352,6 +389,8 @@ class PortfolioReport:
                 states[e.aggregate_id] = ledger.evolve(states.get(e.aggregate_id), payload)
                 if isinstance(payload, lg.ActualCostRecorded):
                     self.actual_cost[payload.project_id] += payload.amount
+                    by_period = self.actual_by_period.setdefault(payload.project_id, {})
+                    by_period[payload.period] = by_period.get(payload.period, ZERO) + payload.amount
             case _ if kind in r.RISK_EVENTS:
                 risk_id: str = payload.risk_id  # type: ignore[attr-defined]
                 self.risks[risk_id] = risk.evolve_risk(self.risks.get(risk_id), payload)
@@ -360,10 +399,40 @@ class PortfolioReport:
                 self.baselines[project_id] = risk.evolve_baseline(
                     self.baselines.get(project_id), payload
                 )
+                if isinstance(payload, r.ProgressReported):
+                    self._eac_point(payload, event.position)
         if e.aggregate_type == p.AGGREGATE and not isinstance(payload, p.ProjectProposed):
             found = self.projects[e.aggregate_id]
             found.status = p.status_after(payload, found.status) or found.status
             found.last_position = event.position
+
+    def _eac_point(self, progress: r.ProgressReported, position: int) -> None:
+        """The EAC as it stands at this progress report: AC of the months up to the one
+        reported, as recorded so far (a later report for the same month replaces it)."""
+        baseline = self.baselines[progress.project_id]
+        spent = self.actual_by_period.get(progress.project_id, {})
+        ac = sum((a for period, a in spent.items() if period <= progress.period), ZERO)
+        figures = evm.earned_value(
+            baseline.budget_at_completion,
+            baseline.planned_value_at(progress.period),
+            progress.earned_value,
+            ac,
+        )
+        points = [
+            x for x in self.eac_points.get(progress.project_id, []) if x.period != progress.period
+        ]
+        points.append(
+            improvement.EacPoint(
+                period=progress.period,
+                position=position,
+                percent_complete=progress.percent_complete,
+                bac=figures.bac,
+                ac=ac,
+                ev=figures.ev,
+                eac=figures.eac_typical,
+            )
+        )
+        self.eac_points[progress.project_id] = sorted(points, key=lambda x: x.period)
 
     def _highlight(self, payload: FrozenModel, event: RecordedEvent) -> None:
         what = _highlight_text(payload, self.focus or "", self._focus_rank)
@@ -757,6 +826,58 @@ class PortfolioReport:
             by_severity[alert["severity"]] += 1
         return {"open": len(found), "by_severity": by_severity, "items": found[:LIST_LIMIT]}
 
+    # --- continuous improvement --------------------------------------------------------
+
+    def improvement(self, project_id: str | None = None) -> dict[str, Any]:
+        """Estimate accuracy, benefit realisation, EAC convergence and lessons learned:
+        of every project, or of one (see improvement.py)."""
+        chosen = [
+            facts
+            for pid, facts in sorted(self.projects.items())
+            if project_id is None or pid == project_id
+        ]
+        accuracy = [
+            row
+            for facts in chosen
+            if (row := improvement.accuracy_row(facts, self.actual_cost.get(facts.project_id)))
+        ]
+        benefits = [
+            improvement.benefits_row(facts)
+            for facts in chosen
+            if facts.status == Status.COMPLETED or facts.realised
+        ]
+        convergence = [
+            improvement.convergence_row(
+                facts,
+                self.eac_points[facts.project_id],
+                self.actual_cost.get(facts.project_id),
+                LIST_LIMIT,
+            )
+            for facts in chosen
+            if facts.project_id in self.eac_points
+        ]
+        lessons = [x for x in self.lessons if project_id is None or x.project_id == project_id]
+        return {
+            "estimate_accuracy": improvement.estimate_accuracy(accuracy, LIST_LIMIT),
+            "benefits": improvement.benefit_realisation(benefits, LIST_LIMIT),
+            "eac_convergence": improvement.eac_convergence(convergence, LIST_LIMIT),
+            "lessons": improvement.lessons_summary(lessons, self.projects, LIST_LIMIT),
+        }
+
+    def find_lessons(
+        self,
+        words: Iterable[str] = (),
+        project_id: str | None = None,
+        category: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Lessons learned matching every word, the project and the category (log order)."""
+        words = tuple(words)
+        return [
+            improvement.lesson_json(x, self.projects.get(x.project_id))
+            for x in self.lessons
+            if improvement.matches(x, self.projects.get(x.project_id), words, project_id, category)
+        ]
+
     # --- the summary and the reports -------------------------------------------------
 
     def summary(self, healths: Mapping[str, evm.Health] | None = None) -> dict[str, Any]:
@@ -831,6 +952,7 @@ class PortfolioReport:
             "capacity": self.capacity(),
             "ranking": self.ranking(),
             "alerts": self.alerts_json(),
+            "improvement": self.improvement(),
             "changes": {
                 "since": dict(since or {"kind": "start"}),
                 **changes(baseline, self.summary(healths)),
@@ -943,6 +1065,7 @@ class PortfolioReport:
             "health": None if health is None else self._health_json(health),
             "capacity": demand[:LIST_LIMIT],
             "alerts": [a for a in self.open_alerts() if a["project_id"] == project_id],
+            "improvement": self.improvement(project_id),
             "audit": [h.as_json() for h in self.highlights] if self.focus == project_id else [],
         }
 

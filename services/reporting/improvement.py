@@ -1,0 +1,374 @@
+"""Continuous improvement, pure: what closed projects teach about estimating and delivering.
+
+Folded by `PortfolioReport` (report.py); these functions turn its facts into figures.
+
+- **Estimate accuracy** (completed projects): the business case as proposed (capex + opex,
+  planned start to planned end) against the actual cost recorded in the ledger and the
+  actual duration (started to completed, both days counted). Variance = actual - planned,
+  in percent of planned. A completed project without any actual cost recorded is listed
+  but left out of the cost figures (its duration still counts). Grouped by category,
+  sponsor and size band (the planned cost: small < 250,000, medium < 1,000,000, large),
+  each group per currency: totals, the variance of the totals, the mean absolute error of
+  its projects, how many landed within 10% of budget and on time.
+- **Benefit realisation**: each completed project's expected benefits by year (business
+  case) against the realised benefits recorded (the latest figure per year). Realisation
+  = realised / expected to date, where "to date" are the years up to the last one realised.
+- **EAC convergence**: at every progress report, the EAC (BAC x AC / EV, as the risk
+  monitor computes it) with AC = the actual costs of the months up to the reported one, as
+  recorded by then. For a completed project the final actual cost is the truth; the error
+  of the forecast standing at 25%, 50% and 75% of its life (started to completed) is
+  (EAC - final) / final, and the summary gives the mean absolute error at each point.
+- **Lessons learned**: every lesson, searchable by words (all must appear in the title,
+  description, recommendation, category or the project's id, name or category), project
+  and category.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from services.reporting.report import ProjectFacts
+
+ZERO = Decimal(0)
+CENT = Decimal("0.01")
+TENTH = Decimal("0.1")
+#: Upper bounds of the size bands, on the planned cost.
+SIZE_BANDS = ((Decimal(250_000), "small"), (Decimal(1_000_000), "medium"))
+LARGE = "large"
+#: Within this percentage of the planned cost counts as on budget.
+ON_BUDGET_PERCENT = Decimal(10)
+#: Points of a project's life at which the EAC error is measured.
+LIFE_POINTS = (25, 50, 75)
+GROUPINGS = ("category", "sponsor", "size")
+
+
+@dataclass(frozen=True)
+class EacPoint:
+    """The EAC as it stood at one progress report."""
+
+    period: str
+    position: int
+    percent_complete: Decimal
+    bac: Decimal
+    ac: Decimal
+    ev: Decimal
+    eac: Decimal | None
+
+    @property
+    def as_of(self) -> date:
+        """The last day of the reported month."""
+        year, month = int(self.period[:4]), int(self.period[5:7])
+        return date(year, month, calendar.monthrange(year, month)[1])
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "position": self.position,
+            "percent_complete": str(self.percent_complete),
+            "bac": money(self.bac),
+            "ac": money(self.ac),
+            "ev": money(self.ev),
+            "eac": None if self.eac is None else money(self.eac),
+        }
+
+
+@dataclass(frozen=True)
+class Lesson:
+    project_id: str
+    lesson_id: str
+    title: str
+    description: str
+    recommendation: str
+    category: str
+    actor: str
+    position: int
+    recorded_at: datetime
+
+
+def money(amount: Decimal) -> str:
+    return str(amount.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def percent(part: Decimal, whole: Decimal) -> Decimal | None:
+    return None if not whole else (part * 100 / whole).quantize(TENTH, rounding=ROUND_HALF_UP)
+
+
+def _str(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def size_band(cost: Decimal) -> str:
+    return next((name for bound, name in SIZE_BANDS if cost < bound), LARGE)
+
+
+def days(start: date, end: date) -> int:
+    """Calendar days from start to end, both counted."""
+    return (end - start).days + 1
+
+
+# --- estimate accuracy -----------------------------------------------------------------------
+
+
+def accuracy_row(facts: ProjectFacts, actual: Decimal | None) -> dict[str, Any] | None:
+    """One completed project's planned against actual cost and duration (None: not
+    completed). `actual` None: no actual cost recorded."""
+    if facts.completed_on is None:
+        return None
+    planned = facts.planned_cost
+    started = facts.started_on or facts.original_start
+    planned_days = days(facts.original_start, facts.original_end)
+    actual_days = days(started, facts.completed_on)
+    return {
+        "project_id": facts.project_id,
+        "name": facts.name,
+        "category": facts.category,
+        "sponsor": facts.sponsor,
+        "size": size_band(planned),
+        "currency": facts.currency,
+        "planned_cost": money(planned),
+        "latest_estimate": money(facts.cost),
+        "actual_cost": None if actual is None else money(actual),
+        "cost_variance": None if actual is None else money(actual - planned),
+        "cost_variance_percent": None
+        if actual is None
+        else _str(percent(actual - planned, planned)),
+        "planned_start": facts.original_start.isoformat(),
+        "planned_end": facts.original_end.isoformat(),
+        "started_on": started.isoformat(),
+        "completed_on": facts.completed_on.isoformat(),
+        "planned_days": planned_days,
+        "actual_days": actual_days,
+        "duration_variance_days": actual_days - planned_days,
+        "duration_variance_percent": _str(
+            percent(Decimal(actual_days - planned_days), Decimal(planned_days))
+        ),
+    }
+
+
+def _group(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    costed = [x for x in rows if x["actual_cost"] is not None]
+    planned = sum((Decimal(x["planned_cost"]) for x in costed), ZERO)
+    actual = sum((Decimal(x["actual_cost"]) for x in costed), ZERO)
+    errors = [
+        abs(Decimal(x["cost_variance_percent"])) for x in costed if x["cost_variance_percent"]
+    ]
+    planned_days = sum(x["planned_days"] for x in rows)
+    actual_days = sum(x["actual_days"] for x in rows)
+    day_errors = [abs(Decimal(x["duration_variance_percent"])) for x in rows]
+    return {
+        "projects": len(rows),
+        "with_actuals": len(costed),
+        "planned_cost": money(planned),
+        "actual_cost": money(actual),
+        "cost_variance_percent": _str(percent(actual - planned, planned)),
+        "mean_abs_cost_error_percent": _str(_mean(errors)),
+        "on_budget": sum(1 for e in errors if e <= ON_BUDGET_PERCENT),
+        "planned_days": planned_days,
+        "actual_days": actual_days,
+        "duration_variance_percent": _str(
+            percent(Decimal(actual_days - planned_days), Decimal(planned_days))
+        ),
+        "mean_abs_duration_error_percent": _str(_mean(day_errors)),
+        "on_time": sum(1 for x in rows if x["actual_days"] <= x["planned_days"]),
+    }
+
+
+def _mean(values: list[Decimal]) -> Decimal | None:
+    if not values:
+        return None
+    return (sum(values, ZERO) / len(values)).quantize(TENTH, rounding=ROUND_HALF_UP)
+
+
+def estimate_accuracy(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """Completed projects' rows, their totals and the groups (each per currency)."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for grouping in GROUPINGS:
+        members: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            members[(row[grouping], row["currency"])].append(row)
+        by[grouping] = [
+            {grouping: key, "currency": currency, **_group(found)}
+            for (key, currency), found in sorted(members.items())
+        ]
+    currencies: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        currencies[row["currency"]].append(row)
+    return {
+        "projects": rows[:limit],
+        "totals": [{"currency": c, **_group(found)} for c, found in sorted(currencies.items())],
+        "without_actuals": [x["project_id"] for x in rows if x["actual_cost"] is None][:limit],
+        **{f"by_{grouping}": by[grouping] for grouping in GROUPINGS},
+    }
+
+
+# --- benefit realisation ---------------------------------------------------------------------
+
+
+def benefits_row(facts: ProjectFacts) -> dict[str, Any]:
+    expected: dict[int, Decimal] = defaultdict(Decimal)
+    for b in facts.benefits:
+        expected[b.year] += b.amount
+    realised = facts.realised
+    last = max(realised, default=None)
+    to_date = sum((a for y, a in expected.items() if last is not None and y <= last), ZERO)
+    realised_total = sum(realised.values(), ZERO)
+    return {
+        "project_id": facts.project_id,
+        "name": facts.name,
+        "status": str(facts.status),
+        "currency": facts.currency,
+        "expected_total": money(sum(expected.values(), ZERO)),
+        "expected_to_date": money(to_date),
+        "realised_total": money(realised_total),
+        "realisation_percent": _str(percent(realised_total, to_date)),
+        "years": [
+            {
+                "year": year,
+                "expected": money(expected.get(year, ZERO)),
+                "realised": None if year not in realised else money(realised[year]),
+            }
+            for year in sorted(set(expected) | set(realised))
+        ],
+    }
+
+
+def benefit_realisation(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for row in rows:
+        found = totals[row["currency"]]
+        for name in ("expected_total", "expected_to_date", "realised_total"):
+            found[name] += Decimal(row[name])
+    return {
+        "projects": rows[:limit],
+        "awaiting": [x["project_id"] for x in rows if not any(y["realised"] for y in x["years"])][
+            :limit
+        ],
+        "totals": [
+            {
+                "currency": currency,
+                **{k: money(v) for k, v in sorted(f.items())},
+                "realisation_percent": _str(percent(f["realised_total"], f["expected_to_date"])),
+            }
+            for currency, f in sorted(totals.items())
+        ],
+    }
+
+
+# --- EAC convergence -------------------------------------------------------------------------
+
+
+def convergence_row(
+    facts: ProjectFacts, points: list[EacPoint], final: Decimal | None, limit: int
+) -> dict[str, Any]:
+    """A project's EAC series; for a completed one with actual costs, the error of the
+    forecast standing at each point of its life."""
+    errors = []
+    if facts.completed_on is not None and final:
+        start = facts.started_on or facts.original_start
+        life = (facts.completed_on - start).days
+        for at in LIFE_POINTS:
+            moment = start + timedelta(days=life * at // 100)
+            standing = next((x for x in reversed(points) if x.as_of <= moment), None)
+            eac = None if standing is None else standing.eac
+            errors.append(
+                {
+                    "life_percent": at,
+                    "date": moment.isoformat(),
+                    "period": None if standing is None else standing.period,
+                    "eac": None if eac is None else money(eac),
+                    "error_percent": None if eac is None else _str(percent(eac - final, final)),
+                }
+            )
+    return {
+        "project_id": facts.project_id,
+        "name": facts.name,
+        "status": str(facts.status),
+        "currency": facts.currency,
+        "final_cost": None if final is None or facts.completed_on is None else money(final),
+        "series": [x.as_json() for x in points[:limit]],
+        "errors": errors,
+    }
+
+
+def eac_convergence(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    summary = []
+    for index, at in enumerate(LIFE_POINTS):
+        found = [
+            abs(Decimal(e))
+            for row in rows
+            if row["errors"] and (e := row["errors"][index]["error_percent"]) is not None
+        ]
+        summary.append(
+            {
+                "life_percent": at,
+                "projects": len(found),
+                "mean_abs_error_percent": _str(_mean(found)),
+            }
+        )
+    return {"projects": rows[:limit], "summary": summary}
+
+
+# --- lessons learned -------------------------------------------------------------------------
+
+
+def matches(
+    lesson: Lesson,
+    facts: ProjectFacts | None,
+    words: Iterable[str] = (),
+    project_id: str | None = None,
+    category: str | None = None,
+) -> bool:
+    if project_id is not None and lesson.project_id != project_id:
+        return False
+    if category is not None and lesson.category.casefold() != category.casefold():
+        return False
+    text = " ".join(
+        (
+            lesson.title,
+            lesson.description,
+            lesson.recommendation,
+            lesson.category,
+            lesson.project_id,
+            facts.name if facts else "",
+            facts.category if facts else "",
+        )
+    ).casefold()
+    return all(word.casefold() in text for word in words)
+
+
+def lesson_json(lesson: Lesson, facts: ProjectFacts | None) -> dict[str, Any]:
+    return {
+        "project_id": lesson.project_id,
+        "project_name": facts.name if facts else "",
+        "project_category": facts.category if facts else "",
+        "project_status": str(facts.status) if facts else None,
+        "lesson_id": lesson.lesson_id,
+        "title": lesson.title,
+        "description": lesson.description,
+        "recommendation": lesson.recommendation,
+        "category": lesson.category,
+        "actor": lesson.actor,
+        "position": lesson.position,
+        "recorded_at": lesson.recorded_at.isoformat(),
+    }
+
+
+def lessons_summary(
+    lessons: list[Lesson], projects: Mapping[str, ProjectFacts], limit: int
+) -> dict[str, Any]:
+    by_category: dict[str, int] = defaultdict(int)
+    for lesson in lessons:
+        by_category[lesson.category] += 1
+    latest = sorted(lessons, key=lambda x: -x.position)[:limit]
+    return {
+        "total": len(lessons),
+        "by_category": dict(sorted(by_category.items())),
+        "items": [lesson_json(x, projects.get(x.project_id)) for x in latest],
+    }
