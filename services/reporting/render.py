@@ -4,7 +4,8 @@ html. Pure: text in, text out; the CLI prints it or writes it to a file.
 Every format but json renders the same `sections` (one table each). CSV puts them one
 after the other, each with its own header row, and every row starts with its section name.
 HTML is one self-contained file: inline CSS and hand-written inline SVG charts (risk heat
-map, budget burn, value vs cost of the ranking, capacity by role and month), no scripts
+map, budget burn, value vs cost of the ranking, capacity by role and month, planned vs
+actual cost of completed projects, EAC convergence), no scripts
 and nothing fetched from the network.
 """
 
@@ -290,7 +291,7 @@ def _portfolio_sections(report: dict[str, Any]) -> list[Section]:
             ],
         ),
     ]
-    return found + _change_sections(changes)
+    return found + _improvement_sections(report.get("improvement")) + _change_sections(changes)
 
 
 def _ranking_section(ranking: dict[str, Any] | None) -> Section:
@@ -531,6 +532,227 @@ def _project_sections(report: dict[str, Any]) -> list[Section]:
                 ]
                 for x in report["audit"]
             ],
+        ),
+    ]
+    # Closure figures before the decision history, which stays last.
+    found[-1:-1] = _improvement_sections(report.get("improvement"), one_project=True)
+    return found
+
+
+def _improvement_sections(
+    improvement: dict[str, Any] | None, one_project: bool = False
+) -> list[Section]:
+    """Estimate accuracy, benefit realisation, EAC convergence and lessons learned."""
+    if improvement is None:  # a report from before these figures existed
+        return []
+    accuracy, benefits = improvement["estimate_accuracy"], improvement["benefits"]
+    convergence, lessons = improvement["eac_convergence"], improvement["lessons"]
+    found = [
+        Section(
+            "accuracy",
+            "Estimate accuracy (completed projects: business case vs actual)",
+            _cols(
+                "project",
+                "category",
+                "sponsor",
+                "size",
+                "planned:money",
+                "latest_estimate:money",
+                "actual:money",
+                "cost_variance:pct",
+                "planned_days:int",
+                "actual_days:int",
+                "days_late:int",
+                "duration_variance:pct",
+            ),
+            [
+                [
+                    x["project_id"],
+                    x["category"],
+                    x["sponsor"],
+                    x["size"],
+                    x["planned_cost"],
+                    x["latest_estimate"],
+                    x["actual_cost"],
+                    x["cost_variance_percent"],
+                    x["planned_days"],
+                    x["actual_days"],
+                    x["duration_variance_days"],
+                    x["duration_variance_percent"],
+                ]
+                for x in accuracy["projects"]
+            ],
+            note="no actual cost recorded: " + (", ".join(accuracy["without_actuals"]) or "none"),
+        )
+    ]
+    if not one_project:
+        groups = [
+            [grouping, x[grouping], x]
+            for grouping in ("category", "sponsor", "size")
+            for x in accuracy[f"by_{grouping}"]
+        ] + [["total", "all", x] for x in accuracy["totals"]]
+        found.append(
+            Section(
+                "accuracy_by_group",
+                "Estimate accuracy by category, sponsor and size",
+                _cols(
+                    "by",
+                    "group",
+                    "currency",
+                    "projects:int",
+                    "with_actuals:int",
+                    "planned:money",
+                    "actual:money",
+                    "cost_variance:pct",
+                    "mean_abs_cost_error:pct",
+                    "on_budget:int",
+                    "duration_variance:pct",
+                    "mean_abs_duration_error:pct",
+                    "on_time:int",
+                ),
+                [
+                    [
+                        by,
+                        key,
+                        x["currency"],
+                        x["projects"],
+                        x["with_actuals"],
+                        x["planned_cost"],
+                        x["actual_cost"],
+                        x["cost_variance_percent"],
+                        x["mean_abs_cost_error_percent"],
+                        x["on_budget"],
+                        x["duration_variance_percent"],
+                        x["mean_abs_duration_error_percent"],
+                        x["on_time"],
+                    ]
+                    for by, key, x in groups
+                ],
+                note="size by planned cost: small < 250k, medium < 1M, large; on budget: "
+                "within 10%",
+            )
+        )
+    found += [
+        Section(
+            "benefits",
+            "Benefit realisation (business case vs realised)",
+            _cols(
+                "project",
+                "status",
+                "currency",
+                "expected:money",
+                "expected_to_date:money",
+                "realised:money",
+                "realisation:pct",
+                "by_year (expected / realised)",
+            ),
+            [
+                [
+                    x["project_id"],
+                    x["status"],
+                    x["currency"],
+                    x["expected_total"],
+                    x["expected_to_date"],
+                    x["realised_total"],
+                    x["realisation_percent"],
+                    "; ".join(
+                        f"{y['year']}: {_money(y['expected'])} / {_money(y['realised'])}"
+                        for y in x["years"]
+                    ),
+                ]
+                for x in benefits["projects"]
+            ],
+            note="awaiting realised benefits: "
+            + (", ".join(benefits["awaiting"]) or "none")
+            + "".join(
+                f"; {t['currency']} realised {_money(t['realised_total'])} of "
+                f"{_money(t['expected_to_date'])} expected to date"
+                for t in benefits["totals"]
+            ),
+        ),
+        Section(
+            "eac_convergence",
+            "EAC convergence (error against the final cost at 25/50/75% of the life)",
+            _cols(
+                "project",
+                "status",
+                "reports:int",
+                "latest_eac:money",
+                "final_cost:money",
+                "error_25:pct",
+                "error_50:pct",
+                "error_75:pct",
+            ),
+            [
+                [
+                    x["project_id"],
+                    x["status"],
+                    len(x["series"]),
+                    x["series"][-1]["eac"] if x["series"] else None,
+                    x["final_cost"],
+                    *(
+                        [e["error_percent"] for e in x["errors"]]
+                        if x["errors"]
+                        else [None, None, None]
+                    ),
+                ]
+                for x in convergence["projects"]
+            ],
+            note="mean absolute error: "
+            + ", ".join(
+                f"{s['life_percent']}% of life {pretty(s['mean_abs_error_percent'], 'pct')} "
+                f"({s['projects']} projects)"
+                for s in convergence["summary"]
+            ),
+        ),
+        Section(
+            "eac_series",
+            "EAC at each progress report",
+            _cols(
+                "project",
+                "period",
+                "complete:pct",
+                "bac:money",
+                "ac:money",
+                "ev:money",
+                "eac:money",
+            ),
+            [
+                [
+                    x["project_id"],
+                    p["period"],
+                    p["percent_complete"],
+                    p["bac"],
+                    p["ac"],
+                    p["ev"],
+                    p["eac"],
+                ]
+                for x in convergence["projects"]
+                for p in x["series"]
+            ],
+        ),
+        Section(
+            "lessons",
+            "Lessons learned" + ("" if one_project else " (latest first)"),
+            _cols("project", "lesson", "category", "title", "recommendation", "recorded_at:time"),
+            [
+                [
+                    x["project_id"],
+                    x["lesson_id"],
+                    x["category"],
+                    x["title"],
+                    x["recommendation"],
+                    x["recorded_at"],
+                ]
+                for x in lessons["items"]
+            ],
+            note=f"{lessons['total']} lessons"
+            + (
+                ": " + ", ".join(f"{k} {v}" for k, v in lessons["by_category"].items())
+                if lessons["by_category"]
+                else ""
+            )
+            + "; search them with `portfolio lessons --search WORDS`",
         ),
     ]
     return found
@@ -860,13 +1082,30 @@ def charts_of(report: dict[str, Any]) -> list[tuple[str, str]]:
                     bubble_svg((report["ranking"] or {}).get("points", [])),
                 ),
                 ("Capacity by role and month", capacity_svg(report["capacity"]["cells"])),
+                *_improvement_charts(report.get("improvement")),
             ]
         case "project":
             return [
                 ("Risk heat map", heat_map_svg(report["risks"]["heat_map"])),
                 ("Budget burn (cumulative actual by pool)", burn_svg(report["budget"]["pools"])),
+                *_improvement_charts(report.get("improvement")),
             ]
     return []
+
+
+def _improvement_charts(improvement: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if improvement is None:
+        return []
+    return [
+        (
+            "Estimate accuracy: planned vs actual cost",
+            accuracy_svg(improvement["estimate_accuracy"]["projects"]),
+        ),
+        (
+            "EAC convergence (EAC as % of the final cost, by % complete)",
+            convergence_svg(improvement["eac_convergence"]["projects"]),
+        ),
+    ]
 
 
 def _svg(chart_id: str, width: int, height: int, label: str, parts: Iterable[str]) -> str:
@@ -1119,6 +1358,111 @@ def capacity_svg(cells: Sequence[dict[str, Any]]) -> str:
     return _svg(
         "capacity", left + len(months) * cell_w + 10, top + len(roles) * cell_h + 10, label, parts
     )
+
+
+def accuracy_svg(rows: Sequence[dict[str, Any]]) -> str:
+    """Per completed project with actual costs: planned (grey) and actual (coloured: red
+    above plan, green within it) cost bars side by side."""
+    label = "Planned vs actual cost"
+    usable = [x for x in rows if x["actual_cost"] is not None][:40]
+    if not usable:
+        return _no_data("estimate-accuracy", label, "no completed project with actual costs")
+    left, top, height, group = 64, 12, 220, 44
+    width = group * len(usable)
+    y_max = max(max(float(x["planned_cost"]), float(x["actual_cost"])) for x in usable) * 1.1
+    y_max = y_max or 1.0
+
+    def y_of(value: float) -> float:
+        return top + height - height * value / y_max
+
+    parts = _axes(left, top, width, height, y_max, y_of)
+    for index, row in enumerate(usable):
+        x = left + index * group + 6
+        planned, actual = float(row["planned_cost"]), float(row["actual_cost"])
+        colour = "#d9534f" if actual > planned else "#5cb85c"
+        tip = (
+            f"{row['project_id']}: planned {_money(row['planned_cost'])}, actual "
+            f"{_money(row['actual_cost'])} ({pretty(row['cost_variance_percent'], 'pct')})"
+        )
+        for offset, value, fill in ((0, planned, "#bbb"), (16, actual, colour)):
+            y = y_of(value)
+            parts.append(
+                f'<rect x="{x + offset}" y="{y:.1f}" width="15" height="{top + height - y:.1f}" '
+                f'fill="{fill}"><title>{_esc(tip)}</title></rect>'
+            )
+        middle = x + 15
+        parts.append(
+            _text(
+                middle,
+                top + height + 12,
+                row["project_id"],
+                text_anchor="end",
+                font_size=10,
+                transform=f"rotate(-40 {middle} {top + height + 12})",
+            )
+        )
+    legend = (("#bbb", "planned"), ("#5cb85c", "actual within plan"), ("#d9534f", "over plan"))
+    for index, (fill, name) in enumerate(legend):
+        y = top + height + 62 + 16 * index
+        parts.append(f'<rect x="{left}" y="{y - 9}" width="10" height="10" fill="{fill}"/>')
+        parts.append(_text(left + 14, y, name, font_size=11))
+    return _svg("estimate-accuracy", max(left + width + 20, 220), top + height + 112, label, parts)
+
+
+def convergence_svg(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per project: its EAC at each progress report as a percentage of the final
+    cost (of the BAC while not completed) against percent complete; 100% is the truth."""
+    label = "EAC convergence"
+    lines: list[tuple[str, list[tuple[float, float]]]] = []
+    for row in rows[: len(PALETTE) * 3]:
+        reports = [
+            (float(p["percent_complete"]), p["eac"], p["bac"]) for p in row["series"] if p["eac"]
+        ]
+        if not reports:
+            continue
+        truth = float(row["final_cost"] or reports[-1][2])
+        if truth:
+            lines.append((row["project_id"], [(x, 100 * float(e) / truth) for x, e, _ in reports]))
+    if not lines:
+        return _no_data("eac-convergence", label, "no progress reported with actual costs")
+    left, top, width, height = 64, 12, 420, 220
+    y_max = max(150.0, *(y for _, pts in lines for _, y in pts)) * 1.05
+
+    def x_of(value: float) -> float:
+        return left + width * value / 100
+
+    def y_of(value: float) -> float:
+        return top + height - height * value / y_max
+
+    parts = _axes(left, top, width, height, y_max, y_of, lambda v: f"{v:.0f}%")
+    for step in range(5):
+        parts.append(
+            _text(x_of(step * 25), top + height + 16, f"{step * 25}%", text_anchor="middle")
+        )
+    parts.append(_text(left + width / 2, top + height + 34, "complete", text_anchor="middle"))
+    truth_y = y_of(100)
+    parts.append(
+        f'<line x1="{left}" y1="{truth_y:.1f}" x2="{left + width}" y2="{truth_y:.1f}" '
+        'stroke="#333" stroke-dasharray="5,4"><title>final cost</title></line>'
+    )
+    for index, (project_id, points) in enumerate(lines):
+        colour = PALETTE[index % len(PALETTE)]
+        path = " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in points)
+        parts.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2">'
+            f"<title>{_esc(project_id)}</title></polyline>"
+        )
+        parts += [
+            f'<circle cx="{x_of(x):.1f}" cy="{y_of(y):.1f}" r="2.5" fill="{colour}">'
+            f"<title>{_esc(project_id)} at {x:.0f}%: EAC {y:.0f}% of final</title></circle>"
+            for x, y in points
+        ]
+        parts.append(
+            f'<rect x="{left + width + 12}" y="{top + 18 * index}" width="10" height="10" '
+            f'fill="{colour}"/>'
+        )
+        parts.append(_text(left + width + 26, top + 18 * index + 9, project_id, font_size=12))
+    return _svg("eac-convergence", left + width + 150, top + height + 44, label, parts)
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any], int], str]] = {

@@ -4,6 +4,8 @@ convergence, lessons), given a fixed event sequence and figures computed by hand
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,6 +18,7 @@ from contracts import projects as p
 from contracts import risks as r
 from contracts.base import ErrorCode, EventEnvelope, FrozenModel, RecordedEvent
 from services.intake.domain import ProjectState, decide, evolve
+from services.reporting import render
 from services.reporting.report import PortfolioReport, fold
 from shared.rejected import Rejected
 
@@ -549,3 +552,21 @@ def test_the_fold_pickles(report: PortfolioReport) -> None:
 
     again = pickle.loads(pickle.dumps(report))
     assert again.improvement() == report.improvement()
+
+
+def test_every_format_shows_the_sections(report: PortfolioReport) -> None:
+    for built in (report.portfolio(NOW), report.scorecard(PID, NOW)):
+        names = {s.name for s in render.sections(built)}
+        assert {"accuracy", "benefits", "eac_convergence", "eac_series", "lessons"} <= names
+        rows = list(csv.reader(io.StringIO(render.render(built, "csv"))))
+        lessons = [row for row in rows if row and row[0] == "lessons"]
+        assert lessons[-1][:5] == ["lessons", PID, "L1", "planning", "Survey the sites first"]
+        assert "## Estimate accuracy" in render.render(built, "md")
+        assert "Benefit realisation" in render.render(built, "table", width=250)
+        page = render.render(built, "html")
+        assert '<svg id="estimate-accuracy"' in page and '<svg id="eac-convergence"' in page
+        assert "<polyline" in page and "<script" not in page
+    groups = next(
+        s for s in render.sections(report.portfolio(NOW)) if s.name == "accuracy_by_group"
+    )
+    assert groups.rows[-1][:5] == ["total", "all", "EUR", 3, 2]
