@@ -569,10 +569,18 @@ def test_csv_has_one_section_per_table_with_a_section_column(report: dict[str, A
 
 def test_html_is_self_contained_with_a_chart_each(report: dict[str, Any]) -> None:
     html = render.render(report, "html")
-    for chart in ("risk-heat-map", "budget-burn", "value-vs-cost", "capacity"):
+    charts = (
+        "risk-heat-map",
+        "budget-burn",
+        "value-vs-cost",
+        "capacity",
+        "estimate-accuracy",
+        "eac-convergence",
+    )
+    for chart in charts:
         assert f'<svg id="{chart}"' in html
     assert "<script" not in html and "http" not in html.replace(render.SVG_NS, "")
-    assert html.count("<svg") == 4
+    assert html.count("<svg") == len(charts)
 
 
 def test_unsupported_format_is_refused(report: dict[str, Any]) -> None:
