@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field
 
-from contracts.base import FrozenModel
+from contracts.base import FrozenModel, Identifier, Name
 
 #: Answers travel as one NATS message (1 MiB by default): long lists come in pages.
 PAGE_SIZE = 500
@@ -100,3 +100,35 @@ class ProjectsAnswer(FrozenModel):
 class QueryError(FrozenModel):
     error: str
     details: tuple[dict[str, Any], ...] = ()
+
+
+class LessonsQuery(FrozenModel):
+    """`portfolio.query.reporting.lessons`: lessons learned, filters combined with AND.
+    `search`: words that must all appear (any case) in the lesson's title, description,
+    recommendation or category, or the project's id, name or category."""
+
+    search: str | None = Field(default=None, max_length=200)
+    project_id: Identifier | None = None
+    category: Name | None = None
+    limit: int = Field(default=PAGE_SIZE, ge=1, le=PAGE_SIZE)
+
+
+class LessonEntry(FrozenModel):
+    project_id: str
+    project_name: str
+    project_category: str
+    project_status: str | None
+    lesson_id: str
+    title: str
+    description: str
+    recommendation: str
+    category: str
+    actor: str
+    position: int
+    recorded_at: datetime
+
+
+class LessonsAnswer(FrozenModel):
+    lessons: tuple[LessonEntry, ...]
+    #: How many lessons match (the answer holds at most `limit`, the latest).
+    total: int

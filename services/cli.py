@@ -19,6 +19,7 @@ from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 from pydantic import TypeAdapter
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -786,6 +787,48 @@ def report(
         errors.print(f"[red]cannot write {output}[/]: {error}")
         raise typer.Exit(EXIT_USAGE) from error
     errors.print(f"wrote {output} ({fmt}, {len(text.encode())} bytes)")
+
+
+@app.command()
+def lessons(
+    search: Annotated[
+        str | None, typer.Option(help="Words that must all appear (title, text, project)")
+    ] = None,
+    project: Annotated[str | None, typer.Option(help="One project's lessons")] = None,
+    category: Annotated[str | None, typer.Option(help="One category (any case)")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, the latest")] = 500,
+    as_json: JsonFlag = False,
+) -> None:
+    """Lessons learned by closed projects, searchable."""
+    body = {"search": search, "project_id": project, "category": category, "limit": limit}
+
+    async def work(nc: Client, settings: PortfolioSettings) -> bytes:
+        subject = settings.subjects.query("reporting", "lessons")
+        data = json.dumps({k: v for k, v in body.items() if v is not None}).encode()
+        return await _request(nc, subject, data, 60)
+
+    answer: dict[str, Any] = json.loads(_connect_and(work))
+    if "error" in answer:
+        errors.print(f"[red]{answer['error']}[/]")
+        for detail in answer.get("details", ()):
+            errors.print(f"  - {detail.get('field')}: {detail.get('message')}")
+        raise typer.Exit(EXIT_REJECTED)
+    if as_json:
+        print(json.dumps(answer, indent=2))
+        return
+    table = Table("project", "lesson", "category", "title and description", "recommendation")
+    for found in answer["lessons"]:
+        table.add_row(
+            f"{found['project_id']}\n[dim]{found['project_status']}[/]",
+            found["lesson_id"],
+            found["category"],
+            f"[bold]{escape(found['title'])}[/]\n{escape(found['description'])}",
+            escape(found["recommendation"]),
+        )
+    console.print(table)
+    shown = len(answer["lessons"])
+    more = f" (the latest {shown} shown)" if shown < answer["total"] else ""
+    console.print(f"{answer['total']} lessons{more}")
 
 
 @app.command()

@@ -84,6 +84,10 @@ def create_app(settings: ReportingSettings | None = None) -> FastStream:
         async def report(msg: NatsMessage) -> bytes:
             return await handlers.report(runtime, msg.body)
 
+        @broker.subscriber(subjects.query(NAME, "lessons"))
+        async def lessons(msg: NatsMessage) -> bytes:
+            return await handlers.lessons(runtime, msg.body)
+
         @broker.subscriber(subjects.control(NAME, "publish"))
         async def publish(msg: NatsMessage) -> bytes:
             return await handlers.publish(runtime, msg.body)

@@ -14,7 +14,14 @@ import structlog
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
 from contracts.base import FrozenModel, Identifier, Name, Rationale
-from contracts.queries import AuditAnswer, AuditEntry, AuditQuery
+from contracts.queries import (
+    AuditAnswer,
+    AuditEntry,
+    AuditQuery,
+    LessonEntry,
+    LessonsAnswer,
+    LessonsQuery,
+)
 from contracts.reports import AGGREGATE as REPORT
 from contracts.reports import PORTFOLIO_REPORTS, PortfolioReportPublished
 from services.reporting import timetravel
@@ -48,6 +55,33 @@ def fit_in_one_message(entries: list[AuditEntry], budget: int = 900_000) -> list
         if count and size > budget:
             return entries[:count]
     return entries
+
+
+# --- lessons learned ----------------------------------------------------------------------
+
+
+async def lessons(runtime: ServiceRuntime, body: bytes) -> bytes:
+    """`portfolio.query.reporting.lessons`: the lessons learned matching the query, the
+    latest `limit` of them, folded from the log as the report is."""
+    try:
+        query = LessonsQuery.model_validate_json(body or b"{}")
+    except ValidationError as error:
+        refused = invalid_query("lessons", error)
+        return _error(refused.error, "invalid_query", refused.details)
+    try:
+        folded = await timetravel.fold(runtime.log, Cut())
+    except Exception as error:  # the caller gets an answer, never a trace
+        log.exception("lessons.failed", query=query.model_dump(mode="json"))
+        return _error(f"the lessons query failed: {type(error).__name__}: {error}", "internal")
+    if query.project_id is not None and query.project_id not in folded.projects:
+        return _error(f"unknown project {query.project_id}", "not_found")
+    words = (query.search or "").split()
+    found = folded.find_lessons(words, query.project_id, query.category)
+    entries = [LessonEntry.model_validate(x) for x in found[-query.limit :]]
+    return timetravel.fit(
+        LessonsAnswer(lessons=tuple(entries), total=len(found)).model_dump(mode="json"),
+        message_limit(runtime),
+    )
 
 
 # --- reports ------------------------------------------------------------------------------
