@@ -1,5 +1,7 @@
 """`portfolio up`: an embedded nats-server (unless one is configured) and one process per
-service, each restarted if it dies, all stopped cleanly on Ctrl-C."""
+service, each restarted if it dies, all stopped cleanly on Ctrl-C. It also chooses the
+dashboard's port (reporting serves it), so the address it prints stays the same when
+reporting restarts."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from rich.console import Console
 from contracts.subjects import SERVICES
 from shared.embedded_nats import EmbeddedNats
 from shared.eventlog import EventLog
-from shared.settings import RUNTIME_FILE, SupervisorSettings
+from shared.settings import RUNTIME_FILE, ReportingSettings, SupervisorSettings
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -31,6 +33,13 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 @dataclass
@@ -79,6 +88,7 @@ class Supervisor:
             name: Child(name, self.data_dir / "logs" / f"{name}.log") for name in SERVICES
         }
         self.stopping = asyncio.Event()
+        self.dashboard_url: str | None = None
 
     async def run(self) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +98,8 @@ class Supervisor:
             await self._ensure_streams(url)
             env = dict(os.environ)
             env |= {"PORTFOLIO_NATS_URL": url, "PORTFOLIO_DATA_DIR": str(self.data_dir)}
+            dashboard_port, self.dashboard_url = self._dashboard()
+            env |= {"PORTFOLIO_DASHBOARD_PORT": str(dashboard_port)}
             for child in self.children.values():
                 await child.start(env)
             self._write_runtime(url)
@@ -112,6 +124,18 @@ class Supervisor:
         )
         return self.embedded.start()
 
+    def _dashboard(self) -> tuple[int, str]:
+        """The dashboard's port and address: the configured port if it is free, else any
+        free one (0 also means any)."""
+        reporting = ReportingSettings()
+        host, port = reporting.dashboard_host, reporting.dashboard_port
+        if port and not port_is_free(host, port):
+            self.console.print(f"[yellow]port {port} is taken; the dashboard uses a free port[/]")
+            port = 0
+        port = port or free_port(host)
+        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        return port, f"http://{shown}:{port}/"
+
     async def _ensure_streams(self, url: str) -> None:
         nc = await nats.connect(
             [u.strip() for u in url.split(",")],
@@ -133,6 +157,7 @@ class Supervisor:
     def _write_runtime(self, url: str) -> None:
         runtime = {
             "nats_url": url,
+            "dashboard_url": self.dashboard_url,
             "supervisor_pid": os.getpid(),
             "started_at": datetime.now(UTC).isoformat(),
             "services": {
@@ -146,10 +171,11 @@ class Supervisor:
 
     def _banner(self, url: str) -> None:
         self.console.print(f"[bold green]portfolio is up[/]  NATS: [bold]{url}[/]")
-        self.console.print(f"  data:     {self.data_dir}")
-        self.console.print(f"  logs:     {self.data_dir / 'logs'}")
-        self.console.print(f"  services: {', '.join(self.children)}")
-        self.console.print("  try:      portfolio status   (in another terminal)")
+        self.console.print(f"  dashboard: [bold]{self.dashboard_url}[/]")
+        self.console.print(f"  data:      {self.data_dir}")
+        self.console.print(f"  logs:      {self.data_dir / 'logs'}")
+        self.console.print(f"  services:  {', '.join(self.children)}")
+        self.console.print("  try:       portfolio status   (in another terminal)")
         self.console.print("Press Ctrl-C to stop.")
 
     async def _watch(self, env: dict[str, str]) -> None:

@@ -116,6 +116,12 @@ class RiskSettings(ServiceSettings):
 
 class ReportingSettings(ServiceSettings):
     report_publish_every_seconds: float = 0.0
+    #: The dashboard's address (`PORTFOLIO_DASHBOARD_HOST`, `PORTFOLIO_DASHBOARD_PORT`); port
+    #: 0 picks a free one, and a taken port falls back to a free one.
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8420
+    #: The pages refresh at most this often while events flow.
+    dashboard_refresh_seconds: float = 1.0
 
 
 class SupervisorSettings(PortfolioSettings):

@@ -1,5 +1,6 @@
 """Composition root of reporting: the read side, the audit trail, reports at any point in
-time, and their publication (on request, and on a schedule when configured)."""
+time, their publication (on request, and on a schedule when configured), and the live
+dashboard over HTTP."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
 
 from services.reporting import handlers
+from services.reporting.dashboard import Dashboard
 from services.reporting.projection import NAME, ReportingProjection
 from shared.service import ServiceRuntime, build_app
 from shared.settings import ReportingSettings
@@ -72,6 +74,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastStream:
     projection = ReportingProjection()
     runtime = ServiceRuntime(NAME, settings, projection)
     publisher = ScheduledPublisher(runtime, settings.report_publish_every_seconds)
+    dashboard = Dashboard(runtime, projection, settings)
 
     def register(broker: NatsBroker, runtime: ServiceRuntime) -> None:
         subjects = runtime.settings.subjects
@@ -92,4 +95,4 @@ def create_app(settings: ReportingSettings | None = None) -> FastStream:
         async def publish(msg: NatsMessage) -> bytes:
             return await handlers.publish(runtime, msg.body)
 
-    return build_app(runtime, register, workers=[publisher])
+    return build_app(runtime, register, workers=[publisher, dashboard])
