@@ -14,10 +14,12 @@ Folded by `PortfolioReport` (report.py); these functions turn its facts into fig
   case) against the realised benefits recorded (the latest figure per year). Realisation
   = realised / expected to date, where "to date" are the years up to the last one realised.
 - **EAC convergence**: at every progress report, the EAC (BAC x AC / EV, as the risk
-  monitor computes it) with AC = the actual costs of the months up to the reported one, as
-  recorded by then. For a completed project the final actual cost is the truth; the error
-  of the forecast standing at 25%, 50% and 75% of its life (started to completed) is
-  (EAC - final) / final, and the summary gives the mean absolute error at each point.
+  monitor computes it) with BAC and EV as reported then and AC = the actual costs booked
+  for the months up to the reported one (so the order in which a month's invoices and its
+  progress report arrive does not matter). For a completed project the final actual cost
+  is the truth; the error of the forecast standing at 25%, 50% and 75% of its life
+  (started to completed) is (EAC - final) / final, and the summary gives the mean
+  absolute error at each point.
 - **Lessons learned**: every lesson, searchable by words (all must appear in the title,
   description, recommendation, category or the project's id, name or category), project
   and category.
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
+
+from services.risk import evm
 
 if TYPE_CHECKING:
     from services.reporting.report import ProjectFacts
@@ -51,15 +55,13 @@ GROUPINGS = ("category", "sponsor", "size")
 
 @dataclass(frozen=True)
 class EacPoint:
-    """The EAC as it stood at one progress report."""
+    """One progress report: the baseline's BAC then and the earned value."""
 
     period: str
     position: int
     percent_complete: Decimal
     bac: Decimal
-    ac: Decimal
     ev: Decimal
-    eac: Decimal | None
 
     @property
     def as_of(self) -> date:
@@ -67,15 +69,21 @@ class EacPoint:
         year, month = int(self.period[:4]), int(self.period[5:7])
         return date(year, month, calendar.monthrange(year, month)[1])
 
-    def as_json(self) -> dict[str, Any]:
+    def eac(self, spent: Mapping[str, Decimal]) -> tuple[Decimal, Decimal | None]:
+        """AC (the months up to this one) and EAC = BAC x AC / EV (None: EV or AC 0)."""
+        ac = sum((a for period, a in spent.items() if period <= self.period), ZERO)
+        return ac, evm.earned_value(self.bac, ZERO, self.ev, ac).eac_typical
+
+    def as_json(self, spent: Mapping[str, Decimal]) -> dict[str, Any]:
+        ac, eac = self.eac(spent)
         return {
             "period": self.period,
             "position": self.position,
             "percent_complete": str(self.percent_complete),
             "bac": money(self.bac),
-            "ac": money(self.ac),
+            "ac": money(ac),
             "ev": money(self.ev),
-            "eac": None if self.eac is None else money(self.eac),
+            "eac": None if eac is None else money(eac),
         }
 
 
@@ -265,10 +273,14 @@ def benefit_realisation(rows: list[dict[str, Any]], limit: int) -> dict[str, Any
 
 
 def convergence_row(
-    facts: ProjectFacts, points: list[EacPoint], final: Decimal | None, limit: int
+    facts: ProjectFacts,
+    points: list[EacPoint],
+    spent: Mapping[str, Decimal],
+    limit: int,
 ) -> dict[str, Any]:
-    """A project's EAC series; for a completed one with actual costs, the error of the
-    forecast standing at each point of its life."""
+    """A project's EAC series (`spent`: its actual cost by month); for a completed one
+    with actual costs, the error of the forecast standing at each point of its life."""
+    final = sum(spent.values(), ZERO)
     errors = []
     if facts.completed_on is not None and final:
         start = facts.started_on or facts.original_start
@@ -276,7 +288,7 @@ def convergence_row(
         for at in LIFE_POINTS:
             moment = start + timedelta(days=life * at // 100)
             standing = next((x for x in reversed(points) if x.as_of <= moment), None)
-            eac = None if standing is None else standing.eac
+            eac = None if standing is None else standing.eac(spent)[1]
             errors.append(
                 {
                     "life_percent": at,
@@ -291,8 +303,8 @@ def convergence_row(
         "name": facts.name,
         "status": str(facts.status),
         "currency": facts.currency,
-        "final_cost": None if final is None or facts.completed_on is None else money(final),
-        "series": [x.as_json() for x in points[:limit]],
+        "final_cost": money(final) if final and facts.completed_on is not None else None,
+        "series": [x.as_json(spent) for x in points[:limit]],
         "errors": errors,
     }
 

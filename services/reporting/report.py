@@ -253,8 +253,8 @@ class PortfolioReport:
     earliest_occurred_at: datetime | None = None
     latest_occurred_at: datetime | None = None
     highlights: deque[Highlight] = field(default_factory=lambda: deque(maxlen=HIGHLIGHTS))
-    #: Continuous improvement (improvement.py): actual cost by project and month, the EAC
-    #: at every progress report, the lessons learned in log order.
+    #: Continuous improvement (improvement.py): actual cost by project and month, every
+    #: progress report (for the EAC series), the lessons learned in log order.
     actual_by_period: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     eac_points: dict[str, list[improvement.EacPoint]] = field(default_factory=dict)
     lessons: list[improvement.Lesson] = field(default_factory=list)
@@ -407,17 +407,9 @@ class PortfolioReport:
             found.last_position = event.position
 
     def _eac_point(self, progress: r.ProgressReported, position: int) -> None:
-        """The EAC as it stands at this progress report: AC of the months up to the one
-        reported, as recorded so far (a later report for the same month replaces it)."""
+        """A progress report, for the EAC series (a later report for the same month
+        replaces it)."""
         baseline = self.baselines[progress.project_id]
-        spent = self.actual_by_period.get(progress.project_id, {})
-        ac = sum((a for period, a in spent.items() if period <= progress.period), ZERO)
-        figures = evm.earned_value(
-            baseline.budget_at_completion,
-            baseline.planned_value_at(progress.period),
-            progress.earned_value,
-            ac,
-        )
         points = [
             x for x in self.eac_points.get(progress.project_id, []) if x.period != progress.period
         ]
@@ -426,10 +418,8 @@ class PortfolioReport:
                 period=progress.period,
                 position=position,
                 percent_complete=progress.percent_complete,
-                bac=figures.bac,
-                ac=ac,
-                ev=figures.ev,
-                eac=figures.eac_typical,
+                bac=baseline.budget_at_completion,
+                ev=progress.earned_value,
             )
         )
         self.eac_points[progress.project_id] = sorted(points, key=lambda x: x.period)
@@ -850,7 +840,7 @@ class PortfolioReport:
             improvement.convergence_row(
                 facts,
                 self.eac_points[facts.project_id],
-                self.actual_cost.get(facts.project_id),
+                self.actual_by_period.get(facts.project_id, {}),
                 LIST_LIMIT,
             )
             for facts in chosen

@@ -570,3 +570,14 @@ def test_every_format_shows_the_sections(report: PortfolioReport) -> None:
         s for s in render.sections(report.portfolio(NOW)) if s.name == "accuracy_by_group"
     )
     assert groups.rows[-1][:5] == ["total", "all", "EUR", 3, 2]
+
+
+def test_a_months_invoices_may_arrive_after_its_progress_report(report: PortfolioReport) -> None:
+    events = history().events
+    types = [e.envelope.event_type for e in events]
+    invoice = next(i for i, e in enumerate(events) if e.envelope.payload.get("period") == "2027-02")
+    progress = types.index("ProgressReported")
+    assert invoice < progress
+    events[invoice], events[progress] = events[progress], events[invoice]
+    swapped = fold(events).improvement()["eac_convergence"]
+    assert swapped == report.improvement()["eac_convergence"]
