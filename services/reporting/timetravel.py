@@ -13,10 +13,13 @@ a business time before anything occurred, a diff whose FROM lies after its TO.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts.subjects import LOG_STREAM
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     # The CLI parses times with this module; the report (and scipy behind prioritization)
     # is imported where a report is built.
     from services.reporting.report import Cut, PortfolioReport
+    from services.reporting.snapshots import SnapshotStore
     from shared.eventlog import EventLog
 
 #: What a report answer may take of one NATS message (the rest: headers and slack).
@@ -81,12 +85,53 @@ async def first_recorded_at(log: EventLog) -> datetime | None:
     return first.envelope.recorded_at
 
 
-async def fold(log: EventLog, cut: Cut, focus: str | None = None) -> PortfolioReport:
-    """The report folded from the log as `cut` bounds it (one read of the log)."""
+async def position_at(log: EventLog, moment: datetime) -> int:
+    """The last position recorded at or before `moment` (0: none), asked of the server
+    (a consumer starting at that time) rather than found by reading the log."""
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        opt_start_time=moment.astimezone(UTC),
+        ack_policy=AckPolicy.NONE,
+        filter_subject=log.subjects.events_all,
+        inactive_threshold=30.0,
+        mem_storage=True,
+        num_replicas=1,
+    )
+    sub = await log.js.pull_subscribe(log.subjects.events_all, stream=LOG_STREAM, config=config)
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(16, timeout=1.0)
+            except TimeoutError:
+                return await log.last_position()
+            for msg in msgs:
+                if msg.metadata.timestamp > moment:
+                    return int(msg.metadata.sequence.stream) - 1
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def fold(
+    log: EventLog,
+    cut: Cut,
+    focus: str | None = None,
+    snapshots: SnapshotStore | None = None,
+) -> PortfolioReport:
+    """The report folded from the log as `cut` bounds it: from the nearest snapshot when
+    there is one (not for business time, where a late fact may belong anywhere, nor for a
+    scorecard, which keeps history the snapshots don't), else from the start."""
     from services.reporting.report import PortfolioReport
 
     report = PortfolioReport(cut=cut, focus=focus)
-    async for event in log.read(until_time=cut.as_of):
+    start, end = 1, None
+    if snapshots is not None and focus is None and cut.occurred_as_of is None:
+        end = await (position_at(log, cut.as_of) if cut.as_of else log.last_position())
+        found = await snapshots.latest(end)
+        if found is not None:
+            report, start = found.report, found.position + 1
+            report.cut = cut
+    async for event in log.read(start, until_position=end, until_time=cut.as_of):
         report.apply(event)
     if cut.occurred_as_of is not None and report.events == 0:
         earliest = report.earliest_occurred_at
@@ -111,20 +156,20 @@ def previous_day(cut: Cut, now: datetime) -> Cut:
 
 
 async def portfolio_report(
-    log: EventLog, cut: Cut, now: datetime
+    log: EventLog, cut: Cut, now: datetime, snapshots: SnapshotStore | None = None
 ) -> tuple[PortfolioReport, dict[str, Any]]:
     """The fold and the portfolio report, with its changes since the last published report
     (else since the day before, else since the start)."""
     first = await first_recorded_at(log)
     check_cut(cut, first, now)
-    report = await fold(log, cut)
+    report = await fold(log, cut, snapshots=snapshots)
     if report.published is not None:
         return report, report.portfolio(now)
     earlier = previous_day(cut, now)
     if first is None or (earlier.as_of is not None and earlier.as_of < first):
         return report, report.portfolio(now)
     try:
-        before = await fold(log, earlier)
+        before = await fold(log, earlier, snapshots=snapshots)
     except BadCut:
         return report, report.portfolio(now)
     since = {"kind": "previous_day", **earlier.as_json(), "position": before.position}
@@ -137,7 +182,9 @@ async def scorecard(log: EventLog, cut: Cut, project_id: str, now: datetime) -> 
     return report.scorecard(project_id, now)
 
 
-async def diff(log: EventLog, start: Cut, end: Cut, now: datetime) -> dict[str, Any]:
+async def diff(
+    log: EventLog, start: Cut, end: Cut, now: datetime, snapshots: SnapshotStore | None = None
+) -> dict[str, Any]:
     for name in ("as_of", "occurred_as_of"):
         a, b = getattr(start, name), getattr(end, name)
         if a is not None and b is not None and a > b:
@@ -147,8 +194,8 @@ async def diff(log: EventLog, start: Cut, end: Cut, now: datetime) -> dict[str, 
     check_cut(end, first, now)
     from services.reporting.report import diff_report
 
-    before = await fold(log, start)
-    after = await fold(log, end)
+    before = await fold(log, start, snapshots=snapshots)
+    after = await fold(log, end, snapshots=snapshots)
     return diff_report(before, after, now)
 
 

@@ -1,0 +1,205 @@
+"""Snapshots of the report fold, so that a report at any point folds at most
+`snapshot_every` events from the log on top of the nearest earlier snapshot, instead of
+the whole log (a million events is a minute of reading; a snapshot is a fraction of a
+second).
+
+A snapshot depends on the log and on the code that folds it, nothing else: each carries a
+fingerprint of that code, and one taken by other code is ignored (and replaced as the
+snapshotter catches up again). They live in their own table, which a projection rebuild
+leaves alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import pickle
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    select,
+)
+
+from services.reporting.report import PortfolioReport
+from shared.db import Database
+from shared.eventlog import EventLog
+
+log = structlog.get_logger(__name__)
+
+_ROOT = Path(__file__).resolve().parents[2]
+#: The code a fold runs: the report, the domains whose states it keeps, the contracts.
+_FOLD_SOURCES = (
+    "contracts",
+    "services/reporting/report.py",
+    "services/reporting/improvement.py",
+    "services/ledger/domain.py",
+    "services/risk",
+    "services/prioritization/domain.py",
+    "services/prioritization/scoring.py",
+)
+
+
+def fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in _FOLD_SOURCES:
+        path = _ROOT / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            if file.exists():
+                digest.update(file.relative_to(_ROOT).as_posix().encode())
+                digest.update(file.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+metadata = MetaData()
+snapshots_table = Table(
+    "reporting_snapshots",
+    metadata,
+    #: The last log position folded into the snapshot.
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("fingerprint", String(32), primary_key=True),
+    Column("taken_at", DateTime(), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    position: int
+    report: PortfolioReport
+
+
+class SnapshotStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.fingerprint = fingerprint()
+
+    async def create(self) -> None:
+        await self.db.write(lambda conn: metadata.create_all(conn))
+
+    async def latest(self, at_most: int | None = None) -> Snapshot | None:
+        """The newest snapshot at or before position `at_most` (any, when None)."""
+        return await self.db.read(self._latest, at_most)
+
+    def _latest(self, conn: Connection, at_most: int | None) -> Snapshot | None:
+        t = snapshots_table.c
+        query = (
+            select(t.position, t.state)
+            .where(t.fingerprint == self.fingerprint)
+            .order_by(t.position.desc())
+            .limit(1)
+        )
+        if at_most is not None:
+            query = query.where(t.position <= at_most)
+        row = conn.execute(query).first()
+        if row is None:
+            return None
+        report: PortfolioReport = pickle.loads(zlib.decompress(row.state))
+        return Snapshot(row.position, report)
+
+    async def save(self, position: int, report: PortfolioReport) -> int:
+        state = zlib.compress(pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        await self.db.write(self._save, position, state)
+        return len(state)
+
+    def _save(self, conn: Connection, position: int, state: bytes) -> None:
+        t = snapshots_table.c
+        conn.execute(delete(snapshots_table).where(t.fingerprint != self.fingerprint))
+        conn.execute(
+            delete(snapshots_table).where(
+                (t.position == position) & (t.fingerprint == self.fingerprint)
+            )
+        )
+        conn.execute(
+            snapshots_table.insert(),
+            {
+                "position": position,
+                "fingerprint": self.fingerprint,
+                "taken_at": datetime.now(UTC).replace(tzinfo=None),
+                "size": len(state),
+                "state": state,
+            },
+        )
+
+    async def stats(self) -> tuple[int, int, int]:
+        """(count, total bytes, newest position) of the current code's snapshots."""
+
+        def query(conn: Connection) -> tuple[int, int, int]:
+            t = snapshots_table.c
+            row = conn.execute(
+                select(func.count(), func.sum(t.size), func.max(t.position)).where(
+                    t.fingerprint == self.fingerprint
+                )
+            ).one()
+            return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+        return await self.db.read(query)
+
+
+class Snapshotter:
+    """Folds the log in the background, saving a snapshot every `every` events."""
+
+    def __init__(self, store: SnapshotStore, log: EventLog, every: int, poll: float = 1.0):
+        self.store = store
+        self.log = log
+        self.every = every
+        self.poll = poll
+        self.position = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.every <= 0:
+            return
+        await self.store.create()
+        self._task = asyncio.create_task(self._run(), name="report-snapshots")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        latest = await self.store.latest()
+        report = latest.report if latest is not None else PortfolioReport()
+        self.position = latest.position if latest is not None else 0
+        saved = self.position
+        while True:
+            try:
+                end = await self.log.last_position()
+                async for event in self.log.read(self.position + 1, until_position=end):
+                    report.apply(event)
+                    self.position = event.position
+                    if self.position - saved >= self.every:
+                        started = time.perf_counter()
+                        size = await self.store.save(self.position, report)
+                        saved = self.position
+                        log.info(
+                            "report.snapshot_saved",
+                            position=self.position,
+                            bytes=size,
+                            seconds=round(time.perf_counter() - started, 3),
+                        )
+                await asyncio.sleep(self.poll)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # tried again after a pause; reports still work without (logged)
+                log.exception("report.snapshot_failed", position=self.position)
+                await asyncio.sleep(max(self.poll, 2.0))

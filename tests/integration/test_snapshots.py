@@ -1,0 +1,132 @@
+"""Reports from snapshots equal reports folded from the whole log, at every cut: the
+snapshot only saves reading, it never changes a figure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from bench.biglog import BigLog, publish
+from contracts.subjects import LOG_STREAM
+from services.reporting import snapshots as snapshots_module
+from services.reporting.report import Cut
+from services.reporting.snapshots import SnapshotStore, Snapshotter
+from services.reporting.timetravel import fold, portfolio_report, position_at
+from shared.db import Database
+from shared.eventlog import EventLog
+
+EVENTS = 3000
+EVERY = 400
+
+
+def database_url(tmp_path: Path) -> str:
+    return os.environ.get("PORTFOLIO_DATABASE_URL") or f"sqlite:///{tmp_path}/reporting.sqlite"
+
+
+def comparable(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(json.dumps(report)).items() if k != "generated_at"}
+
+
+async def snapshotted(event_log: EventLog, store: SnapshotStore) -> Snapshotter:
+    snapshotter = Snapshotter(store, event_log, every=EVERY, poll=0.05)
+    await snapshotter.start()
+    last = await event_log.last_position()
+    for _ in range(600):
+        if snapshotter.position >= last:
+            break
+        await asyncio.sleep(0.05)
+    assert snapshotter.position == last
+    return snapshotter
+
+
+async def test_reports_from_snapshots_equal_full_folds(
+    nc: Client, event_log: EventLog, tmp_path: Path
+) -> None:
+    written = await publish(nc.jetstream(), BigLog(EVENTS, seed=3).events())
+    assert written == EVENTS
+    db = Database(database_url(tmp_path))
+    store = SnapshotStore(db)
+    snapshotter = await snapshotted(event_log, store)
+    try:
+        count, size, newest = await store.stats()
+        assert count == EVENTS // EVERY and size > 0 and newest == EVERY * count
+        now = datetime.now(UTC)
+        # Cuts at recorded times between snapshots, on a snapshot, and now.
+        for position in (EVERY // 2, EVERY, EVERY * 3 + 17, EVENTS - 5):
+            moment = await _stored_time(event_log, position)
+            cut = Cut(as_of=moment)
+            end = await position_at(event_log, moment)
+            assert end >= position
+            fast = await fold(event_log, cut, snapshots=store)
+            slow = await fold(event_log, cut)
+            assert fast.position == slow.position == end
+            assert comparable(fast.portfolio(now)) == comparable(slow.portfolio(now))
+            used = await store.latest(end)
+            assert (used is not None) == (end >= EVERY)
+        _, fast_now = await portfolio_report(event_log, Cut(), now, snapshots=store)
+        _, slow_now = await portfolio_report(event_log, Cut(), now)
+        assert comparable(fast_now) == comparable(slow_now)
+        assert fast_now["projects"]["total"] > 0
+    finally:
+        await snapshotter.stop()
+        await db.close()
+
+
+async def test_snapshots_of_other_code_are_ignored(
+    nc: Client, event_log: EventLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(nc.jetstream(), BigLog(1000, seed=4).events())
+    db = Database(database_url(tmp_path))
+    store = SnapshotStore(db)
+    snapshotter = await snapshotted(event_log, store)
+    await snapshotter.stop()
+    try:
+        assert await store.latest() is not None
+        monkeypatch.setattr(snapshots_module, "fingerprint", lambda: "other-code")
+        changed = SnapshotStore(db)
+        assert await changed.latest() is None
+        now = datetime.now(UTC)
+        fast = await fold(event_log, Cut(), snapshots=changed)
+        slow = await fold(event_log, Cut())
+        assert comparable(fast.portfolio(now)) == comparable(slow.portfolio(now))
+    finally:
+        await db.close()
+
+
+async def test_position_at_a_time(nc: Client, event_log: EventLog) -> None:
+    await publish(nc.jetstream(), BigLog(300, seed=5).events())
+    last = await event_log.last_position()
+    middle = await _stored_time(event_log, 150)
+    assert await position_at(event_log, middle) >= 150
+    assert await position_at(event_log, middle) < last or middle >= await _stored_time(
+        event_log, last
+    )
+    assert await position_at(event_log, datetime.now(UTC) + timedelta(days=1)) == last
+    first = await _stored_time(event_log, 1)
+    assert await position_at(event_log, first - timedelta(seconds=1)) == 0
+
+
+async def _stored_time(event_log: EventLog, position: int) -> datetime:
+    """When the server stored the message at `position` (what `--as-of` cuts by)."""
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=position,
+        ack_policy=AckPolicy.NONE,
+    )
+    sub = await event_log.js.pull_subscribe(
+        event_log.subjects.events_all, stream=LOG_STREAM, config=config
+    )
+    try:
+        (msg,) = await sub.fetch(1, timeout=5)
+        stamp: datetime = msg.metadata.timestamp
+        return stamp
+    finally:
+        await sub.unsubscribe()
