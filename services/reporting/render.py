@@ -1410,21 +1410,17 @@ def accuracy_svg(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def convergence_svg(rows: Sequence[dict[str, Any]]) -> str:
-    """One line per project: its EAC at each progress report as a percentage of the final
-    cost (of the BAC while not completed) against percent complete; 100% is the truth."""
+    """One line per completed project: its EAC at each progress report as a percentage of
+    the final cost against percent complete; 100% is the truth."""
     label = "EAC convergence"
     lines: list[tuple[str, list[tuple[float, float]]]] = []
-    for row in rows[: len(PALETTE) * 3]:
-        reports = [
-            (float(p["percent_complete"]), p["eac"], p["bac"]) for p in row["series"] if p["eac"]
-        ]
-        if not reports:
-            continue
-        truth = float(row["final_cost"] or reports[-1][2])
-        if truth:
-            lines.append((row["project_id"], [(x, 100 * float(e) / truth) for x, e, _ in reports]))
+    for row in [x for x in rows if x["final_cost"]][: len(PALETTE)]:
+        final = float(row["final_cost"])
+        reports = [(float(p["percent_complete"]), p["eac"]) for p in row["series"] if p["eac"]]
+        if reports:
+            lines.append((row["project_id"], [(x, 100 * float(e) / final) for x, e in reports]))
     if not lines:
-        return _no_data("eac-convergence", label, "no progress reported with actual costs")
+        return _no_data("eac-convergence", label, "no completed project with progress reports")
     left, top, width, height = 64, 12, 420, 220
     y_max = max(150.0, *(y for _, pts in lines for _, y in pts)) * 1.05
 
