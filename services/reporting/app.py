@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from datetime import UTC, datetime
 
 import structlog
@@ -90,6 +91,11 @@ def create_app(settings: ReportingSettings | None = None) -> FastStream:
         @broker.subscriber(subjects.query(NAME, "lessons"))
         async def lessons(msg: NatsMessage) -> bytes:
             return await handlers.lessons(runtime, msg.body)
+
+        @broker.subscriber(subjects.query(NAME, "dashboard"))
+        async def dashboard_address(_: NatsMessage) -> bytes:
+            """Where the dashboard listens (its port may be a free one picked at start)."""
+            return json.dumps({"url": dashboard.url}).encode()
 
         @broker.subscriber(subjects.control(NAME, "publish"))
         async def publish(msg: NatsMessage) -> bytes:
