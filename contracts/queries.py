@@ -40,6 +40,8 @@ class AuditQuery(FrozenModel):
     actor: str | None = None
     event_type: str | None = None
     correlation_id: str | None = None
+    #: Every event concerning the project, on whichever aggregate (pools, risks, baselines).
+    project_id: str | None = None
     since: AwareDatetime | None = None
     #: Recorded at or before: the trail as it stood then (`portfolio audit --as-of`).
     until: AwareDatetime | None = None

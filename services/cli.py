@@ -204,7 +204,12 @@ def import_(
 
 @app.command()
 def audit(
-    project: Annotated[str | None, typer.Option(help="Only this project's history")] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            help="Everything about this project: its lifecycle, budget, costs, risks, progress"
+        ),
+    ] = None,
     aggregate_type: Annotated[str | None, typer.Option(help="e.g. project")] = None,
     aggregate_id: Annotated[str | None, typer.Option()] = None,
     actor: Annotated[str | None, typer.Option()] = None,
@@ -228,12 +233,11 @@ def audit(
     if rejections:
         _print_rejections(as_json, limit)
         return
-    if project is not None:
-        aggregate_type, aggregate_id = "project", project
     try:
         query = AuditQuery(
             aggregate_type=aggregate_type,
             aggregate_id=aggregate_id,
+            project_id=project,
             actor=actor,
             event_type=event_type,
             correlation_id=correlation,

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
-from sqlalchemy import Connection, MetaData, Table, delete, insert, select, update
+from sqlalchemy import Connection, MetaData, Table, delete, insert, inspect, select, update
 from sqlalchemy.exc import DBAPIError
 
 from contracts.base import EventEnvelope, RecordedEvent
@@ -152,14 +152,33 @@ class ProjectionRunner:
         self.caught_up.clear()
 
     def _prepare(self, conn: Connection) -> int:
-        """Create the tables, load the projection's memory, and say where it stands."""
+        """Create the tables, load the projection's memory, and say where it stands.
+
+        Tables whose columns differ from the code's (a new version added one) are dropped
+        with the stored position, so the projection is rebuilt from the log."""
         runner_metadata.create_all(conn)
+        if self._changed_tables(conn):
+            log.warning(
+                "projection.schema_changed_rebuilding",
+                projection=self.projection.name,
+                tables=self._changed_tables(conn),
+            )
+            self._reset(conn)
         self.projection.metadata.create_all(conn)
         self.projection.load(conn)
         stored = conn.execute(
             select(positions.c.position).where(positions.c.projection == self.projection.name)
         ).scalar()
         return int(stored or 0)
+
+    def _changed_tables(self, conn: Connection) -> list[str]:
+        found = inspect(conn)
+        return [
+            table.name
+            for table in self.projection.metadata.sorted_tables
+            if found.has_table(table.name)
+            and {c["name"] for c in found.get_columns(table.name)} != set(table.columns.keys())
+        ]
 
     def _reset(self, conn: Connection) -> None:
         self.projection.metadata.drop_all(conn)

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    select,
+)
 
 from contracts.base import RecordedEvent
+from contracts.projects import AGGREGATE as PROJECT
 from contracts.queries import AuditEntry, AuditQuery
 from shared.projection import Projection
 from shared.projects_view import apply_project_event, projects_table
@@ -35,6 +48,11 @@ class ReportingProjection(Projection):
             Column("correlation_id", String(128), nullable=False, index=True),
             Column("causation_id", String(128), nullable=False),
             Column("payload", JSON, nullable=False),
+            #: The project an event concerns, whichever aggregate it is on (an allocation
+            #: on a pool, a risk, a baseline): a project's whole history is one lookup.
+            Column("project_id", String(64), nullable=True),
+            Index("ix_reporting_audit_aggregate", "aggregate_type", "aggregate_id", "position"),
+            Index("ix_reporting_audit_project", "project_id", "position"),
         )
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
@@ -44,6 +62,7 @@ class ReportingProjection(Projection):
         values |= {
             "occurred_at": _naive_utc(e.occurred_at),
             "recorded_at": _naive_utc(e.recorded_at),
+            "project_id": _project_of(e.aggregate_type, e.aggregate_id, e.payload),
         }
         self.insert_later(self.audit, {"position": event.position, **values})
 
@@ -61,6 +80,7 @@ class ReportingProjection(Projection):
             a.actor: query.actor,
             a.event_type: query.event_type,
             a.correlation_id: query.correlation_id,
+            a.project_id: query.project_id,
         }
         for column, wanted in filters.items():
             if wanted is not None:
@@ -74,7 +94,7 @@ class ReportingProjection(Projection):
         rows = conn.execute(statement)
         return [
             AuditEntry.model_validate(
-                dict(row._mapping)
+                {k: v for k, v in row._mapping.items() if k != "project_id"}
                 | {
                     "occurred_at": row.occurred_at.replace(tzinfo=UTC),
                     "recorded_at": row.recorded_at.replace(tzinfo=UTC),
@@ -82,6 +102,13 @@ class ReportingProjection(Projection):
             )
             for row in rows
         ]
+
+
+def _project_of(aggregate_type: str, aggregate_id: str, payload: dict[str, Any]) -> str | None:
+    if aggregate_type == PROJECT:
+        return aggregate_id
+    found = payload.get("project_id")
+    return found if isinstance(found, str) else None
 
 
 def _naive_utc(moment: datetime) -> datetime:

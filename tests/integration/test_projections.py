@@ -8,11 +8,14 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from nats.aio.client import Client
+from sqlalchemy import text
 
 from contracts.base import CommandAccepted
 from contracts.queries import AuditAnswer, ProjectsAnswer, ServiceStatus
 from contracts.subjects import SERVICES
+from shared.db import Database
 from shared.eventlog import EventLog
+from shared.settings import ReportingSettings
 from tests.integration.helpers import (
     SUBJECTS,
     caught_up,
@@ -146,3 +149,37 @@ async def test_projection_resumes_after_restart(nc: Client, nats_url: str, tmp_p
             listed = ProjectsAnswer.model_validate_json(await query(nc, "risk", "projects"))
             assert len(listed.projects) == 5
     await asyncio.sleep(0)
+
+
+async def test_tables_of_an_older_version_are_rebuilt_from_the_log(
+    nc: Client, nats_url: str, tmp_path: Path
+) -> None:
+    """A new version adds a column: the projection notices at start and replays the log."""
+    async with running(nc, "intake", nats_url, tmp_path):
+        for n in range(3):
+            await send(nc, "ProposeProject", proposal(f"P-{n}"))
+        async with running(nc, "reporting", nats_url, tmp_path):
+            await caught_up(nc, "reporting", 3)
+        url = ReportingSettings(nats_url=nats_url, data_dir=tmp_path).database_url_for("reporting")
+        db = Database(url)
+        try:
+            # The table as an older version made it: without the project column.
+            await db.write(
+                lambda conn: [
+                    conn.execute(text(sql))
+                    for sql in (
+                        "DROP INDEX ix_reporting_audit_project",
+                        "ALTER TABLE reporting_audit DROP COLUMN project_id",
+                    )
+                ]
+            )
+        finally:
+            await db.close()
+        await send(nc, "ProposeProject", proposal("P-3"))
+        async with running(nc, "reporting", nats_url, tmp_path):
+            status = await caught_up(nc, "reporting", 4)
+            assert status.applied_since_start == 4  # replayed, not resumed
+            trail = AuditAnswer.model_validate_json(
+                await query(nc, "reporting", "audit", {"project_id": "P-1"})
+            ).entries
+            assert [e.event_type for e in trail] == ["ProjectProposed"]
