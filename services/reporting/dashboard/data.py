@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 
@@ -21,6 +21,12 @@ from services.reporting import timetravel
 from services.reporting.projection import ReportingProjection
 from services.reporting.report import Cut
 from shared.service import ServiceRuntime
+
+if TYPE_CHECKING:
+    from services.reporting.snapshots import SnapshotStore
+
+#: Where the report's fold may start from a snapshot (read when a report is made).
+SnapshotsOf = Callable[[], "SnapshotStore | None"]
 
 #: How long a page waits for a service to apply the latest events before asking it.
 SETTLE_SECONDS = 2.0
@@ -69,11 +75,16 @@ class Sources:
     """The dashboard's reads, each a coroutine; `changed()` when an event arrives."""
 
     def __init__(
-        self, runtime: ServiceRuntime, projection: ReportingProjection, interval: float
+        self,
+        runtime: ServiceRuntime,
+        projection: ReportingProjection,
+        interval: float,
+        snapshots: SnapshotsOf = lambda: None,
     ) -> None:
         self.runtime = runtime
         self.projection = projection
         self.cache = Cache(interval)
+        self.snapshots = snapshots
 
     def changed(self) -> None:
         self.cache.changed()
@@ -82,7 +93,9 @@ class Sources:
         """The portfolio report now (the same answer as `portfolio report --json`)."""
 
         async def compute() -> dict[str, Any]:
-            _, found = await timetravel.portfolio_report(self.runtime.log, Cut(), _now())
+            _, found = await timetravel.portfolio_report(
+                self.runtime.log, Cut(), _now(), snapshots=self.snapshots()
+            )
             return found
 
         found: dict[str, Any] = await self.cache.get("report", compute)

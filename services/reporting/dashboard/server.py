@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from contracts.queries import PAGE_SIZE, AuditQuery
 from services.reporting import timetravel
 from services.reporting.dashboard import pages
-from services.reporting.dashboard.data import NotAnswered, Sources
+from services.reporting.dashboard.data import NotAnswered, SnapshotsOf, Sources
 from services.reporting.projection import ReportingProjection
 from shared.service import ServiceRuntime
 from shared.settings import ReportingSettings
@@ -92,11 +92,15 @@ class Dashboard:
     """The worker: `start()` subscribes and listens, `stop()` closes every stream."""
 
     def __init__(
-        self, runtime: ServiceRuntime, projection: ReportingProjection, settings: ReportingSettings
+        self,
+        runtime: ServiceRuntime,
+        projection: ReportingProjection,
+        settings: ReportingSettings,
+        snapshots: SnapshotsOf = lambda: None,
     ) -> None:
         self.runtime = runtime
         self.settings = settings
-        self.sources = Sources(runtime, projection, settings.dashboard_refresh_seconds)
+        self.sources = Sources(runtime, projection, settings.dashboard_refresh_seconds, snapshots)
         self.live = Live(settings.dashboard_refresh_seconds, self.sources.changed)
         self.template = Template(
             files("services.reporting.dashboard").joinpath("templates/page.html").read_text()

@@ -17,6 +17,7 @@
   }
 
   async function refresh() {
+    if (content.querySelector('[data-page="error"]')) return; // a bad request stays as it is
     if (busy) {
       again = true;
       return;
