@@ -1286,6 +1286,13 @@ def _highlight_text(payload: FrozenModel, focus: str, rank: int | None) -> str |
             detail = f"alert cleared: {payload.message or payload.metric}"
         case r.ProjectBaselineSet():
             detail = f"baseline revision {payload.revision}: BAC {payload.budget_at_completion}"
+        case p.RealisedBenefitRecorded():
+            replaced = payload.replaced_amount
+            detail = f"realised benefit {payload.year}: {payload.amount}" + (
+                "" if replaced is None else f" (replacing {replaced})"
+            )
+        case p.LessonLearnedRecorded():
+            detail = f"lesson {payload.lesson_id} ({payload.category}): {payload.title}"
         case _:
             detail = name
     return f"{detail}: {why}" if why else detail

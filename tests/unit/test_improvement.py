@@ -581,3 +581,10 @@ def test_a_months_invoices_may_arrive_after_its_progress_report(report: Portfoli
     events[invoice], events[progress] = events[progress], events[invoice]
     swapped = fold(events).improvement()["eac_convergence"]
     assert swapped == report.improvement()["eac_convergence"]
+
+
+def test_the_scorecards_history_names_the_closure_records() -> None:
+    card = fold(history().events, focus=PID).scorecard(PID, NOW)
+    what = [h["what"] for h in card["audit"]]
+    assert "realised benefit 2027: 27000 (replacing 25000)" in what
+    assert "lesson L1 (planning): Survey the sites first" in what
