@@ -2,6 +2,9 @@
 
 A bounded in-memory cache in front of the log: a hit is only a guess, because the append's
 expected-sequence check catches a stale one and the handler then reloads from the log.
+Each loaded aggregate also knows the commands already in its history: a command repeated
+after any time (beyond the stream's duplicate window, after a restart) is recognised from
+the log itself, with no database lookup on the hot path.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ class Loaded:
     state: Any
     version: int
     last_position: int
+    #: Ids of the commands whose events the aggregate's history holds.
+    commands: frozenset[str] = frozenset()
 
 
 #: What an aggregate that has no events yet looks like.
@@ -69,6 +74,7 @@ def fold(history: list[RecordedEvent]) -> Loaded:
         state=state,
         version=len(history),
         last_position=history[-1].position if history else 0,
+        commands=frozenset(recorded.envelope.causation_id for recorded in history),
     )
 
 

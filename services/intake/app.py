@@ -39,7 +39,6 @@ class IntakeParts:
             assert isinstance(settings, IntakeSettings)
             self._intake = Intake(
                 runtime=self.runtime,
-                projection=self.projection,
                 settings=settings,
                 aggregates=AggregateStore(self.runtime.log),
                 js=self.runtime.js,

@@ -6,7 +6,6 @@ Every refusal is answered with its reason and kept, raw, in the rejections strea
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -24,7 +23,6 @@ from contracts.base import (
 )
 from services.intake.aggregates import NEW, AggregateStore, Loaded, fold, reply_from_history
 from services.intake.domains import decide, evolve
-from services.intake.projection import IntakeProjection
 from shared.commands import InvalidInput, envelope_for, parse_command
 from shared.eventlog import ConcurrencyConflict
 from shared.logging import bind_message_context, clear_message_context
@@ -42,39 +40,11 @@ Reply = CommandAccepted | CommandRejected
 @dataclass
 class Intake:
     runtime: ServiceRuntime
-    projection: IntakeProjection
     settings: IntakeSettings
     aggregates: AggregateStore
     js: JetStreamContext
     limiter: RateLimiter
-    recent: OrderedDict[str, CommandAccepted] = field(default_factory=OrderedDict)
-    checked_absent: set[str] = field(default_factory=set)
     in_flight: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)
-
-    async def prefetch_processed(self, command_ids: list[str]) -> None:
-        """One query for a whole inbox batch instead of one per command."""
-        found = await self.runtime.db.read(self.projection.processed_replies, command_ids)
-        for command_id in command_ids:
-            if command_id in found:
-                self.recent[command_id] = found[command_id]
-            else:
-                self.checked_absent.add(command_id)
-
-    async def already_processed(self, command_id: str) -> CommandAccepted | None:
-        reply = self.recent.get(command_id)
-        if reply is None and command_id in self.checked_absent:
-            self.checked_absent.discard(command_id)
-            return None
-        if reply is None:
-            reply = await self.runtime.db.read(self.projection.processed_reply, command_id)
-        if reply is None:
-            return None
-        return reply.model_copy(update={"duplicate": True})
-
-    def remember(self, reply: CommandAccepted) -> None:
-        self.recent[reply.command_id] = reply
-        while len(self.recent) > 100_000:
-            self.recent.popitem(last=False)
 
 
 async def handle_command(
@@ -86,7 +56,7 @@ async def handle_command(
     try:
         command = parse_command(name, body, intake.settings.max_command_bytes)
     except InvalidInput as invalid:
-        return await _reject(intake, subject, body, invalid.error, name, invalid.command_id, None)
+        return await reject(intake, subject, body, invalid.error, name, invalid.command_id, None)
     if rate_limited and not intake.limiter.allow(command.source):
         error = ErrorInfo(
             code=ErrorCode.RATE_LIMITED,
@@ -96,21 +66,28 @@ async def handle_command(
                 "command_id, or use the inbox"
             ),
         )
-        return await _reject(intake, subject, body, error, name, command.command_id, command.actor)
+        return await reject(intake, subject, body, error, name, command.command_id, command.actor)
+    return await handle_parsed(intake, subject, body, name, command)
+
+
+async def handle_parsed(
+    intake: Intake, subject: str, body: bytes, name: str, command: Command
+) -> Reply:
+    """Decide and append a parsed command (the inbox parses a whole batch first)."""
     bind_message_context(command.correlation_id or command.command_id, command.command_id)
     try:
-        reply = await _accept(intake, name, command)
+        reply = await _accept(intake, command)
         if isinstance(reply, CommandRejected):
-            return await _reject(
+            return await reject(
                 intake, subject, body, reply.error, name, command.command_id, command.actor
             )
-        log.info("command.accepted", command=name, duplicate=reply.duplicate)
+        log.debug("command.accepted", command=name, duplicate=reply.duplicate)
         return reply
     finally:
         clear_message_context()
 
 
-async def _accept(intake: Intake, name: str, command: Command) -> Reply:
+async def _accept(intake: Intake, command: Command) -> Reply:
     """Decide and append, once per command id even when the same id arrives twice at once:
     the second arrival waits for the first one's answer."""
     running = intake.in_flight.get(command.command_id)
@@ -134,9 +111,6 @@ async def _accept(intake: Intake, name: str, command: Command) -> Reply:
 
 
 async def _decide_and_append(intake: Intake, command: Command) -> Reply:
-    prior = await intake.already_processed(command.command_id)
-    if prior is not None:
-        return prior
     key = command.aggregate_key()
     refs = {ref: (await intake.aggregates.load(ref)).state for ref in command.references()}
     # On a cache miss, first guess that the aggregate is new: if the command creates it, the
@@ -147,6 +121,8 @@ async def _decide_and_append(intake: Intake, command: Command) -> Reply:
         loaded = NEW if guessing else await intake.aggregates.load(key)
     conflicts = 0
     while conflicts < intake.settings.conflict_retries:
+        if command.command_id in loaded.commands:
+            return await _first_answer(intake, key, command.command_id)
         if command.expected_version is not None and command.expected_version != loaded.version:
             return _conflict(command, loaded.version)
         now = datetime.now(UTC)
@@ -172,9 +148,17 @@ async def _decide_and_append(intake: Intake, command: Command) -> Reply:
                 return landed
             loaded = fold(history)
             continue
-        intake.remember(reply)
         return reply
     return _conflict(command, loaded.version)
+
+
+async def _first_answer(intake: Intake, key: tuple[str, str], command_id: str) -> CommandAccepted:
+    """A repeated command gets the answer it got the first time, rebuilt from the log (rare,
+    so the cache keeps command ids only, not whole answers)."""
+    history = await intake.aggregates.history(key)
+    intake.aggregates.advance(key, fold(history))
+    landed = reply_from_history(history, command_id)
+    return landed or CommandAccepted(command_id=command_id, events=(), duplicate=True)
 
 
 async def _append(
@@ -197,8 +181,8 @@ async def _append(
             if landed is not None:
                 return landed
         state, version, last = evolve(state, event), version + 1, result.position
-        appended.append(
-            AppendedEvent(
+        appended.append(  # from values already checked: not validated again (hot path)
+            AppendedEvent.model_construct(
                 event_id=envelope.event_id,
                 event_type=envelope.event_type,
                 aggregate_type=key[0],
@@ -207,8 +191,9 @@ async def _append(
                 version=version,
             )
         )
-    intake.aggregates.advance(key, Loaded(state=state, version=version, last_position=last))
-    return CommandAccepted(command_id=command.command_id, events=tuple(appended))
+    commands = loaded.commands | {command.command_id}
+    intake.aggregates.advance(key, Loaded(state, version, last, commands))
+    return CommandAccepted.model_construct(command_id=command.command_id, events=tuple(appended))
 
 
 def _conflict(command: Command, actual_version: int) -> CommandRejected:
@@ -226,7 +211,7 @@ def _conflict(command: Command, actual_version: int) -> CommandRejected:
     )
 
 
-async def _reject(
+async def reject(
     intake: Intake,
     subject: str,
     body: bytes,

@@ -1,28 +1,29 @@
 """The durable inbox: commands published fire-and-forget to `portfolio.inbox.<Command>`.
 
-Each batch is split by aggregate: one aggregate's commands run in the order they arrived,
-different aggregates run concurrently. Every outcome is published under its command id on
-`portfolio.results.<command_id>`; a message is acknowledged only after its outcome is
-recorded, so an intake crash means redelivery, and the command id makes that harmless.
+A batch is parsed once and split by aggregate: one aggregate's commands run in the order
+they arrived, different aggregates run at once, so a batch's appends are in flight
+together. Every outcome is published under its command id on
+`portfolio.results.<command_id>`, a batch's outcomes all at once; a message is
+acknowledged only after its outcome is stored, so an intake crash means redelivery, and
+the command id makes that harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+from dataclasses import dataclass
 
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
-from pydantic import ValidationError
 
-from contracts.base import AggregateKey
-from contracts.registry import COMMANDS
+from contracts.base import AggregateKey, Command
 from contracts.subjects import INBOX_STREAM
-from services.intake.handlers import Intake, handle_command
+from services.intake.handlers import Intake, Reply, handle_parsed, reject
+from shared.commands import InvalidInput, parse_command
 
 log = structlog.get_logger(__name__)
 
@@ -81,63 +82,84 @@ class InboxWorker:
             await self.process(msgs)
 
     async def process(self, msgs: list[Msg]) -> None:
-        ids = []
-        keyed = []
-        for msg in msgs:
-            keys, command_id = _peek(msg)
-            keyed.append((msg, keys))
-            if command_id:
-                ids.append(command_id)
-        if ids:
-            await self.intake.prefetch_processed(ids)
-        await asyncio.gather(*(self._in_order(group) for group in _independent_groups(keyed)))
+        inbound = [self._parse(msg) for msg in msgs]
+        groups = _independent_groups(inbound)
+        answered = await asyncio.gather(*(self._in_order(group) for group in groups))
+        await self._record([pair for group in answered for pair in group])
 
-    async def _in_order(self, msgs: list[Msg]) -> None:
-        for index, msg in enumerate(msgs):
+    def _parse(self, msg: Msg) -> Inbound:
+        name = self.subjects.command_name(msg.subject)
+        try:
+            command = parse_command(name, msg.data, self.intake.settings.max_command_bytes)
+        except InvalidInput as invalid:
+            return Inbound(msg, name, invalid)
+        if "command_id" not in command.model_fields_set:
+            # An id that survives redelivery (never a fresh UUID, which would append twice).
+            command = command.model_copy(update={"command_id": _fallback_id(msg)})
+        return Inbound(msg, name, command)
+
+    async def _in_order(self, group: list[Inbound]) -> list[tuple[Msg, Reply]]:
+        answered: list[tuple[Msg, Reply]] = []
+        for index, item in enumerate(group):
             try:
-                await self._one(msg)
+                answered.append((item.msg, await self._answer(item)))
             except Exception:  # redelivered later; the command id keeps that harmless
-                log.exception("inbox.command_failed", subject=msg.subject)
-                for later in msgs[index:]:
-                    await later.nak(delay=self.retry_delay)
-                return
+                log.exception("inbox.command_failed", subject=item.msg.subject)
+                for later in group[index:]:
+                    await later.msg.nak(delay=self.retry_delay)
+                break
+        return answered
 
-    async def _one(self, msg: Msg) -> None:
-        body = _with_command_id(msg)
-        reply = await handle_command(self.intake, msg.subject, body, rate_limited=False)
-        command_id = reply.command_id or _fallback_id(msg)
-        await self.js.publish(
-            self.subjects.result(command_id),
-            reply.model_dump_json().encode(),
-            headers={"Portfolio-Outcome": reply.status},
-        )
-        await msg.ack()
+    async def _answer(self, item: Inbound) -> Reply:
+        msg, parsed = item.msg, item.parsed
+        if isinstance(parsed, InvalidInput):
+            command_id = parsed.command_id or _fallback_id(msg)
+            error = parsed.error
+            return await reject(
+                self.intake, msg.subject, msg.data, error, item.name, command_id, None
+            )
+        return await handle_parsed(self.intake, msg.subject, msg.data, item.name, parsed)
+
+    async def _record(self, answered: list[tuple[Msg, Reply]]) -> None:
+        """Publish a batch's outcomes at once, then acknowledge each one that was stored."""
+        stored = []
+        for msg, reply in answered:
+            stored.append(
+                await self.js.publish_async(
+                    self.subjects.result(reply.command_id or _fallback_id(msg)),
+                    reply.model_dump_json().encode(),
+                    headers={"Portfolio-Outcome": reply.status},
+                )
+            )
+        if stored:
+            await asyncio.wait(stored, timeout=self.intake.settings.request_timeout_seconds)
+        for (msg, _), future in zip(answered, stored, strict=True):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                await msg.ack()
+                continue
+            future.cancel()
+            log.warning("inbox.result_not_stored", subject=msg.subject)
+            await msg.nak(delay=self.retry_delay)
 
 
-def _peek(msg: Msg) -> tuple[set[AggregateKey], str | None]:
-    """The aggregates a raw command touches (its own and those its decision reads) and its
-    command id, enough to order a batch. Unreadable input stands alone."""
-    alone: set[AggregateKey] = {("_unreadable", str(msg.metadata.sequence.stream))}
-    try:
-        data = json.loads(msg.data)
-    except (ValueError, RecursionError):
-        return alone, None
-    if not isinstance(data, dict):
-        return alone, None
-    command_id = data.get("command_id") or _fallback_id(msg)
-    model = COMMANDS.get(msg.subject.rsplit(".", 1)[-1])
-    try:
-        command = model.model_validate(data) if model else None
-    except ValidationError:
-        command = None
-    keys = {command.aggregate_key(), *command.references()} if command else alone
-    return keys, command_id if isinstance(command_id, str) else None
+@dataclass(frozen=True)
+class Inbound:
+    msg: Msg
+    name: str
+    parsed: Command | InvalidInput
+
+    def touches(self) -> set[AggregateKey]:
+        """The aggregates a command touches (its own and those its decision reads), enough
+        to order a batch. Unreadable input stands alone."""
+        if isinstance(self.parsed, InvalidInput):
+            return {("_unreadable", str(self.msg.metadata.sequence.stream))}
+        return {self.parsed.aggregate_key(), *self.parsed.references()}
 
 
-def _independent_groups(keyed: list[tuple[Msg, set[AggregateKey]]]) -> list[list[Msg]]:
+def _independent_groups(inbound: list[Inbound]) -> list[list[Inbound]]:
     """Split a batch so that commands touching a common aggregate (say, an objective and a
     proposal serving it) stay in arrival order, while unrelated ones can run at once."""
-    parent = list(range(len(keyed)))
+    parent = list(range(len(inbound)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -146,33 +168,21 @@ def _independent_groups(keyed: list[tuple[Msg, set[AggregateKey]]]) -> list[list
         return i
 
     owner: dict[AggregateKey, int] = {}
-    for index, (_, keys) in enumerate(keyed):
-        for key in keys:
+    for index, item in enumerate(inbound):
+        for key in item.touches():
             if key in owner:
                 parent[root(index)] = root(owner[key])
             else:
                 owner[key] = index
-    groups: dict[int, list[Msg]] = {}
-    for index, (msg, _) in enumerate(keyed):
-        groups.setdefault(root(index), []).append(msg)
+    groups: dict[int, list[Inbound]] = {}
+    for index, item in enumerate(inbound):
+        groups.setdefault(root(index), []).append(item)
     return list(groups.values())
 
 
-def _with_command_id(msg: Msg) -> bytes:
-    """A command sent without an id gets one that survives redelivery (never a fresh UUID,
-    which would append it twice)."""
-    try:
-        data = json.loads(msg.data)
-    except (ValueError, RecursionError):
-        return bytes(msg.data)
-    if not isinstance(data, dict) or "command_id" in data:
-        return bytes(msg.data)
-    data["command_id"] = _fallback_id(msg)
-    return json.dumps(data).encode()
-
-
 def _fallback_id(msg: Msg) -> str:
-    """Where to answer input too broken to carry a command id: the sender's message id."""
+    """The sender's message id stands in for a missing command id (or, failing that, the
+    inbox position): stable across redeliveries."""
     sent_id = (msg.headers or {}).get("Nats-Msg-Id")
     if sent_id and all(c.isalnum() or c in "_-:" for c in sent_id):
         return sent_id

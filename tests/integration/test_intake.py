@@ -60,7 +60,7 @@ async def test_idempotency_outlives_the_duplicate_window_and_a_restart(
         assert isinstance(original, CommandAccepted)
         await caught_up(nc, "intake", 1)
     await asyncio.sleep(1.0)  # past the stream's duplicate window
-    # A new intake process: no memory of the command except its own projection.
+    # A new intake process: no memory of the command except what the log holds.
     async with running(nc, "intake", nats_url, tmp_path, **short_window):
         repeat = await send(nc, "ProposeProject", body)
     assert isinstance(repeat, CommandAccepted) and repeat.duplicate
