@@ -21,7 +21,7 @@ import nats
 from rich.console import Console
 
 from bench import baselines as raw
-from bench import decisions, ledger_replay
+from bench import decisions, ledger_replay, million
 from bench.benchmarks import (
     FULL,
     QUICK,
@@ -44,6 +44,7 @@ GROUPS = (
     "prioritization",
     "alert-latency",
     "ledger-replay",
+    "big-log",
 )
 INTAKE = {"intake-throughput", "intake-latency", "inbox"}
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -142,6 +143,10 @@ async def _measure(
     if "ledger-replay" in selected:
         console.log("[bold]ledger replay[/] (own process, SQLite and PostgreSQL)")
         rows += await _guarded("ledger-replay", ledger_replay.ledger_replay(ctx, progress))
+    if "big-log" in selected:
+        size = million.BIG_LOG[sizes]
+        console.log(f"[bold]big log[/] ({size:,} events, every service, own nats-server)")
+        rows += await _guarded("big-log", million.big_log(ctx, progress, console.log))
     if "alert-latency" in selected:
         console.log("[bold]alert latency[/] (intake and risk monitor, own processes)")
         rows += await _guarded("alert-latency", decisions.alert_latency(ctx, progress))

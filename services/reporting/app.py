@@ -16,6 +16,7 @@ from faststream.nats import NatsBroker, NatsMessage
 from services.reporting import handlers
 from services.reporting.dashboard import Dashboard
 from services.reporting.projection import NAME, ReportingProjection
+from services.reporting.snapshots import Snapshotter
 from shared.service import ServiceRuntime, build_app
 from shared.settings import ReportingSettings
 
@@ -26,9 +27,10 @@ class ScheduledPublisher:
     """Publishes the portfolio report every `every` seconds, unless nothing but published
     reports has been appended since the last publication."""
 
-    def __init__(self, runtime: ServiceRuntime, every: float) -> None:
+    def __init__(self, runtime: ServiceRuntime, every: float, snapshotter: Snapshotter) -> None:
         self.runtime = runtime
         self.every = every
+        self.snapshotter = snapshotter
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -62,6 +64,7 @@ class ScheduledPublisher:
                     handlers.message_limit(self.runtime),
                     scheduled=True,
                     skip_unchanged=True,
+                    snapshots=self.snapshotter.store,
                 )
                 # After a publication, look again next time: an event may have landed
                 # between the read and the append.
@@ -74,7 +77,8 @@ def create_app(settings: ReportingSettings | None = None) -> FastStream:
     settings = settings or ReportingSettings()
     projection = ReportingProjection()
     runtime = ServiceRuntime(NAME, settings, projection)
-    publisher = ScheduledPublisher(runtime, settings.report_publish_every_seconds)
+    snapshotter = Snapshotter(runtime, settings.report_snapshot_every)
+    publisher = ScheduledPublisher(runtime, settings.report_publish_every_seconds, snapshotter)
     dashboard = Dashboard(runtime, projection, settings)
 
     def register(broker: NatsBroker, runtime: ServiceRuntime) -> None:
@@ -86,11 +90,15 @@ def create_app(settings: ReportingSettings | None = None) -> FastStream:
 
         @broker.subscriber(subjects.query(NAME, "report"))
         async def report(msg: NatsMessage) -> bytes:
-            return await handlers.report(runtime, msg.body)
+            return await handlers.report(runtime, msg.body, snapshots=snapshotter.store)
 
         @broker.subscriber(subjects.query(NAME, "lessons"))
         async def lessons(msg: NatsMessage) -> bytes:
-            return await handlers.lessons(runtime, msg.body)
+            return await handlers.lessons(runtime, msg.body, snapshots=snapshotter.store)
+
+        @broker.subscriber(subjects.query(NAME, "snapshots"))
+        async def snapshots(_: NatsMessage) -> bytes:
+            return json.dumps(await snapshotter.describe()).encode()
 
         @broker.subscriber(subjects.query(NAME, "dashboard"))
         async def dashboard_address(_: NatsMessage) -> bytes:
@@ -99,6 +107,6 @@ def create_app(settings: ReportingSettings | None = None) -> FastStream:
 
         @broker.subscriber(subjects.control(NAME, "publish"))
         async def publish(msg: NatsMessage) -> bytes:
-            return await handlers.publish(runtime, msg.body)
+            return await handlers.publish(runtime, msg.body, snapshots=snapshotter.store)
 
-    return build_app(runtime, register, workers=[publisher, dashboard])
+    return build_app(runtime, register, workers=[snapshotter, publisher, dashboard])

@@ -27,6 +27,7 @@ from contracts.reports import PORTFOLIO_REPORTS, PortfolioReportPublished
 from services.reporting import timetravel
 from services.reporting.projection import ReportingProjection
 from services.reporting.report import Cut, UnknownProject
+from services.reporting.snapshots import SnapshotStore
 from shared.decisions import append_decision
 from shared.eventlog import ConcurrencyConflict, EventLog
 from shared.service import ServiceRuntime, answer, invalid_query
@@ -60,7 +61,9 @@ def fit_in_one_message(entries: list[AuditEntry], budget: int = 900_000) -> list
 # --- lessons learned ----------------------------------------------------------------------
 
 
-async def lessons(runtime: ServiceRuntime, body: bytes) -> bytes:
+async def lessons(
+    runtime: ServiceRuntime, body: bytes, snapshots: SnapshotStore | None = None
+) -> bytes:
     """`portfolio.query.reporting.lessons`: the lessons learned matching the query, the
     latest `limit` of them, folded from the log as the report is."""
     try:
@@ -69,7 +72,7 @@ async def lessons(runtime: ServiceRuntime, body: bytes) -> bytes:
         refused = invalid_query("lessons", error)
         return _error(refused.error, "invalid_query", refused.details)
     try:
-        folded = await timetravel.fold(runtime.log, Cut())
+        folded = await timetravel.fold(runtime.log, Cut(), snapshots=snapshots)
     except Exception as error:  # the caller gets an answer, never a trace
         log.exception("lessons.failed", query=query.model_dump(mode="json"))
         return _error(f"the lessons query failed: {type(error).__name__}: {error}", "internal")
@@ -136,7 +139,12 @@ def message_limit(runtime: ServiceRuntime) -> int:
     return int(runtime.nc.max_payload) - timetravel.MESSAGE_HEADROOM
 
 
-async def report(runtime: ServiceRuntime, body: bytes, now: datetime | None = None) -> bytes:
+async def report(
+    runtime: ServiceRuntime,
+    body: bytes,
+    now: datetime | None = None,
+    snapshots: SnapshotStore | None = None,
+) -> bytes:
     try:
         query = ReportQuery.model_validate_json(body or b"{}")
     except ValidationError as error:
@@ -144,7 +152,7 @@ async def report(runtime: ServiceRuntime, body: bytes, now: datetime | None = No
         return _error(refused.error, "invalid_query", refused.details)
     now = now or datetime.now(UTC)
     try:
-        result = await answer_report(runtime.log, query, now)
+        result = await answer_report(runtime.log, query, now, snapshots)
     except timetravel.BadCut as error:
         return _error(str(error), "bad_time")
     except UnknownProject as error:
@@ -156,7 +164,12 @@ async def report(runtime: ServiceRuntime, body: bytes, now: datetime | None = No
     return timetravel.fit(result, message_limit(runtime))
 
 
-async def answer_report(event_log: EventLog, query: ReportQuery, now: datetime) -> dict[str, Any]:
+async def answer_report(
+    event_log: EventLog,
+    query: ReportQuery,
+    now: datetime,
+    snapshots: SnapshotStore | None = None,
+) -> dict[str, Any]:
     if query.diff_from is not None and query.diff_to is not None:
         field = "as_of" if query.diff_by == "recorded" else "occurred_as_of"
         return await timetravel.diff(
@@ -164,10 +177,11 @@ async def answer_report(event_log: EventLog, query: ReportQuery, now: datetime) 
             Cut(**{field: query.diff_from}),
             Cut(**{field: query.diff_to}),
             now,
+            snapshots,
         )
     if query.project_id is not None:
         return await timetravel.scorecard(event_log, query.cut, query.project_id, now)
-    _, found = await timetravel.portfolio_report(event_log, query.cut, now)
+    _, found = await timetravel.portfolio_report(event_log, query.cut, now, snapshots)
     return found
 
 
@@ -177,6 +191,7 @@ async def publish(
     *,
     scheduled: bool = False,
     now: datetime | None = None,
+    snapshots: SnapshotStore | None = None,
 ) -> bytes:
     """Append `PortfolioReportPublished` with the current report's summary; answer the
     appended event and the report as published (its changes since the last publication)."""
@@ -188,7 +203,12 @@ async def publish(
     now = now or datetime.now(UTC)
     try:
         found = await publish_report(
-            runtime.log, request, now, message_limit(runtime), scheduled=scheduled
+            runtime.log,
+            request,
+            now,
+            message_limit(runtime),
+            scheduled=scheduled,
+            snapshots=snapshots,
         )
     except timetravel.BadCut as error:
         return _error(str(error), "bad_time")
@@ -210,9 +230,10 @@ async def publish_report(
     *,
     scheduled: bool = False,
     skip_unchanged: bool = False,
+    snapshots: SnapshotStore | None = None,
 ) -> dict[str, Any] | None:
     """The publication itself; None when there is nothing (new) to publish."""
-    folded, full = await timetravel.portfolio_report(event_log, Cut(), now)
+    folded, full = await timetravel.portfolio_report(event_log, Cut(), now, snapshots)
     if folded.content_position == 0:
         return None
     last = folded.published

@@ -20,6 +20,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 from sqlalchemy import (
@@ -153,22 +154,35 @@ class SnapshotStore:
         return await self.db.read(query)
 
 
-class Snapshotter:
-    """Folds the log in the background, saving a snapshot every `every` events."""
+class Runtime(Protocol):
+    """Where the snapshotter finds the log and the database once the service has started."""
 
-    def __init__(self, store: SnapshotStore, log: EventLog, every: int, poll: float = 1.0):
-        self.store = store
-        self.log = log
+    @property
+    def log(self) -> EventLog: ...
+
+    @property
+    def db(self) -> Database: ...
+
+
+class Snapshotter:
+    """Folds the log in the background, saving a snapshot every `every` events (0: never,
+    and reports fold the whole log)."""
+
+    def __init__(self, runtime: Runtime, every: int, poll: float = 1.0) -> None:
+        self.runtime = runtime
         self.every = every
         self.poll = poll
+        #: The last position folded (not necessarily saved).
         self.position = 0
+        self.store: SnapshotStore | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.every <= 0:
             return
+        self.store = SnapshotStore(self.runtime.db)
         await self.store.create()
-        self._task = asyncio.create_task(self._run(), name="report-snapshots")
+        self._task = asyncio.create_task(self._run(self.store), name="report-snapshots")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -176,20 +190,32 @@ class Snapshotter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _run(self) -> None:
-        latest = await self.store.latest()
+    async def describe(self) -> dict[str, int]:
+        """What `portfolio.query.reporting.snapshots` answers."""
+        count, size, newest = await self.store.stats() if self.store else (0, 0, 0)
+        return {
+            "every": self.every,
+            "folded_position": self.position,
+            "snapshots": count,
+            "bytes": size,
+            "newest_position": newest,
+        }
+
+    async def _run(self, store: SnapshotStore) -> None:
+        log_ = self.runtime.log
+        latest = await store.latest()
         report = latest.report if latest is not None else PortfolioReport()
         self.position = latest.position if latest is not None else 0
         saved = self.position
         while True:
             try:
-                end = await self.log.last_position()
-                async for event in self.log.read(self.position + 1, until_position=end):
+                end = await log_.last_position()
+                async for event in log_.read(self.position + 1, until_position=end):
                     report.apply(event)
                     self.position = event.position
                     if self.position - saved >= self.every:
                         started = time.perf_counter()
-                        size = await self.store.save(self.position, report)
+                        size = await store.save(self.position, report)
                         saved = self.position
                         log.info(
                             "report.snapshot_saved",

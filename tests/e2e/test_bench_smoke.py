@@ -13,8 +13,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.biglog import BigLog
 from bench.generator import Generator
 from contracts.registry import COMMANDS
+from contracts.subjects import SERVICES
 from services.intake.domain import decide, evolve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +34,11 @@ ROWS = {
     "alert-latency-p99",
     "ledger-replay-sqlite",
     "ledger-replay-postgresql",
+    *(f"big-replay-{name}-sqlite" for name in SERVICES),
+    *(f"big-rss-{name}" for name in SERVICES),
+    "big-replay-ledger-pg",
+    "big-report-as-of",
+    "big-audit-project",
 }
 #: Pure computations with no messaging to compare with; they report against their target.
 NO_BASELINE = {"rank", "frontier"}
@@ -48,7 +55,7 @@ def test_smoke_run_reports_every_benchmark_beside_a_baseline(tmp_path: Path) -> 
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=200,
+        timeout=400,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     doc = json.loads(out.read_text())
@@ -105,3 +112,16 @@ def test_generator_is_deterministic_and_every_command_is_legal(tmp_path: Path) -
         seen.add(item["command"])
     assert len(states) == 50
     assert {"ProposeProject", "ApproveProject", "StartProject", "CompleteProject"} <= seen
+
+
+def test_big_log_is_deterministic_and_decided_by_the_domains() -> None:
+    """The same seed gives the same log (event ids included); every event was decided by
+    intake's domains, which refuse anything illegal (the builder stops on a refusal)."""
+    first = [e.model_dump_json() for e in BigLog(1500, seed=11).events()]
+    again = [e.model_dump_json() for e in BigLog(1500, seed=11).events()]
+    assert len(first) == 1500
+    assert [json.loads(x)["event_id"] for x in first] == [json.loads(x)["event_id"] for x in again]
+    assert [json.loads(x)["payload"] for x in first] == [json.loads(x)["payload"] for x in again]
+    kinds = {json.loads(x)["event_type"] for x in first}
+    assert {"ProjectProposed", "BudgetAllocated", "ActualCostRecorded"} <= kinds
+    assert {"ActualHoursRecorded", "ProgressReported", "RiskIdentified"} <= kinds

@@ -8,6 +8,7 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -35,16 +36,17 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in json.loads(json.dumps(report)).items() if k != "generated_at"}
 
 
-async def snapshotted(event_log: EventLog, store: SnapshotStore) -> Snapshotter:
-    snapshotter = Snapshotter(store, event_log, every=EVERY, poll=0.05)
+async def snapshotted(event_log: EventLog, db: Database) -> tuple[Snapshotter, SnapshotStore]:
+    snapshotter = Snapshotter(SimpleNamespace(log=event_log, db=db), every=EVERY, poll=0.05)
     await snapshotter.start()
+    assert snapshotter.store is not None
     last = await event_log.last_position()
     for _ in range(600):
         if snapshotter.position >= last:
             break
         await asyncio.sleep(0.05)
     assert snapshotter.position == last
-    return snapshotter
+    return snapshotter, snapshotter.store
 
 
 async def test_reports_from_snapshots_equal_full_folds(
@@ -53,9 +55,10 @@ async def test_reports_from_snapshots_equal_full_folds(
     written = await publish(nc.jetstream(), BigLog(EVENTS, seed=3).events())
     assert written == EVENTS
     db = Database(database_url(tmp_path))
-    store = SnapshotStore(db)
-    snapshotter = await snapshotted(event_log, store)
+    snapshotter, store = await snapshotted(event_log, db)
     try:
+        described = await snapshotter.describe()
+        assert described["folded_position"] == EVENTS and described["snapshots"] > 0
         count, size, newest = await store.stats()
         assert count == EVENTS // EVERY and size > 0 and newest == EVERY * count
         now = datetime.now(UTC)
@@ -85,8 +88,7 @@ async def test_snapshots_of_other_code_are_ignored(
 ) -> None:
     await publish(nc.jetstream(), BigLog(1000, seed=4).events())
     db = Database(database_url(tmp_path))
-    store = SnapshotStore(db)
-    snapshotter = await snapshotted(event_log, store)
+    snapshotter, store = await snapshotted(event_log, db)
     await snapshotter.stop()
     try:
         assert await store.latest() is not None
