@@ -79,7 +79,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastStream:
     runtime = ServiceRuntime(NAME, settings, projection)
     snapshotter = Snapshotter(runtime, settings.report_snapshot_every)
     publisher = ScheduledPublisher(runtime, settings.report_publish_every_seconds, snapshotter)
-    dashboard = Dashboard(runtime, projection, settings)
+    dashboard = Dashboard(runtime, projection, settings, lambda: snapshotter.store)
 
     def register(broker: NatsBroker, runtime: ServiceRuntime) -> None:
         subjects = runtime.settings.subjects

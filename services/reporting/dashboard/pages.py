@@ -155,7 +155,7 @@ def overview(report: dict[str, Any], latest: Sequence[AuditEntry]) -> str:
             section(
                 "Latest events",
                 table(
-                    ("position:int", "recorded", "event", "aggregate", "actor", "source"),
+                    ("position:int", "recorded", "event", "aggregate", "actor", "details:long"),
                     (
                         [
                             e.position,
@@ -163,7 +163,7 @@ def overview(report: dict[str, Any], latest: Sequence[AuditEntry]) -> str:
                             e.event_type,
                             f"{e.aggregate_type}/{e.aggregate_id}",
                             e.actor,
-                            e.source,
+                            _details(e.payload, 100),
                         ]
                         for e in latest
                     ),

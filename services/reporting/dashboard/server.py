@@ -37,7 +37,7 @@ STATIC = Path(__file__).parent / "static"
 #: projections have applied it by then (the pages still wait for them when they lag).
 SETTLE_SECONDS = 0.15
 KEEPALIVE_SECONDS = 15.0
-LATEST_EVENTS = 12
+LATEST_EVENTS = 10
 AUDIT_PARAMS = {name for name, _, _ in pages.AUDIT_FIELDS}
 AUDIT_FILTERS = {
     "project": "aggregate_id",
