@@ -43,7 +43,7 @@ async def fill(nc: Client) -> None:
     )
     serving = {"objectives": [{"objective_id": "OBJ-A", "contribution": 3}]}
     await accepted(nc, "ProposeProject", proposal("P-1", **serving))
-    await accepted(nc, "ProposeProject", proposal("P-2"))
+    await accepted(nc, "ProposeProject", proposal("P-2", name="<script>x()</script> & co"))
     await accepted(
         nc,
         "DefineBudgetPool",
@@ -121,7 +121,7 @@ async def test_pages_show_the_portfolio_and_change_live(
 
         expected = {
             "overview": ("RiskIdentified", 'id="risk-heat-map"', 'id="budget-burn"'),
-            "ranking": ("P-1", "P-2", 'id="value-vs-cost"'),
+            "ranking": ("P-1", "&lt;script&gt;x()&lt;/script&gt; &amp; co", 'id="value-vs-cost"'),
             "risks": ("R-1", "Vendor late", 'id="risk-heat-map"'),
             "budget": ("CAPEX-27", "250,000", 'id="budget-burn"'),
             "capacity": ("developer", "150%", 'id="capacity"'),
@@ -132,6 +132,7 @@ async def test_pages_show_the_portfolio_and_change_live(
             status, text = await get(http, f"{base}/{page}")
             assert status == 200, text
             assert "Traceback" not in text and "/static/dashboard.js" in text
+            assert "<script>x()" not in text  # every value is escaped
             for needle in needles:
                 assert needle in text, (page, needle)
         status, home = await get(http, base)

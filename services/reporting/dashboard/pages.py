@@ -32,6 +32,7 @@ PAGES = {
     "audit": "Audit search",
 }
 NUMERIC = frozenset({"money", "int", "pct", "index", "number"})
+MAX_ROWS = 500
 SEVERITY_COLOURS = {"critical": "#d9534f", "warning": "#f0ad4e", "info": "#5bc0de"}
 
 
@@ -81,11 +82,13 @@ def severity(level: Any) -> str:
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "none") -> str:
     """Columns are 'name' or 'name:kind' (render.py's kinds, plus 'html' for markup made
-    here and 'long' for text that may wrap); cells are formatted for people."""
+    here and 'long' for text that may wrap); cells are formatted for people. At most
+    MAX_ROWS rows, so that a page stays light however large the portfolio."""
     spec = [c.split(":", 1) if ":" in c else [c, "text"] for c in columns]
     head = "".join(f"<th>{esc(name)}</th>" for name, _ in spec)
     body = []
-    for row in rows:
+    rows = list(rows)
+    for row in rows[:MAX_ROWS]:
         cells = []
         for value, (_, kind) in zip(row, spec, strict=True):
             if kind == "html":
@@ -101,7 +104,12 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "n
         body.append(f"<tr>{''.join(cells)}</tr>")
     if not body:
         return f'<div class="note"><em>{esc(empty)}</em></div>'
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    more = (
+        f'<div class="note">the first {MAX_ROWS} of {len(rows)} rows</div>'
+        if len(rows) > MAX_ROWS
+        else ""
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
 def tiles(items: Iterable[tuple[str, str]]) -> str:
