@@ -6,7 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import JSON, Column, Connection, MetaData, String, Table, delete, insert, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+)
 
 from contracts import objectives as o
 from contracts import prioritization as pr
@@ -41,8 +52,11 @@ class PrioritizationProjection(Projection):
         #: Set when an input of the ranking changed; the ranking worker clears it.
         self.dirty = False
         self.last_input: RecordedEvent | None = None
+        #: Rows to write at the end of the batch, the latest value per (kind, key).
+        self._puts: dict[tuple[str, str], Any] = {}
 
     def load(self, conn: Connection) -> None:
+        self._puts = {}
         view = PortfolioView()
         self.last_ranking = {}
         for row in conn.execute(select(self.entities)):
@@ -66,27 +80,48 @@ class PrioritizationProjection(Projection):
         if self.view.apply(event):
             self.dirty = True
             self.last_input = event
-        self._save(conn, event)
+        self._save(event)
 
-    def _save(self, conn: Connection, event: RecordedEvent) -> None:
+    def flush(self, conn: Connection) -> None:
+        """One delete and one insert per batch for every row the batch changed."""
+        super().flush(conn)
+        if not self._puts:
+            return
+        c = self.entities.c
+        matching = (c.kind == bindparam("b_kind")) & (c.key == bindparam("b_key"))
+        conn.execute(
+            delete(self.entities).where(matching),
+            [{"b_kind": kind, "b_key": key} for kind, key in self._puts],
+        )
+        rows = [
+            {"kind": kind, "key": key, "data": data}
+            for (kind, key), data in self._puts.items()
+            if data is not None
+        ]
+        if rows:
+            conn.execute(insert(self.entities), rows)
+        self._puts = {}
+
+    def discard(self) -> None:
+        super().discard()
+        self._puts = {}
+
+    def _save(self, event: RecordedEvent) -> None:
         e = event.envelope
-        self._put(conn, "position", "", self.view.position)
+        self._put("position", "", self.view.position)
         if e.aggregate_type == p.AGGREGATE and e.aggregate_id in self.view.candidates:
             data = CANDIDATE.dump_python(self.view.candidates[e.aggregate_id], mode="json")
-            self._put(conn, "candidate", e.aggregate_id, data)
+            self._put("candidate", e.aggregate_id, data)
         elif e.aggregate_type == o.AGGREGATE:
             weight = self.view.objective_weights.get(e.aggregate_id)
-            self._put(conn, "objective", e.aggregate_id, weight)
+            self._put("objective", e.aggregate_id, weight)
         elif e.aggregate_type == pr.SCORING_MODEL:
             data = MODEL.dump_python(self.view.models[e.aggregate_id], mode="json")
-            self._put(conn, "model", e.aggregate_id, data)
+            self._put("model", e.aggregate_id, data)
         elif e.event_type == pr.RankingDecided.__name__:
             ranking = pr.RankingDecided.model_validate(e.payload)
             self.last_ranking[ranking.model_id] = ranking
-            self._put(conn, "ranking", ranking.model_id, ranking.model_dump(mode="json"))
+            self._put("ranking", ranking.model_id, ranking.model_dump(mode="json"))
 
-    def _put(self, conn: Connection, kind: str, key: str, data: Any) -> None:
-        where = (self.entities.c.kind == kind) & (self.entities.c.key == key)
-        conn.execute(delete(self.entities).where(where))
-        if data is not None:
-            conn.execute(insert(self.entities).values(kind=kind, key=key, data=data))
+    def _put(self, kind: str, key: str, data: Any) -> None:
+        self._puts[(kind, key)] = data

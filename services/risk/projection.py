@@ -46,6 +46,8 @@ class RiskProjection(Projection):
 
     def reset(self) -> None:
         self.risks: dict[str, domain.RiskState] = {}
+        #: project id -> its risks' ids: a project's health reads only its own risks.
+        self.risks_of: dict[str, set[str]] = defaultdict(set)
         self.baselines: dict[str, domain.BaselineState] = {}
         self.rules: dict[str, domain.AlertRuleState] = {}
         self.alerts = alerts.AlertState()
@@ -55,6 +57,9 @@ class RiskProjection(Projection):
         self.programme_of: dict[str, str] = {}
         #: What the last events changed, for the next evaluation of the rules.
         self.readings: list[alerts.Reading] = []
+        #: Projects whose health may have changed, with the last cause: read once per
+        #: batch (a month of invoices is one reading, not one per invoice).
+        self.changed: dict[str, tuple[str, ...]] = {}
         #: Alert events this service appended and already folded in when it decided them.
         self.own_alert_events: set[str] = set()
 
@@ -63,7 +68,7 @@ class RiskProjection(Projection):
         for row in conn.execute(select(self.facts).order_by(self.facts.c.position)):
             event = parse_payload(row.event_type, row.payload, row.schema_version)
             self._fold(event, row.event_id)
-        self.readings = []
+        self.readings, self.changed = [], {}
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
         apply_project_event(conn, self.projects, event)
@@ -134,6 +139,8 @@ class RiskProjection(Projection):
                 risk_id: str = event.risk_id  # type: ignore[attr-defined]
                 risk = domain.evolve_risk(self.risks.get(risk_id), event)
                 self.risks[risk_id] = risk
+                if risk.project_id is not None:
+                    self.risks_of[risk.project_id].add(risk_id)
                 programme = self.programme_of.get(risk.project_id or "")
                 self.readings.append(
                     alerts.risk_reading(risk, programme_id=programme, caused_by=cause)
@@ -161,17 +168,14 @@ class RiskProjection(Projection):
         return evm.project_health(
             baseline,
             self.actual_cost.get(project_id, Decimal(0)),
-            top_risk_score=domain.highest_open_threat_score(self.risks.values(), project_id),
+            top_risk_score=domain.highest_open_threat_score(
+                (self.risks[i] for i in self.risks_of.get(project_id, ())), project_id
+            ),
         )
 
     def _project_changed(self, project_id: str, cause: tuple[str, ...]) -> None:
-        found = self.health(project_id)
-        if found is not None:
-            self.readings.extend(
-                alerts.project_readings(
-                    found, programme_id=self.programme_of.get(project_id), caused_by=cause
-                )
-            )
+        self.changed.pop(project_id, None)
+        self.changed[project_id] = cause
 
     def portfolio_health(self) -> evm.Health:
         """Worst wins: projects into their programmes, programmes into the portfolio."""
@@ -182,7 +186,15 @@ class RiskProjection(Projection):
         return evm.portfolio_health(projects, programmes)
 
     def take_readings(self) -> list[alerts.Reading]:
-        taken, self.readings = self.readings, []
+        for project_id, cause in self.changed.items():
+            found = self.health(project_id)
+            if found is not None:
+                self.readings.extend(
+                    alerts.project_readings(
+                        found, programme_id=self.programme_of.get(project_id), caused_by=cause
+                    )
+                )
+        taken, self.readings, self.changed = self.readings, [], {}
         return taken
 
     def rules_in_force(self) -> list[domain.AlertRuleState]:
