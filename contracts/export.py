@@ -41,7 +41,11 @@ API_VERSION = "0.1.0"
 #: (see shared.service.build_app).
 PROJECTS_SERVICES = ("intake", "reporting")
 #: What clients send; everything else is something the backend emits.
-QUERY_INPUTS: tuple[type[BaseModel], ...] = (queries.AuditQuery,)
+QUERY_INPUTS: tuple[type[BaseModel], ...] = (
+    queries.AuditQuery,
+    queries.LessonsQuery,
+    queries.ProjectsQuery,
+)
 
 Mode = Literal["validation", "serialization"]
 
