@@ -193,3 +193,16 @@ async def test_bad_requests_get_a_clear_answer(nc: Client, nats_url: str, tmp_pa
         assert status == 200 and "prioritization is not running" in text
         status, text = await get(http, f"{base}/audit?since=-1h&limit=5")
         assert status == 200 and "no matching entries" in text
+
+
+async def test_stopping_reporting_ends_open_streams(
+    nc: Client, nats_url: str, tmp_path: Path
+) -> None:
+    """A browser left open must not hold the service's shutdown: the stream is ended
+    properly (a stream cut off at the shutdown timeout fails to read to its end)."""
+    async with aiohttp.ClientSession() as http:
+        async with dashboard(nc, nats_url, tmp_path, services=("reporting",)) as base:
+            stream = await http.get(f"{base}/events")
+            assert await stream.content.readline() == b"retry: 2000\n"
+        assert await asyncio.wait_for(stream.content.read(), 5) == b"\n"
+        stream.close()
