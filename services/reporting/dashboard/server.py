@@ -12,7 +12,6 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from importlib.resources import files
 from pathlib import Path
 from string import Template
 
@@ -32,7 +31,7 @@ from shared.settings import ReportingSettings
 
 log = structlog.get_logger(__name__)
 
-STATIC = Path(__file__).parent / "static"
+HERE = Path(__file__).parent
 #: Between an event arriving and the browsers being told: the event is stored and the
 #: projections have applied it by then (the pages still wait for them when they lag).
 SETTLE_SECONDS = 0.15
@@ -102,9 +101,7 @@ class Dashboard:
         self.settings = settings
         self.sources = Sources(runtime, projection, settings.dashboard_refresh_seconds, snapshots)
         self.live = Live(settings.dashboard_refresh_seconds, self.sources.changed)
-        self.template = Template(
-            files("services.reporting.dashboard").joinpath("templates/page.html").read_text()
-        )
+        self.template = Template((HERE / "templates" / "page.html").read_text())
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
         self._subscriptions: list[Subscription] = []
@@ -153,7 +150,7 @@ class Dashboard:
         app = web.Application(middlewares=[self._errors])
         app.router.add_get("/", self._home)
         app.router.add_get("/events", self._events)
-        app.router.add_static("/static", STATIC)
+        app.router.add_static("/static", HERE / "static")
         app.router.add_get("/fragment/{page}", self._fragment)
         app.router.add_get("/{page}", self._page)
         return app
