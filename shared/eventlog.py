@@ -202,7 +202,8 @@ class EventLog:
             results_stream_config(self.subjects),
             alerts_stream_config(self.subjects),
         ):
-            await ensure_stream(self.js, config, verify=False)
+            # As many replicas as the log: intake's inbox or the alerts must not die with a node.
+            await ensure_stream(self.js, config.evolve(num_replicas=self.replicas), verify=False)
 
     async def append(
         self, envelope: EventEnvelope, expected_last_position: int, attempts: int = 6

@@ -6,6 +6,7 @@ calls `build_app`. Nothing connects until FastStream starts the app.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +38,16 @@ from shared.projects_view import list_projects
 from shared.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
+
+#: Connection options of every service connection: reconnect for ever, to any node of the
+#: list, and notice a node that vanished without closing the connection (a host that lost
+#: power or its network) within seconds rather than after the default two minutes of pings.
+RECONNECT: dict[str, Any] = {
+    "max_reconnect_attempts": -1,
+    "reconnect_time_wait": 0.5,
+    "ping_interval": 5,
+    "max_outstanding_pings": 3,
+}
 
 
 class ServiceRuntime:
@@ -88,8 +99,7 @@ class ServiceRuntime:
         self._nc = await nats.connect(
             settings.nats_servers(),
             name=f"portfolio-{self.name}",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            **RECONNECT,
             **settings.nats_options(),
         )
         self._js = self._nc.jetstream(timeout=settings.request_timeout_seconds)
@@ -100,7 +110,13 @@ class ServiceRuntime:
         self._db = Database(settings.database_url_for(self.name))
         if settings.lease_ttl_seconds > 0:
             # A standby waits here, connected, until the active instance's lease lapses.
-            self._lease = Lease(self._js, self.name, settings.lease_ttl_seconds, self._lease_lost)
+            self._lease = Lease(
+                self._js,
+                self.name,
+                settings.lease_ttl_seconds,
+                self._lease_lost,
+                replicas=settings.log_replicas,
+            )
             await self._lease.acquire()
         await self._start_runner()
         log.info("service.started", position=self.runner.position, pid=os.getpid())
@@ -125,8 +141,15 @@ class ServiceRuntime:
         if self._runner is not None:
             await self._runner.stop()
         assert self._lease is not None
-        await self._lease.acquire()
-        await self._start_runner()
+        while True:
+            await self._lease.acquire()
+            try:
+                await self._start_runner()
+                return
+            except Exception:  # e.g. the stream still elects a leader: hand back, try again
+                log.exception("service.resume_failed")
+                await self._lease.release()
+                await asyncio.sleep(1)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -188,7 +211,7 @@ def build_app(
     broker = NatsBroker(
         settings.nats_servers(),
         name=f"portfolio-{runtime.name}-broker",
-        max_reconnect_attempts=-1,
+        **RECONNECT,
         logger=structlog.get_logger("faststream"),
         log_level=logging.DEBUG,
         security=broker_security(settings.nats_options()),

@@ -6,8 +6,10 @@ different node is killed under load with the same result."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from contracts.base import EventEnvelope
 from contracts.subjects import LOG_STREAM
 from shared.embedded_nats import EmbeddedNats
 from shared.eventlog import Appended, EventLog, log_stream_config
+from tests.e2e import load
 from tests.integration.helpers import SUBJECTS, proposed_envelope
 
 pytestmark = pytest.mark.e2e
@@ -32,6 +35,7 @@ RATE = 50  # appends a second
 #: responders" must outlast the election of a new stream leader: a few seconds.
 ATTEMPTS = 6
 FAILOVER_BUDGET = 20.0
+SERVICES_UNDER_TEST = ("intake", "reporting")
 
 
 def free_ports(count: int) -> list[int]:
@@ -52,12 +56,15 @@ class Cluster:
     root: Path
     client_ports: dict[str, int] = field(default_factory=dict)
     route_ports: dict[str, int] = field(default_factory=dict)
+    monitor_ports: dict[str, int] = field(default_factory=dict)
     servers: dict[str, EmbeddedNats] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        ports = free_ports(2 * len(NODES))
-        self.client_ports = dict(zip(NODES, ports[: len(NODES)], strict=True))
-        self.route_ports = dict(zip(NODES, ports[len(NODES) :], strict=True))
+        n = len(NODES)
+        ports = free_ports(3 * n)
+        self.client_ports = dict(zip(NODES, ports[:n], strict=True))
+        self.route_ports = dict(zip(NODES, ports[n : 2 * n], strict=True))
+        self.monitor_ports = dict(zip(NODES, ports[2 * n :], strict=True))
 
     @property
     def urls(self) -> list[str]:
@@ -71,6 +78,7 @@ class Cluster:
         # The store dir comes from EmbeddedNats (--store_dir <node>/jetstream).
         path.write_text(
             f"server_name: {node}\n"
+            f"http: 127.0.0.1:{self.monitor_ports[node]}\n"
             "jetstream {\n  sync_interval: always\n}\n"
             "cluster {\n"
             "  name: portfolio-test\n"
@@ -91,6 +99,17 @@ class Cluster:
 
     def kill(self, node: str) -> None:
         self.servers[node].kill()
+
+    async def clients(self, node: str) -> list[str]:
+        """Names of the client connections this node holds (its /connz)."""
+        url = f"http://127.0.0.1:{self.monitor_ports[node]}/connz?limit=1024"
+
+        def fetch() -> list[str]:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                found = json.load(response)
+            return [str(c.get("name", "")) for c in found.get("connections") or []]
+
+        return await asyncio.to_thread(fetch)
 
     def stop(self) -> None:
         for server in self.servers.values():
@@ -158,6 +177,22 @@ async def leader(nc: Client) -> str:
             return info.cluster.leader
         await asyncio.sleep(0.1)
     raise AssertionError("the log has no leader")
+
+
+async def caught_up(nc: Client, node: str, timeout: float = 30.0) -> None:
+    """Wait until `node` holds a current replica of the log again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info = await nc.jetstream(timeout=2).stream_info(LOG_STREAM)
+        except (TimeoutError, APIError):
+            info = None
+        cluster_info = info.cluster if info else None
+        peers = {r.name: r for r in (cluster_info.replicas or [])} if cluster_info else {}
+        if node in peers and peers[node].current and not peers[node].lag:
+            return
+        assert time.monotonic() < deadline, f"{node} never caught up: {cluster_info}"
+        await asyncio.sleep(0.2)
 
 
 async def append(log: EventLog, envelope: EventEnvelope) -> Appended:
@@ -273,18 +308,7 @@ async def test_killing_a_node_under_load_loses_nothing(cluster: Cluster) -> None
 
         # 2. The killed node comes back and catches up.
         cluster.start(first)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                info = await nc.jetstream(timeout=2).stream_info(LOG_STREAM)
-            except (TimeoutError, APIError):
-                info = None
-            cluster_info = info.cluster if info else None
-            peers = {r.name: r for r in (cluster_info.replicas or [])} if cluster_info else {}
-            if first in peers and peers[first].current and not peers[first].lag:
-                break
-            assert time.monotonic() < deadline, f"{first} never caught up: {cluster_info}"
-            await asyncio.sleep(0.2)
+        await caught_up(nc, first)
 
         # 3. Kill a different node (the new leader) under load: the same holds, now for
         # everything appended in both rounds.
@@ -299,4 +323,67 @@ async def test_killing_a_node_under_load_loses_nothing(cluster: Cluster) -> None
         both = Load(acked=load.acked | more.acked, failed=load.failed + more.failed)
         await check_log(nc, both, 10 * RATE)
     finally:
+        await nc.close()
+
+
+SERVICE_RATE = 20  # commands a second
+
+
+async def converged(nc: Client, services: tuple[str, ...]) -> int:
+    """Wait until every service has applied the whole log; returns its last position."""
+    reader = EventLog(nc.jetstream(timeout=5), SUBJECTS)
+    end = 0
+    for _ in range(60):
+        try:
+            end = await reader.last_position()
+            break
+        except (TimeoutError, APIError):
+            await asyncio.sleep(0.5)
+    for service in services:
+        await load.wait_for(nc, service, lambda s: load.settled(s, end))
+    return end
+
+
+async def test_services_ride_out_node_kills(cluster: Cluster, tmp_path: Path) -> None:
+    """intake and reporting, as `portfolio serve` processes on the cluster, while commands
+    come in at a steady rate: SIGKILL the log's leader, then (after it rejoined) the node
+    intake is connected to."""
+    nc = await load.connect(cluster.urls)
+    processes = []
+    try:
+        await create_replicated_log(nc)
+        data = tmp_path / "services"
+        for service in SERVICES_UNDER_TEST:
+            processes.append(
+                load.serve(service, cluster.urls, data / service, PORTFOLIO_LOG_REPLICAS="3")
+            )
+        for service in SERVICES_UNDER_TEST:
+            await load.wait_for(nc, service, lambda s: s.state == "running")
+
+        # 1. The log's leader dies 2 s into 6 s of commands.
+        first = await leader(nc)
+        a = load.Sender(nc, "A")
+        await a.run(SERVICE_RATE, 4, at=1, action=lambda: cluster.kill(first))
+        load.check_log(await load.read_log(nc), [a], 4 * SERVICE_RATE)
+        end = await converged(nc, SERVICES_UNDER_TEST)
+        await load.live_equals_rebuild(nc, data, tmp_path / "rebuild-1", end)
+
+        # 2. It comes back and catches up.
+        cluster.start(first)
+        await caught_up(nc, first)
+
+        # 3. Kill another node: the one intake takes commands from.
+        live = [n for n in NODES if n != first]
+        holding = [n for n in live if "portfolio-intake" in await cluster.clients(n)]
+        assert holding, "intake is connected to no live node"
+        second = holding[0]
+        b = load.Sender(nc, "B")
+        await b.run(SERVICE_RATE, 4, at=1, action=lambda: cluster.kill(second))
+        load.check_log(await load.read_log(nc), [a, b], 8 * SERVICE_RATE)
+        end = await converged(nc, SERVICES_UNDER_TEST)
+        await load.live_equals_rebuild(nc, data, tmp_path / "rebuild-2", end)
+        for process in processes:
+            assert process.poll() is None, "a service exited"
+    finally:
+        load.stop(processes)
         await nc.close()
