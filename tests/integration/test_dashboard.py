@@ -188,7 +188,9 @@ async def test_bad_requests_get_a_clear_answer(nc: Client, nats_url: str, tmp_pa
         status, text = await get(http, f"{base}/budget?by=colour")
         assert status == 400 and "by=&#x27;colour&#x27; is not a grouping" in text
 
-        # A page whose service is not running says so, and the rest still works.
+        # An empty log is a portfolio too; a page whose service is not running says so.
+        status, text = await get(http, f"{base}/overview")
+        assert status == 200 and "no events yet" in text and 'id="risk-heat-map"' in text
         status, text = await get(http, f"{base}/ranking")
         assert status == 200 and "prioritization is not running" in text
         status, text = await get(http, f"{base}/audit?since=-1h&limit=5")
