@@ -105,6 +105,7 @@ class ErrorCode(StrEnum):
     ILLEGAL_TRANSITION = "illegal_transition"
     CONFLICT = "conflict"
     RATE_LIMITED = "rate_limited"
+    FORBIDDEN = "forbidden"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 

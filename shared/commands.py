@@ -17,10 +17,13 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1c2b7e-3a51-4d6e-9a43-5f0e8f6c2d10")
 
 
 class InvalidInput(Exception):
-    def __init__(self, error: ErrorInfo, command_id: str | None = None) -> None:
+    def __init__(
+        self, error: ErrorInfo, command_id: str | None = None, actor: str | None = None
+    ) -> None:
         super().__init__(error.message)
         self.error = error
         self.command_id = command_id
+        self.actor = actor
 
 
 def parse_command(name: str, body: bytes, max_bytes: int) -> Command:

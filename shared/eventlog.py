@@ -99,7 +99,8 @@ def inbox_stream_config(subjects: Subjects) -> StreamConfig:
     return StreamConfig(
         name=INBOX_STREAM,
         description="Commands sent fire-and-forget, waiting for intake",
-        subjects=[subjects.inbox_all],
+        # `<prefix>.inbox.<Command>`, and `.<principal>` after it (services/intake/principals.py)
+        subjects=[subjects.inbox_all, f"{subjects.inbox_all}.*"],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         duplicate_window=120.0,

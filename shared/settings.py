@@ -99,6 +99,15 @@ class IntakeSettings(ServiceSettings):
     source_burst: float = 10000.0
     inbox_batch_size: int = 256
     max_in_flight: int = 64
+    #: Actor binding. A command sent on `<prefix>.cmd.<Command>.<principal>` (or
+    #: `.inbox.<Command>.<principal>`) comes from `principal`: NATS lets each user publish
+    #: only under its own name (deploy/nats/auth.conf). It may act as the principal itself
+    #: (the default actor and source) or as the actors listed here for it ("*": any), e.g.
+    #: PORTFOLIO_ACTOR_BINDINGS='{"finance-sync": ["finance-bot"], "cli": ["*"]}'.
+    actor_bindings: dict[str, list[str]] = {}
+    #: Refuse commands sent without a principal (once every sender has a NATS user of its
+    #: own). Off: a command on `<prefix>.cmd.<Command>` may claim any actor, as before auth.
+    require_principal: bool = False
 
 
 class PrioritizationSettings(ServiceSettings):

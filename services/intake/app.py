@@ -28,7 +28,7 @@ class IntakeParts:
         self.projection = projection
         self._intake: Intake | None = None
         self._inbox: InboxWorker | None = None
-        self._subscription: Subscription | None = None
+        self._subscriptions: list[Subscription] = []
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(1)
 
@@ -54,9 +54,12 @@ class IntakeParts:
         # again); FastStream's per-message machinery would cost as much as the decision.
         settings = self.intake.settings
         self._slots = asyncio.Semaphore(settings.max_in_flight)
-        self._subscription = await self.runtime.nc.subscribe(
-            settings.subjects.commands_all, queue="intake", cb=self._on_command
-        )
+        # `<prefix>.cmd.<Command>`, and `.<principal>` after it (principals.py).
+        commands = settings.subjects.commands_all
+        self._subscriptions = [
+            await self.runtime.nc.subscribe(subject, queue="intake", cb=self._on_command)
+            for subject in (commands, f"{commands}.*")
+        ]
 
     async def _on_command(self, msg: Msg) -> None:
         await self._slots.acquire()
@@ -75,8 +78,8 @@ class IntakeParts:
             self._slots.release()
 
     async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.unsubscribe()
+        for subscription in self._subscriptions:
+            await subscription.unsubscribe()
         if self._running:
             await asyncio.wait(self._running, timeout=10)
         if self._inbox is not None:

@@ -23,6 +23,7 @@ from contracts.base import (
 )
 from services.intake.aggregates import NEW, AggregateStore, Loaded, fold, reply_from_history
 from services.intake.domains import decide, evolve
+from services.intake.principals import address_of, bind
 from shared.commands import InvalidInput, envelope_for, parse_command
 from shared.eventlog import ConcurrencyConflict
 from shared.logging import bind_message_context, clear_message_context
@@ -52,11 +53,15 @@ async def handle_command(
 ) -> Reply:
     """One command from the wire to its answer. `rate_limited` is off for the inbox, whose
     durable stream already makes a flooding sender wait instead of crowding others out."""
-    name = intake.settings.subjects.command_name(subject)
+    settings = intake.settings
+    to = address_of(settings.subject_prefix, subject)
+    name = to.command
     try:
-        command = parse_command(name, body, intake.settings.max_command_bytes)
+        command = parse_command(name, body, settings.max_command_bytes)
+        command = bind(command, to.principal, settings)
     except InvalidInput as invalid:
-        return await reject(intake, subject, body, invalid.error, name, invalid.command_id, None)
+        error, command_id, actor = invalid.error, invalid.command_id, invalid.actor
+        return await reject(intake, subject, body, error, name, command_id, actor)
     if rate_limited and not intake.limiter.allow(command.source):
         error = ErrorInfo(
             code=ErrorCode.RATE_LIMITED,

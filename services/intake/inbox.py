@@ -23,7 +23,9 @@ from nats.js.errors import NotFoundError
 from contracts.base import AggregateKey, Command
 from contracts.subjects import INBOX_STREAM
 from services.intake.handlers import Intake, Reply, handle_parsed, reject
+from services.intake.principals import address_of, bind
 from shared.commands import InvalidInput, parse_command
+from shared.eventlog import inbox_stream_config
 
 log = structlog.get_logger(__name__)
 
@@ -47,11 +49,25 @@ class InboxWorker:
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=60,
             max_ack_pending=self.batch_size * 4,
-            filter_subject=self.subjects.inbox_all,
+            # `<prefix>.inbox.<Command>` and `<prefix>.inbox.<Command>.<principal>`
+            filter_subject=f"{self.subjects.prefix}.inbox.>",
         )
+        await self._take_principals()
         await self.js.add_consumer(INBOX_STREAM, config)
         self._sub = await self.js.pull_subscribe_bind(CONSUMER, stream=INBOX_STREAM)
         self._task = asyncio.create_task(self._run(), name="intake-inbox")
+
+    async def _take_principals(self) -> None:
+        """An inbox stream created before senders named themselves in the subject gets the
+        `<prefix>.inbox.<Command>.<principal>` subjects added (once)."""
+        info = await self.js.stream_info(INBOX_STREAM)
+        wanted = inbox_stream_config(self.subjects).subjects or []
+        if set(wanted) <= set(info.config.subjects or []):
+            return
+        try:
+            await self.js.update_stream(info.config.evolve(subjects=wanted))
+        except Exception:  # e.g. not permitted: an operator adds the subjects (logged)
+            log.exception("inbox.subjects_not_added", stream=INBOX_STREAM, subjects=wanted)
 
     async def stop(self) -> None:
         # nats-py's fetch can turn a cancellation into a timeout, so the loop also checks
@@ -88,15 +104,17 @@ class InboxWorker:
         await self._record([pair for group in answered for pair in group])
 
     def _parse(self, msg: Msg) -> Inbound:
-        name = self.subjects.command_name(msg.subject)
+        settings = self.intake.settings
+        to = address_of(settings.subject_prefix, msg.subject)
         try:
-            command = parse_command(name, msg.data, self.intake.settings.max_command_bytes)
+            command = parse_command(to.command, msg.data, settings.max_command_bytes)
+            if "command_id" not in command.model_fields_set:
+                # An id that survives redelivery (never a fresh UUID: it would append twice).
+                command = command.model_copy(update={"command_id": _fallback_id(msg)})
+            command = bind(command, to.principal, settings)
         except InvalidInput as invalid:
-            return Inbound(msg, name, invalid)
-        if "command_id" not in command.model_fields_set:
-            # An id that survives redelivery (never a fresh UUID, which would append twice).
-            command = command.model_copy(update={"command_id": _fallback_id(msg)})
-        return Inbound(msg, name, command)
+            return Inbound(msg, to.command, invalid)
+        return Inbound(msg, to.command, command)
 
     async def _in_order(self, group: list[Inbound]) -> list[tuple[Msg, Reply]]:
         answered: list[tuple[Msg, Reply]] = []
@@ -114,9 +132,9 @@ class InboxWorker:
         msg, parsed = item.msg, item.parsed
         if isinstance(parsed, InvalidInput):
             command_id = parsed.command_id or _fallback_id(msg)
-            error = parsed.error
+            error, actor = parsed.error, parsed.actor
             return await reject(
-                self.intake, msg.subject, msg.data, error, item.name, command_id, None
+                self.intake, msg.subject, msg.data, error, item.name, command_id, actor
             )
         return await handle_parsed(self.intake, msg.subject, msg.data, item.name, parsed)
 
