@@ -48,11 +48,10 @@ class Intake:
     in_flight: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)
 
 
-async def handle_command(
-    intake: Intake, subject: str, body: bytes, *, rate_limited: bool = True
-) -> Reply:
-    """One command from the wire to its answer. `rate_limited` is off for the inbox, whose
-    durable stream already makes a flooding sender wait instead of crowding others out."""
+async def handle_command(intake: Intake, subject: str, body: bytes) -> Reply:
+    """One request/reply command from the wire to its answer, rate limited per sender (the
+    principal, else the source it names). The inbox is not limited: its durable stream
+    already makes a flooding sender wait instead of crowding others out."""
     settings = intake.settings
     to = address_of(settings.subject_prefix, subject)
     name = to.command
@@ -62,13 +61,13 @@ async def handle_command(
     except InvalidInput as invalid:
         error, command_id, actor = invalid.error, invalid.command_id, invalid.actor
         return await reject(intake, subject, body, error, name, command_id, actor)
-    if rate_limited and not intake.limiter.allow(command.source):
+    sender = to.principal or command.source
+    if not intake.limiter.allow(sender):
         error = ErrorInfo(
             code=ErrorCode.RATE_LIMITED,
             message=(
-                f"source {command.source!r} sends more than "
-                f"{intake.settings.source_rate_per_second:g} commands/s; retry with the same "
-                "command_id, or use the inbox"
+                f"{sender!r} sends more than {settings.source_rate_per_second:g} commands/s; "
+                "retry with the same command_id, or use the inbox"
             ),
         )
         return await reject(intake, subject, body, error, name, command.command_id, command.actor)
