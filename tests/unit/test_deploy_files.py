@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -24,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from contracts.queries import ServiceStatus
 from contracts.subjects import SERVICES
-from shared.embedded_nats import nats_server_binary
+from shared.embedded_nats import EmbeddedNats, nats_server_binary
 from shared.projection import RunnerState
 from shared.settings import (
     IntakeSettings,
@@ -39,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 NATS_DIR = ROOT / "deploy" / "nats"
+AUTH_CONF = NATS_DIR / "auth.conf"
+ENV_EXAMPLE = ROOT / "deploy" / "env.example"
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
 INFRASTRUCTURE = (*NATS_NODES, "postgres")
 CLIENT_PORT, ROUTE_PORT, MONITOR_PORT = 4222, 6222, 8222
@@ -62,6 +65,21 @@ def env_name(settings_class: type[PortfolioSettings], field: str) -> str:
 
 def settings_variables(settings_class: type[PortfolioSettings]) -> set[str]:
     return {env_name(settings_class, field) for field in settings_class.model_fields}
+
+
+def example_env() -> dict[str, str]:
+    """deploy/env.example: the variables Compose interpolates (copied to .env by operators)."""
+    found = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            found[name.strip()] = value.strip()
+    return found
+
+
+def auth_password_variables() -> set[str]:
+    """The environment variables auth.conf reads the users' passwords from."""
+    return set(re.findall(r"password:\s*\$(\w+)", AUTH_CONF.read_text()))
 
 
 # --- Dockerfile ---------------------------------------------------------------------------
@@ -110,18 +128,16 @@ def healthcheck_script_path() -> str:
     return command[1]
 
 
+HEALTHCHECK_SOURCE = ROOT / "deploy" / "healthcheck.py"
+
+
 @pytest.fixture(scope="module")
-def healthcheck_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The script the image build writes, produced by running that RUN line with sh."""
+def healthcheck_script() -> Path:
+    """The script the image runs: deploy/healthcheck.py, copied to the HEALTHCHECK's path."""
     target = healthcheck_script_path()
-    runs = [rest for rest in instruction_args("RUN") if target in rest]
-    assert len(runs) == 1, f"expected one RUN that writes {target}"
-    folder = tmp_path_factory.mktemp("image")
-    out = folder / "healthcheck.py"
-    command = runs[0].replace(str(Path(target).parent), str(folder))
-    subprocess.run(["sh", "-c", command], check=True, timeout=30)
-    compile(out.read_text(), str(out), "exec")
-    return out
+    copies = [rest.split() for rest in instruction_args("COPY")]
+    assert ["deploy/healthcheck.py", target] in copies, f"no COPY of the health check to {target}"
+    return HEALTHCHECK_SOURCE
 
 
 def test_dockerfile_builds_the_project_on_python_311_slim() -> None:
@@ -130,7 +146,7 @@ def test_dockerfile_builds_the_project_on_python_311_slim() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == ">=3.11"
     copied = {
-        Path(source).name
+        source
         for rest in instruction_args("COPY")
         if "--from" not in rest
         for source in [t for t in rest.split() if not t.startswith("--")][:-1]
@@ -159,10 +175,11 @@ def test_dockerfile_runs_as_a_non_root_user() -> None:
     assert users[-1].split(":")[0] not in ("root", "0")
 
 
-def test_dockerfile_health_check_reads_the_documented_variables(healthcheck_script: Path) -> None:
+def test_dockerfile_health_check_connects_as_the_service_does(healthcheck_script: Path) -> None:
+    """The same settings as the service: servers, credentials and TLS from PORTFOLIO_*."""
     text = healthcheck_script.read_text()
-    for variable in ("PORTFOLIO_NATS_URL", "PORTFOLIO_SERVICE", "PORTFOLIO_SUBJECT_PREFIX"):
-        assert variable in text
+    assert "PortfolioSettings()" in text and "settings.nats_options()" in text
+    assert "settings.nats_servers()" in text and "PORTFOLIO_SERVICE" in text
 
 
 async def run_healthcheck(script: Path, env: dict[str, str]) -> tuple[int, str]:
@@ -170,7 +187,9 @@ async def run_healthcheck(script: Path, env: dict[str, str]) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(script),
-        env=clean | env,
+        # In the image the project is installed; here it is importable from the root.
+        cwd=ROOT,
+        env=clean | env | {"PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -238,6 +257,60 @@ async def test_health_check_fails_when_nats_is_unreachable(healthcheck_script: P
     assert "no status" in out
 
 
+def credentials(user: str, passwords: dict[str, str]) -> dict[str, str]:
+    password = passwords[f"NATS_PASSWORD_{user.upper()}"]
+    return {"PORTFOLIO_NATS_USER": user, "PORTFOLIO_NATS_PASSWORD": password}
+
+
+async def test_health_check_authenticates_as_the_service(
+    healthcheck_script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With auth.conf on, as in compose: the check connects with the container's own user
+    and password and may ask its own service's status, and only that."""
+    passwords = {k: v for k, v in example_env().items() if k.startswith("NATS_PASSWORD_")}
+    for variable, password in passwords.items():
+        monkeypatch.setenv(variable, password)  # the server's environment
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    shutil.copy(AUTH_CONF, conf / "auth.conf")
+    (conf / "server.conf").write_text("include auth.conf\n")
+    server = EmbeddedNats(tmp_path / "nats", extra_args=("-c", str(conf / "server.conf")))
+    url = server.start()
+    ledger = {
+        "PORTFOLIO_NATS_USER": "ledger",
+        "PORTFOLIO_NATS_PASSWORD": passwords["NATS_PASSWORD_LEDGER"],
+    }
+    try:
+        nc = await nats.connect(url, user="ledger", password=ledger["PORTFOLIO_NATS_PASSWORD"])
+        try:
+
+            async def answer(msg: Any) -> None:
+                await msg.respond(status_answer("ledger", "running"))
+
+            await nc.subscribe(PortfolioSettings().subjects.query("ledger", "status"), cb=answer)
+            await nc.flush()
+            env = {"PORTFOLIO_SERVICE": "ledger", "PORTFOLIO_NATS_URL": url}
+            code, out = await run_healthcheck(healthcheck_script, env | ledger)
+            assert code == 0 and "running" in out, out
+            # Without credentials, or with a wrong password: no connection, unhealthy.
+            code, out = await run_healthcheck(healthcheck_script, env)
+            assert code == 1 and "no status" in out, out
+            wrong = ledger | {"PORTFOLIO_NATS_PASSWORD": "wrong"}
+            code, out = await run_healthcheck(healthcheck_script, env | wrong)
+            assert code == 1 and "no status" in out, out
+            # Another service's user may not ask ledger's status (its request is refused).
+            risk = {
+                "PORTFOLIO_NATS_USER": "risk",
+                "PORTFOLIO_NATS_PASSWORD": passwords["NATS_PASSWORD_RISK"],
+            }
+            code, out = await run_healthcheck(healthcheck_script, env | risk)
+            assert code == 1 and "no status" in out, out
+        finally:
+            await nc.close()
+    finally:
+        server.stop()
+
+
 # --- NATS cluster configuration -----------------------------------------------------------
 
 
@@ -287,15 +360,21 @@ def test_nats_node_config(node: str) -> None:
     assert setting(cluster, "listen").endswith(f":{ROUTE_PORT}")
     assert setting(cluster, "name") == "portfolio"
     assert routes(config) == {(peer, ROUTE_PORT) for peer in NATS_NODES if peer != node}
+    assert re.search(r"^include\s+\"?auth\.conf\"?\s*$", config, re.MULTILINE), "no auth.conf"
 
 
 @pytest.mark.parametrize("node", NATS_NODES)
 def test_nats_server_accepts_the_config(node: str) -> None:
+    """With the passwords of deploy/env.example in its environment, as Compose gives them."""
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("NATS_PASSWORD_")}
+    passwords = {k: v for k, v in example_env().items() if k.startswith("NATS_PASSWORD_")}
+    assert set(passwords) == auth_password_variables()
     result = subprocess.run(
         [nats_server_binary(), "-t", "-c", str(NATS_DIR / f"{node}.conf")],
         capture_output=True,
         text=True,
         timeout=30,
+        env=bare | passwords,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -308,9 +387,25 @@ def compose() -> dict[str, Any]:
     yaml = pytest.importorskip(
         "yaml", reason="PyYAML is not installed, so docker-compose.yml cannot be parsed"
     )
-    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
+    loaded = yaml.safe_load(interpolate(COMPOSE_FILE.read_text(), example_env()))
     assert isinstance(loaded, dict)
     return loaded
+
+
+REFERENCE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}`, from `env` (.env)."""
+
+    def value(found: re.Match[str]) -> str:
+        name, operator, argument = found.groups()
+        if env.get(name):
+            return env[name]
+        assert operator is not None and "-" in operator, f"${{{name}}} is not set: {argument}"
+        return str(argument)
+
+    return REFERENCE.sub(value, text)
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -369,11 +464,20 @@ def test_compose_nats_nodes(compose: dict[str, Any]) -> None:
         config_path = command[command.index("--config") + 1]
         mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
         assert Path(mounts[config_path]) == Path(f"./deploy/nats/{node}.conf")
+        # `include auth.conf` is relative to the including file.
+        auth_path = str(Path(config_path).parent / "auth.conf")
+        assert Path(mounts[auth_path]) == Path("./deploy/nats/auth.conf")
+        assert auth_password_variables() <= set(environment(service)), f"{node}: passwords"
         data_volume = mounts["/data"]
         assert data_volume in compose["volumes"], f"{node}: /data is not a named volume"
         check = healthcheck_text(service)
         assert f":{MONITOR_PORT}/healthz?js-enabled-only=true" in check
-    data_volumes = {compose["services"][n]["volumes"][1].split(":")[0] for n in NATS_NODES}
+    data_volumes = {
+        v.split(":")[0]
+        for n in NATS_NODES
+        for v in compose["services"][n]["volumes"]
+        if v.split(":")[1] == "/data"
+    }
     assert len(data_volumes) == len(NATS_NODES), "two nodes share a data volume"
 
 
@@ -405,6 +509,23 @@ def test_compose_service(compose: dict[str, Any], name: str) -> None:
     assert database.username == postgres["POSTGRES_USER"]
     assert database.password == postgres["POSTGRES_PASSWORD"]
     assert database.database == postgres["POSTGRES_DB"]
+    # Its own NATS user, with the password the NATS nodes give that user.
+    assert env["PORTFOLIO_NATS_USER"] == name
+    node = environment(compose["services"]["nats-1"])
+    assert env["PORTFOLIO_NATS_PASSWORD"] == node[f"NATS_PASSWORD_{name.upper()}"]
+
+
+def test_compose_secrets_come_from_the_environment() -> None:
+    """Every password is a required `${VAR:?...}` (no default, Compose refuses to start
+    without it), and deploy/env.example lists exactly those variables."""
+    text = COMPOSE_FILE.read_text()
+    references = REFERENCE.findall(text)
+    assert references
+    assert {operator for _, operator, _ in references} == {":?"}
+    assert {name for name, _, _ in references} == set(example_env())
+    assert "POSTGRES_PASSWORD: portfolio" not in text
+    with pytest.raises(AssertionError, match="NATS_PASSWORD_RISK"):
+        interpolate(text, example_env() | {"NATS_PASSWORD_RISK": ""})
 
 
 @pytest.mark.parametrize("name", SERVICES)
