@@ -34,6 +34,7 @@ class Backend:
         self.env = os.environ | {
             "PORTFOLIO_DATA_DIR": str(data_dir),
             "PORTFOLIO_NATS_PORT": "0",
+            "PORTFOLIO_DASHBOARD_PORT": "0",
             "COLUMNS": "200",
         }
         self.process: subprocess.Popen[str] | None = None

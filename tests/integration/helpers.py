@@ -41,6 +41,8 @@ async def running(
     nc: Client, name: str, nats_url: str, data_dir: Path, **overrides: Any
 ) -> AsyncIterator[FastStream]:
     """One service's FastStream app, started in this event loop, ready when it answers."""
+    if name == "reporting":
+        overrides.setdefault("dashboard_port", 0)  # never a fixed port in a test
     settings = SETTINGS_CLASS[name](nats_url=nats_url, data_dir=data_dir, **overrides)
     module = importlib.import_module(f"services.{name}.app")
     app: FastStream = module.create_app(settings)

@@ -183,6 +183,7 @@ async def test_bad_questions_get_an_error_never_a_trace(
         assert json.loads(broken.data)["code"] == "invalid_query"
 
         # The audit query keeps working beside the reports.
+        await caught_up(nc, "reporting", await event_log.last_position())
         audit = json.loads(await query(nc, "reporting", "audit", {"aggregate_id": "P-1"}))
         assert [e["event_type"] for e in audit["entries"]][-1] == "ProjectApproved"
 
