@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck schemas bench clean
+.PHONY: run test lint typecheck schemas bench clean browser
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,7 +21,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: $(STAMP) lint typecheck
+# Chromium from Debian for the dashboard's browser test (skipped without it, unless
+# PORTFOLIO_REQUIRE_BROWSER=1, as in CI).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: the browser test will be skipped"
+
+test: $(STAMP) browser lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 schemas: $(STAMP)
