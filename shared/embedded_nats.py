@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,11 +30,14 @@ class EmbeddedNats:
         port: int = 0,
         host: str = "127.0.0.1",
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port
         self.host = host
         self.extra_args = extra_args
+        #: Added to this process's environment (a config's `$VARIABLE`s, e.g. passwords).
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -60,6 +64,7 @@ class EmbeddedNats:
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            env=os.environ | self.env,
         )
         log_file.close()
         deadline = time.monotonic() + timeout

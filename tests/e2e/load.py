@@ -43,10 +43,11 @@ async def _quiet(_: Exception) -> None:
     """Connection errors are expected here: servers are killed on purpose."""
 
 
-async def connect(urls: list[str]) -> Client:
+async def connect(urls: list[str], **credentials: str) -> Client:
     """A client that knows every node and never gives up reconnecting."""
     return await nats.connect(
         urls,
+        **credentials,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.2,
         connect_timeout=2,
