@@ -561,3 +561,17 @@ def test_compose_database_driver_is_a_project_dependency(compose: dict[str, Any]
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {re.split(r"[\s\[<>=!~;]", d, maxsplit=1)[0].lower() for d in dependencies}
     assert driver in names
+
+
+# --- deploy/OPERATIONS.md -----------------------------------------------------------------
+
+
+def test_operations_guide_cites_only_tests_that_exist() -> None:
+    """Each step of the guide either names the test that exercises it or says it is not
+    exercised: the tests it names must exist."""
+    guide = (ROOT / "deploy" / "OPERATIONS.md").read_text()
+    cited = set(re.findall(r"tests/[\w/]+\.py", guide))
+    assert cited, "the guide names no test"
+    assert [t for t in sorted(cited) if not (ROOT / t).is_file()] == []
+    for file in ("deploy/env.example", "deploy/healthcheck.py", "deploy/nats/auth.conf"):
+        assert file in guide and (ROOT / file).is_file()
