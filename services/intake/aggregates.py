@@ -10,7 +10,7 @@ the log itself, with no database lookup on the hot path.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.base import AppendedEvent, CommandAccepted, RecordedEvent
@@ -24,12 +24,14 @@ class Loaded:
     state: Any
     version: int
     last_position: int
-    #: Ids of the commands whose events the aggregate's history holds.
-    commands: frozenset[str] = frozenset()
+    #: Ids of the commands whose events the aggregate's history holds. It grows in place as
+    #: commands land (a copy per append would cost as much as the history is long).
+    commands: set[str] = field(default_factory=set)
 
 
-#: What an aggregate that has no events yet looks like.
-NEW = Loaded(state=None, version=0, last_position=0)
+def new_aggregate() -> Loaded:
+    """What an aggregate that has no events yet looks like."""
+    return Loaded(state=None, version=0, last_position=0)
 
 
 class AggregateStore:
@@ -74,7 +76,7 @@ def fold(history: list[RecordedEvent]) -> Loaded:
         state=state,
         version=len(history),
         last_position=history[-1].position if history else 0,
-        commands=frozenset(recorded.envelope.causation_id for recorded in history),
+        commands={recorded.envelope.causation_id for recorded in history},
     )
 
 

@@ -21,7 +21,13 @@ from contracts.base import (
     ErrorInfo,
     FrozenModel,
 )
-from services.intake.aggregates import NEW, AggregateStore, Loaded, fold, reply_from_history
+from services.intake.aggregates import (
+    AggregateStore,
+    Loaded,
+    fold,
+    new_aggregate,
+    reply_from_history,
+)
 from services.intake.domains import decide, evolve
 from services.intake.principals import address_of, bind
 from shared.commands import InvalidInput, envelope_for, parse_command
@@ -122,7 +128,7 @@ async def _decide_and_append(intake: Intake, command: Command) -> Reply:
     loaded = intake.aggregates.cached(key)
     guessing = loaded is None and command.expected_version is None
     if loaded is None:
-        loaded = NEW if guessing else await intake.aggregates.load(key)
+        loaded = new_aggregate() if guessing else await intake.aggregates.load(key)
     conflicts = 0
     while conflicts < intake.settings.conflict_retries:
         if command.command_id in loaded.commands:
@@ -195,8 +201,8 @@ async def _append(
                 version=version,
             )
         )
-    commands = loaded.commands | {command.command_id}
-    intake.aggregates.advance(key, Loaded(state, version, last, commands))
+    loaded.commands.add(command.command_id)  # in the log now, whichever Loaded it is
+    intake.aggregates.advance(key, Loaded(state, version, last, loaded.commands))
     return CommandAccepted.model_construct(command_id=command.command_id, events=tuple(appended))
 
 
