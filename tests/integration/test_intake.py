@@ -10,7 +10,7 @@ from nats.aio.client import Client
 from contracts.base import CommandAccepted, CommandRejected, ErrorCode
 from shared.eventlog import EventLog
 from shared.rejections import read_rejections
-from tests.integration.helpers import SUBJECTS, caught_up, proposal, running, send
+from tests.integration.helpers import SUBJECTS, proposal, running, send
 
 
 async def test_lifecycle_through_nats(
@@ -54,18 +54,27 @@ async def test_idempotency_outlives_the_duplicate_window_and_a_restart(
     nc: Client, nats_url: str, tmp_path: Path
 ) -> None:
     body = proposal("P-1", command_id="cmd-1")
+    # Legal again and again, so only its command id can tell a repeat from a new estimate.
+    estimate = {"project_id": "P-1", "capex": "900", "opex": "0", "reason": "new quote"}
+    estimate |= {"command_id": "cmd-2"}
     short_window = {"duplicate_window_seconds": 0.5}
     async with running(nc, "intake", nats_url, tmp_path, **short_window):
         original = await send(nc, "ProposeProject", body)
-        assert isinstance(original, CommandAccepted)
-        await caught_up(nc, "intake", 1)
-    await asyncio.sleep(1.0)  # past the stream's duplicate window
-    # A new intake process: no memory of the command except what the log holds.
+        updated = await send(nc, "UpdateProjectEstimate", estimate)
+        assert isinstance(original, CommandAccepted) and isinstance(updated, CommandAccepted)
+        await asyncio.sleep(1.0)  # past the stream's duplicate window
+        again = await send(nc, "UpdateProjectEstimate", estimate)
+        assert isinstance(again, CommandAccepted) and again.duplicate
+        assert again.events == updated.events
+    # A new intake process: no memory of the commands except what the log holds.
     async with running(nc, "intake", nats_url, tmp_path, **short_window):
         repeat = await send(nc, "ProposeProject", body)
+        repeat_estimate = await send(nc, "UpdateProjectEstimate", estimate)
     assert isinstance(repeat, CommandAccepted) and repeat.duplicate
     assert repeat.events == original.events
-    assert await EventLog(nc.jetstream(), SUBJECTS).last_position() == 1
+    assert isinstance(repeat_estimate, CommandAccepted) and repeat_estimate.duplicate
+    assert repeat_estimate.events == updated.events
+    assert await EventLog(nc.jetstream(), SUBJECTS).last_position() == 2
 
 
 async def test_expected_version_conflict(nc: Client, nats_url: str, tmp_path: Path) -> None:
