@@ -70,6 +70,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--json", type=Path, default=DEFAULT_JSON, metavar="PATH", help="default: %(default)s"
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the command generator")
+    parser.add_argument(
+        "--big-log-events",
+        type=int,
+        metavar="N",
+        help="size of the big log (default: 1,000,000; --quick 30,000)",
+    )
     return parser.parse_args(argv)
 
 
@@ -86,7 +92,7 @@ async def measure(
             nc = await nats.connect(url)
             try:
                 ctx = Context(url, nc, nc.jetstream(timeout=10), work, sizes, args.seed)
-                return await _measure(ctx, selected, console)
+                return await _measure(ctx, selected, console, args.big_log_events)
             finally:
                 await nc.close()
         finally:
@@ -94,7 +100,7 @@ async def measure(
 
 
 async def _measure(
-    ctx: Context, selected: set[str], console: Console
+    ctx: Context, selected: set[str], console: Console, big_log_events: int | None = None
 ) -> tuple[list[Baseline], list[Row], dict[str, int]]:
     sizes, js = ctx.sizes, ctx.js
     sample = Generator(ctx.seed, "SIZE").proposal(0)
@@ -144,9 +150,9 @@ async def _measure(
         console.log("[bold]ledger replay[/] (own process, SQLite and PostgreSQL)")
         rows += await _guarded("ledger-replay", ledger_replay.ledger_replay(ctx, progress))
     if "big-log" in selected:
-        size = million.BIG_LOG[sizes]
+        size = big_log_events or million.BIG_LOG[sizes]
         console.log(f"[bold]big log[/] ({size:,} events, every service, own nats-server)")
-        rows += await _guarded("big-log", million.big_log(ctx, progress, console.log))
+        rows += await _guarded("big-log", million.big_log(ctx, size, progress, console.log))
     if "alert-latency" in selected:
         console.log("[bold]alert latency[/] (intake and risk monitor, own processes)")
         rows += await _guarded("alert-latency", decisions.alert_latency(ctx, progress))

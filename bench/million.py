@@ -41,24 +41,25 @@ AUDIT_PROJECTS = 20
 BIG_LOG: dict[Sizes, int] = {FULL: 1_000_000, QUICK: 30_000, SMOKE: 2_000}
 
 
-async def big_log(ctx: Context, progress: Any, log_line: Any) -> list[Row]:
+async def big_log(ctx: Context, target: int, progress: Any, log_line: Any) -> list[Row]:
     server = EmbeddedNats(ctx.work / "nats-big", port=0)
     url = server.start()
     try:
         nc = await nats.connect(url)
         try:
-            return await _measure(ctx, url, nc, progress, log_line)
+            return await _measure(ctx, target, url, nc, progress, log_line)
         finally:
             await nc.close()
     finally:
         server.stop()
 
 
-async def _measure(ctx: Context, url: str, nc: Any, progress: Any, log_line: Any) -> list[Row]:
+async def _measure(
+    ctx: Context, target: int, url: str, nc: Any, progress: Any, log_line: Any
+) -> list[Row]:
     js = nc.jetstream(timeout=30)
     log = EventLog(js, SUBJECTS)
     await log.ensure_streams()
-    target = BIG_LOG[ctx.sizes]
     started = time.perf_counter()
     builder = biglog.BigLog(target, ctx.seed)
 
