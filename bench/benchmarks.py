@@ -176,16 +176,16 @@ async def intake_benchmarks(ctx: Context, selected: set[str], progress: Any) -> 
         warmup = _requester(ctx.nc, _bodies(ctx.seed, "WARM", ctx.sizes.warmup))
         await in_flight(warmup, ctx.sizes.warmup, IN_FLIGHT)
         if "intake-throughput" in selected:
-            await settle(ctx.js)
+            await _quiet(ctx, intake)
             rows.append(await intake_throughput(ctx))
             progress(rows[-1])
         if "intake-latency" in selected:
-            await settle(ctx.js)
+            await _quiet(ctx, intake)
             rows.extend(await intake_latency(ctx))
             progress(rows[-2])
             progress(rows[-1])
         if "inbox" in selected:
-            await settle(ctx.js)
+            await _quiet(ctx, intake)
             rows.append(await inbox_throughput(ctx))
             progress(rows[-1])
     finally:
@@ -194,6 +194,13 @@ async def intake_benchmarks(ctx: Context, selected: set[str], progress: Any) -> 
         for row in rows:
             row.details["intake_killed"] = "did not exit within 5 s of SIGTERM"
     return rows
+
+
+async def _quiet(ctx: Context, intake: Service) -> None:
+    """The log stopped growing and intake's projection has applied all of it: a benchmark
+    then measures intake alone, not the catching up after the one before."""
+    await settle(ctx.js)
+    await intake.wait_until(ctx.nc, lambda s: s["lag"] == 0, timeout=120)
 
 
 async def settle(js: JetStreamContext, quiet: float = 1.0, timeout: float = 120.0) -> None:
