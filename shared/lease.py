@@ -16,7 +16,6 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
 import structlog
 from nats.js import JetStreamContext
@@ -38,13 +37,11 @@ class Lease:
         js: JetStreamContext,
         name: str,
         ttl: float,
-        on_lost: Callable[[], Awaitable[None]],
         replicas: int = 1,
     ) -> None:
         self.js = js
         self.name = name
         self.ttl = ttl
-        self.on_lost = on_lost
         #: As many as the log's: a lease kept on one node would die with that node.
         self.replicas = replicas
         self.holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
@@ -54,6 +51,8 @@ class Lease:
         self._written_at = 0.0
         self._kv: KeyValue | None = None
         self._renewer: asyncio.Task[None] | None = None
+        #: Set when the lease is lost: the holder must stop working (`wait_lost`).
+        self._lost = asyncio.Event()
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
@@ -92,7 +91,12 @@ class Lease:
                     log.warning("lease.unavailable", service=self.name, error=trouble)
             await asyncio.sleep(self.ttl / 4)
         log.info("lease.acquired", service=self.name, holder=self.holder)
+        self._lost.clear()
         self._renewer = asyncio.create_task(self._renew(), name=f"lease:{self.name}")
+
+    async def wait_lost(self) -> None:
+        """Return once the lease held since the last `acquire` is lost."""
+        await self._lost.wait()
 
     async def _renew(self) -> None:
         """Renew well within the TTL. A renewal that fails (a node died, the bucket elects a
@@ -119,7 +123,8 @@ class Lease:
             except Exception as error:  # noqa: BLE001 - retried until the TTL says otherwise
                 log.warning("lease.renew_failed", service=self.name, error=repr(error))
         self.revision = None
-        await self.on_lost()
+        # Only a signal: the renewer runs no one else's code, so cancelling it is reliable.
+        self._lost.set()
 
     async def _still_ours(self, kv: KeyValue) -> bool:
         """A renewal that landed unanswered moved the revision: adopt it if it is ours."""
@@ -133,6 +138,7 @@ class Lease:
         return True
 
     async def release(self) -> None:
+        """Stop renewing and delete the lease, so a standby need not wait for the TTL."""
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -7,13 +7,16 @@ calls `build_app`. Nothing connects until FastStream starts the app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import nats
+import nats.errors
 import structlog
 from faststream import FastStream
 from faststream.nats import (
@@ -25,6 +28,7 @@ from faststream.nats import (
 )
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import ServiceUnavailableError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, func, select
 
@@ -64,6 +68,8 @@ class ServiceRuntime:
         self._db: Database | None = None
         self._runner: ProjectionRunner | None = None
         self._lease: Lease | None = None
+        self._guard: asyncio.Task[None] | None = None
+        self._stopping = False
         #: Set once everything the service does has started: until then it says "starting".
         self.ready = False
         #: Set by a service that decides on each batch its projection applied.
@@ -106,25 +112,23 @@ class ServiceRuntime:
         self._log = EventLog(
             self._js, settings.subjects, settings.duplicate_window_seconds, settings.log_replicas
         )
-        await self._log.ensure_streams()
+        await patiently(self._log.ensure_streams)
         self._db = Database(settings.database_url_for(self.name))
         if settings.lease_ttl_seconds > 0:
             # A standby waits here, connected, until the active instance's lease lapses.
             self._lease = Lease(
-                self._js,
-                self.name,
-                settings.lease_ttl_seconds,
-                self._lease_lost,
-                replicas=settings.log_replicas,
+                self._js, self.name, settings.lease_ttl_seconds, replicas=settings.log_replicas
             )
             await self._lease.acquire()
-        await self._start_runner()
+        await patiently(self._start_runner)
+        if self._lease is not None:
+            self._guard = asyncio.create_task(self._guard_lease(), name=f"guard:{self.name}")
         log.info("service.started", position=self.runner.position, pid=os.getpid())
 
     async def _start_runner(self) -> None:
         settings = self.settings
         assert self._js is not None and self._db is not None
-        self._runner = ProjectionRunner(
+        runner = ProjectionRunner(
             self._js,
             self._db,
             self.projection,
@@ -133,25 +137,39 @@ class ServiceRuntime:
             retry_delay=settings.projection_retry_delay_seconds,
             after_batch=self.after_batch,
         )
-        await self._runner.start()
+        try:
+            await runner.start()
+        except BaseException:
+            await runner.stop()  # its subscription, if it got that far; the caller tries again
+            raise
+        self._runner = runner
 
-    async def _lease_lost(self) -> None:
-        """Another instance may be writing now: stop writing, stand by, and take over again
-        when the lease is free (the projection reloads from the database)."""
-        if self._runner is not None:
-            await self._runner.stop()
-        assert self._lease is not None
-        while True:
-            await self._lease.acquire()
-            try:
-                await self._start_runner()
-                return
-            except Exception:  # e.g. the stream still elects a leader: hand back, try again
-                log.exception("service.resume_failed")
-                await self._lease.release()
-                await asyncio.sleep(1)
+    async def _guard_lease(self) -> None:
+        """When the lease is lost another instance may be writing: stop writing, stand by,
+        and take over again when the lease is free (the projection reloads from the
+        database). One task does this, so a loss during a resumption waits its turn."""
+        lease = self._lease
+        assert lease is not None
+        while not self._stopping:
+            await lease.wait_lost()
+            if self._runner is not None:
+                await self._runner.stop()
+            while not self._stopping:
+                await lease.acquire()
+                try:
+                    await self._start_runner()
+                    break
+                except Exception:  # e.g. the stream still elects a leader: hand back, retry
+                    log.exception("service.resume_failed")
+                    await lease.release()
+                    await asyncio.sleep(1)
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._guard is not None:
+            self._guard.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._guard
         if self._runner is not None:
             await self._runner.stop()
         if self._lease is not None:
@@ -185,6 +203,28 @@ class ServiceRuntime:
             started_at=self.started_at,
             pid=os.getpid(),
         )
+
+
+#: How long a starting service waits for JetStream to answer before it gives up and exits.
+STARTUP_PATIENCE_SECONDS = 60.0
+#: What a cluster that is still electing its leaders (or a server still starting) answers.
+UNAVAILABLE = (TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
+
+
+async def patiently(step: Callable[[], Awaitable[None]]) -> None:
+    """Run a start-up step, again while JetStream is unavailable (a cluster without a quorum
+    yet, or electing a leader), rather than exit and be restarted. Anything else, such as a
+    log with a weak configuration, stops the start at once."""
+    deadline = time.monotonic() + STARTUP_PATIENCE_SECONDS
+    while True:
+        try:
+            await step()
+            return
+        except UNAVAILABLE as error:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("service.jetstream_unavailable", error=repr(error))
+            await asyncio.sleep(1)
 
 
 def answer(model: BaseModel) -> bytes:
