@@ -108,6 +108,7 @@ class ProjectionRunner:
         self._sub: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._rebuild_requested = False
+        self._batch_failing = False
         self.rebuilds = 0
 
     @property
@@ -243,7 +244,8 @@ class ProjectionRunner:
         try:
             msgs = await self._sub.fetch(self.batch_size, timeout=self.poll_seconds)
         except TimeoutError:  # nats-py raises both its own and asyncio's
-            if self.state not in ("stalled", "stopped"):
+            # Nothing more to read: caught up, unless a batch is still failing.
+            if self.state != "stopped" and not self._batch_failing:
                 self._mark_caught_up()
             return
         except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError) as error:
@@ -252,7 +254,8 @@ class ProjectionRunner:
             return
         fresh = [m for m in msgs if m.metadata.sequence.stream > self.position]
         if not fresh:
-            await msgs[-1].ack()
+            if msgs:
+                await msgs[-1].ack()
             return
         if fresh[0].metadata.sequence.stream != self.position + 1:
             log.warning(
@@ -266,6 +269,7 @@ class ProjectionRunner:
         try:
             await self._apply_batch(fresh)
         except Exception as error:  # noqa: BLE001 - a failed batch is retried, never dropped
+            self._batch_failing = True
             self.state = "stalled"
             self.last_error = f"{type(error).__name__}: {error}"
             log.error(
@@ -280,6 +284,7 @@ class ProjectionRunner:
             # Start again right after what the database holds.
             await self._subscribe()
             return
+        self._batch_failing = False
         await fresh[-1].ack()
         if self.after_batch is not None:
             try:

@@ -5,6 +5,9 @@ Each service owns its copy (its own table, built from the log by its own project
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -17,6 +20,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.sql import Insert, Select, Update
 
 from contracts import projects as p
 from contracts.base import RecordedEvent
@@ -45,6 +49,32 @@ def projects_table(metadata: MetaData, service: str) -> Table:
     )
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """Built once per table: building a statement costs more than running it."""
+
+    exists: Select[Any]
+    current: Select[Any]
+    insert: Insert
+    update: Update
+
+
+_STATEMENTS: dict[Table, _Statements] = {}
+
+
+def _statements(table: Table) -> _Statements:
+    found = _STATEMENTS.get(table)
+    if found is None:
+        key = table.c.project_id == bindparam("key")
+        found = _STATEMENTS[table] = _Statements(
+            exists=select(table.c.project_id).where(key),
+            current=select(table.c.status, table.c.version).where(key),
+            insert=table.insert(),
+            update=update(table).where(key),
+        )
+    return found
+
+
 def apply_project_event(conn: Connection, table: Table, event: RecordedEvent) -> None:
     """Fold one project event into the summary table; other aggregates are ignored.
 
@@ -53,13 +83,13 @@ def apply_project_event(conn: Connection, table: Table, event: RecordedEvent) ->
     if envelope.aggregate_type != p.AGGREGATE:
         return
     payload = payload_of(envelope)
-    key = table.c.project_id == bindparam("key")
+    statements = _statements(table)
     if isinstance(payload, p.ProjectProposed):
-        existing = conn.execute(select(table.c.project_id).where(key), {"key": payload.project_id})
+        existing = conn.execute(statements.exists, {"key": payload.project_id})
         if existing.first() is not None:
             raise CannotApply(f"project {envelope.aggregate_id} was already proposed")
         conn.execute(
-            table.insert(),
+            statements.insert,
             {
                 "project_id": payload.project_id,
                 "name": payload.name,
@@ -77,9 +107,7 @@ def apply_project_event(conn: Connection, table: Table, event: RecordedEvent) ->
             },
         )
         return
-    row = conn.execute(
-        select(table.c.status, table.c.version).where(key), {"key": envelope.aggregate_id}
-    ).first()
+    row = conn.execute(statements.current, {"key": envelope.aggregate_id}).first()
     if row is None:
         raise CannotApply(f"{envelope.event_type} for unknown project {envelope.aggregate_id}")
     values: dict[str, object] = {
@@ -94,7 +122,7 @@ def apply_project_event(conn: Connection, table: Table, event: RecordedEvent) ->
             "planned_start": payload.planned_start.isoformat(),
             "planned_end": payload.planned_end.isoformat(),
         }
-    conn.execute(update(table).where(key), {"key": envelope.aggregate_id, **values})
+    conn.execute(statements.update, {"key": envelope.aggregate_id, **values})
 
 
 def list_projects(conn: Connection, table: Table, query: ProjectsQuery) -> ProjectsAnswer:
