@@ -831,9 +831,12 @@ def threshold_changes(
     return sorted(reached - raised), sorted(raised - reached, reverse=True)
 
 
-def pool_threshold_events(state: PoolState) -> list[FrozenModel]:
+def pool_threshold_events(
+    state: PoolState, projects: Iterable[str] | None = None
+) -> list[FrozenModel]:
     """What the ledger service appends to the pool after a change: consumption thresholds
-    crossed or cleared, then projects newly overspent or back within their allocation."""
+    crossed or cleared, then projects newly overspent or back within their allocation.
+    `projects` limits the overspend check to the projects a change touched (default: all)."""
     crossed, cleared = threshold_changes(
         state.raised_thresholds, state.thresholds, state.consumed, state.amount
     )
@@ -850,7 +853,8 @@ def pool_threshold_events(state: PoolState) -> list[FrozenModel]:
         lg.PoolThresholdCrossed(threshold_percent=t, **figures) for t in crossed
     ]
     events += [lg.PoolThresholdCleared(threshold_percent=t, **figures) for t in cleared]
-    for project_id in sorted(set(state.actual_by_project) | state.overspent):
+    candidates = set(state.actual_by_project) | state.overspent if projects is None else projects
+    for project_id in sorted(set(candidates)):
         actual, allocated = state.actual_of(project_id), state.allocated_to(project_id)
         over = actual > allocated
         if over == (project_id in state.overspent):

@@ -26,14 +26,18 @@ async def check_thresholds(
     """Append the threshold events the latest changes call for; each crossing once, because
     the appended events fold back into the state they were computed from."""
     touched, projection.touched = projection.touched, {}
+    parts, projection.touched_parts = projection.touched_parts, {}
     appended = 0
     try:
         for key, cause in sorted(touched.items()):
-            appended += await _check(event_log, projection, tolerance_percent, key, cause)
+            appended += await _check(
+                event_log, projection, tolerance_percent, key, cause, parts.get(key, set())
+            )
     except Exception:
         # Checked again after the next batch rather than forgotten.
         for key, cause in touched.items():
             projection.touched.setdefault(key, cause)
+            projection.touched_parts.setdefault(key, set()).update(parts.get(key, set()))
         raise
     return appended
 
@@ -44,13 +48,19 @@ async def _check(
     tolerance_percent: Decimal,
     key: tuple[str, str],
     cause: RecordedEvent,
+    parts: set[str],
 ) -> int:
+    """A pool's consumption, and the overspend of the projects the changes named; a role's
+    allocation in the months they named (a capacity change moves no other month)."""
     aggregate_type, aggregate_id = key
     appended = 0
     if aggregate_type == lg.POOL:
-        events = domain.pool_threshold_events(projection.pools[aggregate_id])
+        pool = projection.pools[aggregate_id]
+        events = domain.pool_threshold_events(pool, parts | pool.overspent)
     else:
-        events = domain.capacity_threshold_events(projection.roles[aggregate_id], tolerance_percent)
+        events = domain.capacity_threshold_events(
+            projection.roles[aggregate_id], tolerance_percent, parts
+        )
     position = projection.last_position[(aggregate_type, aggregate_id)]
     expected = position
     for index, event in enumerate(events):

@@ -15,6 +15,9 @@ from shared.projection import CannotApply, Projection
 from shared.projects_view import apply_project_event, projects_table
 
 NAME = "ledger"
+THRESHOLD_EVENTS = frozenset(t.__name__ for t in lg.THRESHOLD_EVENTS)
+#: The payload fields naming what a change touched: a pool's projects, a role's months.
+PART_FIELDS = ("project_id", "from_project_id", "to_project_id", "period")
 
 
 class LedgerProjection(Projection):
@@ -38,11 +41,14 @@ class LedgerProjection(Projection):
         #: The last position folded per (aggregate type, id): the expected position of a
         #: threshold event appended to it.
         self.last_position: dict[tuple[str, str], int] = {}
-        #: Aggregates changed since the thresholds were last checked, with their cause.
+        #: Aggregates changed since the thresholds were last checked, with their cause,
+        #: and what changed in each: a pool's projects, a role's months.
         self.touched: dict[tuple[str, str], RecordedEvent] = {}
+        self.touched_parts: dict[tuple[str, str], set[str]] = {}
 
     def load(self, conn: Connection) -> None:
         self.pools, self.roles, self.last_position, self.touched = {}, {}, {}, {}
+        self.touched_parts = {}
         for row in conn.execute(select(self.facts).order_by(self.facts.c.position)):
             self._fold(
                 row.aggregate_type,
@@ -82,8 +88,13 @@ class LedgerProjection(Projection):
                 "payload": e.payload,
             },
         )
-        if e.event_type not in {t.__name__ for t in lg.THRESHOLD_EVENTS}:
-            self.touched[(e.aggregate_type, e.aggregate_id)] = event
+        if e.event_type not in THRESHOLD_EVENTS:
+            key = (e.aggregate_type, e.aggregate_id)
+            self.touched[key] = event
+            parts = self.touched_parts.setdefault(key, set())
+            for name in PART_FIELDS:
+                if isinstance(part := e.payload.get(name), str):
+                    parts.add(part)
 
     def _fold(
         self,
