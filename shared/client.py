@@ -36,13 +36,18 @@ class PortfolioClient:
         attempts: int = 4,
         actor: str | None = None,
         source: str | None = None,
+        principal: str | None = None,
     ) -> None:
+        """`principal`: the NATS user this client connects as, named in the subject of every
+        command (`portfolio.cmd.<Command>.<user>`) when the server lets each user publish
+        only under its own name; intake then knows who sent it (actor binding)."""
         self.nc = nc
         self.subjects = subjects or Subjects()
         self.timeout = timeout
         self.attempts = attempts
         self.actor = actor
         self.source = source
+        self.principal = principal
         self._owns_connection = False
 
     @classmethod
@@ -70,10 +75,13 @@ class PortfolioClient:
             update["source"] = self.source
         return command.model_copy(update=update) if update else command
 
+    def _named(self, subject: str) -> str:
+        return f"{subject}.{self.principal}" if self.principal else subject
+
     async def send(self, command: Command) -> Reply:
         """Request/reply through intake; retried on timeouts and rate limiting."""
         command = self._stamped(command)
-        subject = self.subjects.command(type(command).__name__)
+        subject = self._named(self.subjects.command(type(command).__name__))
         body = command.model_dump_json(exclude_none=True).encode()
         for attempt in range(1, self.attempts + 1):
             try:
@@ -96,7 +104,7 @@ class PortfolioClient:
         """Fire-and-forget into the durable inbox; returns the id to fetch the result by."""
         command = self._stamped(command)
         await self.nc.jetstream().publish(
-            self.subjects.inbox(type(command).__name__),
+            self._named(self.subjects.inbox(type(command).__name__)),
             command.model_dump_json(exclude_none=True).encode(),
             headers={"Nats-Msg-Id": command.command_id},
         )

@@ -22,7 +22,9 @@ import pytest
 from nats.aio.client import Client
 
 from contracts.base import CommandAccepted, CommandRejected, ErrorCode
+from contracts.projects import ProposeProject, SubmitProjectForReview
 from services.intake.principals import address_of
+from shared.client import PortfolioClient
 from shared.embedded_nats import EmbeddedNats
 from shared.eventlog import EventLog
 from shared.rejections import read_rejections
@@ -198,3 +200,27 @@ async def test_require_principal_refuses_unnamed_senders(server: Server, tmp_pat
 def test_address_of(prefix: str, subject: str, command: str, principal: str | None) -> None:
     address = address_of(prefix, subject)
     assert (address.command, address.principal) == (command, principal)
+
+
+async def test_the_client_sends_under_its_principal(server: Server, tmp_path: Path) -> None:
+    admin = await server.connect("admin")
+    finance = await server.connect("finance")
+    settings = server.intake_settings(actor_bindings={"finance": ["finance-bot"]})
+    client = PortfolioClient(finance, principal="finance", actor="finance-bot")
+    async with running(admin, "intake", server.url, tmp_path, **settings):
+        accepted = await client.send(
+            ProposeProject.model_validate(proposal("P-9") | {"actor": "anonymous"})
+        )
+        refused = await client.send(
+            ProposeProject.model_validate(proposal("P-10") | {"actor": "cfo"})
+        )
+        queued = await client.send_to_inbox(
+            SubmitProjectForReview(project_id="P-9", command_id="submit-9")
+        )
+        submitted = await client.result(queued)
+    assert isinstance(accepted, CommandAccepted)
+    assert isinstance(refused, CommandRejected) and refused.error.code == ErrorCode.FORBIDDEN
+    assert isinstance(submitted, CommandAccepted)
+    log = EventLog(admin.jetstream(), SUBJECTS)
+    events = await log.read_aggregate("project", "P-9")
+    assert [e.envelope.actor for e in events] == ["finance-bot", "finance-bot"]
