@@ -31,6 +31,7 @@ class ScheduledPublisher:
         self.runtime = runtime
         self.every = every
         self.snapshotter = snapshotter
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -38,10 +39,13 @@ class ScheduledPublisher:
             self._task = asyncio.create_task(self._run(), name="publish-reports")
 
     async def stop(self) -> None:
+        # A cancellation that lands in a log read may be taken for a timeout (nats-py's
+        # fetch): the loop also checks this flag.
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 10)
 
     async def _run(self) -> None:
         request = handlers.PublishRequest(
@@ -50,7 +54,7 @@ class ScheduledPublisher:
             source="reporting",
         )
         seen = -1
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.every)
             try:
                 # Nothing appended since the last look: no need to read the log at all.

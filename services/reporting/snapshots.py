@@ -176,6 +176,7 @@ class Snapshotter:
         self.position = 0
         self.store: SnapshotStore | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         if self.every <= 0:
@@ -185,10 +186,13 @@ class Snapshotter:
         self._task = asyncio.create_task(self._run(self.store), name="report-snapshots")
 
     async def stop(self) -> None:
+        # nats-py's fetch can turn a cancellation into a timeout, which the log reader
+        # takes for the end of the log: the loop also checks this flag.
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 10)
 
     async def describe(self) -> dict[str, int]:
         """What `portfolio.query.reporting.snapshots` answers."""
@@ -207,10 +211,12 @@ class Snapshotter:
         report = latest.report if latest is not None else PortfolioReport()
         self.position = latest.position if latest is not None else 0
         saved = self.position
-        while True:
+        while not self._stopping:
             try:
                 end = await log_.last_position()
                 async for event in log_.read(self.position + 1, until_position=end):
+                    if self._stopping:
+                        return
                     report.apply(event)
                     self.position = event.position
                     if self.position - saved >= self.every:
