@@ -128,7 +128,7 @@ class ReportingSettings(ServiceSettings):
     report_publish_every_seconds: float = 0.0
     #: A snapshot of the report fold every this many events, so a report at any point
     #: reads at most this many from the log (0: no snapshots, every report reads it all).
-    report_snapshot_every: int = Field(default=25_000, ge=0)
+    report_snapshot_every: int = Field(default=10_000, ge=0)
     #: The dashboard's address (`PORTFOLIO_DASHBOARD_HOST`, `PORTFOLIO_DASHBOARD_PORT`); port
     #: 0 picks a free one, and a taken port falls back to a free one.
     dashboard_host: str = "127.0.0.1"
