@@ -36,7 +36,7 @@ from contracts.base import Command, EventEnvelope
 from contracts.subjects import LOG_STREAM, Subjects
 from services.intake.domains import decide, evolve
 from shared.commands import envelope_for
-from shared.eventlog import HEADER_EVENT_TYPE
+from shared.eventlog import append_headers
 from shared.rejected import Rejected
 
 YEARS = (2024, 2025, 2026)
@@ -507,12 +507,7 @@ async def publish(
     written = 0
     for envelope in envelopes:
         subject = subjects.events(envelope.aggregate_type, envelope.aggregate_id)
-        headers = {
-            "Nats-Msg-Id": envelope.event_id,
-            "Nats-Expected-Last-Subject-Sequence": str(last.get(subject, 0)),
-            "Nats-Expected-Stream": LOG_STREAM,
-            HEADER_EVENT_TYPE: envelope.event_type,
-        }
+        headers = append_headers(envelope, last.get(subject, 0))
         position += 1
         last[subject] = position
         pending.append(

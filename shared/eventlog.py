@@ -42,6 +42,17 @@ WRONG_LAST_SEQUENCE = 10071
 HEADER_EVENT_TYPE = "Portfolio-Event-Type"
 
 
+def append_headers(envelope: EventEnvelope, expected_last_position: int) -> dict[str, str]:
+    """What every append carries: the event id as message id (a retry is stored once) and
+    the aggregate's expected last position (one writer per aggregate)."""
+    return {
+        "Nats-Msg-Id": envelope.event_id,
+        "Nats-Expected-Last-Subject-Sequence": str(expected_last_position),
+        "Nats-Expected-Stream": LOG_STREAM,
+        HEADER_EVENT_TYPE: envelope.event_type,
+    }
+
+
 class ConcurrencyConflict(Exception):
     """Another writer appended to the aggregate after the state the decision was based on."""
 
@@ -215,12 +226,7 @@ class EventLog:
         our own event is recognised as the earlier attempt having landed.
         """
         subject = self.subjects.events(envelope.aggregate_type, envelope.aggregate_id)
-        headers = {
-            "Nats-Msg-Id": envelope.event_id,
-            "Nats-Expected-Last-Subject-Sequence": str(expected_last_position),
-            "Nats-Expected-Stream": LOG_STREAM,
-            HEADER_EVENT_TYPE: envelope.event_type,
-        }
+        headers = append_headers(envelope, expected_last_position)
         data = envelope.model_dump_json().encode()
         for attempt in range(1, attempts + 1):
             try:

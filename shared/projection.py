@@ -158,11 +158,12 @@ class ProjectionRunner:
         Tables whose columns differ from the code's (a new version added one) are dropped
         with the stored position, so the projection is rebuilt from the log."""
         runner_metadata.create_all(conn)
-        if self._changed_tables(conn):
+        changed = self._changed_tables(conn)
+        if changed:
             log.warning(
                 "projection.schema_changed_rebuilding",
                 projection=self.projection.name,
-                tables=self._changed_tables(conn),
+                tables=changed,
             )
             self._reset(conn)
         self.projection.metadata.create_all(conn)

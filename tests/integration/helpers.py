@@ -109,6 +109,34 @@ def proposal(project_id: str, **overrides: Any) -> dict[str, Any]:
     return body | overrides
 
 
+def budget_pool(pool_id: str = "CAPEX-27", **overrides: Any) -> dict[str, Any]:
+    """DefineBudgetPool data: a 2027 capex pool of one million euros."""
+    body = {
+        "pool_id": pool_id,
+        "name": "IT capex 2027",
+        "fiscal_year": 2027,
+        "category": "capex",
+        "amount": "1000000",
+        "currency": "EUR",
+        "owner": "cfo",
+    }
+    return body | overrides
+
+
+def project_risk(risk_id: str, project_id: str, **overrides: Any) -> dict[str, Any]:
+    """IdentifyRisk data: a threat to the project, probability 4 x impact 4."""
+    body = {
+        "risk_id": risk_id,
+        "project_id": project_id,
+        "title": "Vendor late",
+        "owner": "pmo",
+        "probability": 4,
+        "impact": 4,
+        "monetary_impact": "100000",
+    }
+    return body | overrides
+
+
 def proposed_envelope(project_id: str) -> EventEnvelope:
     """A ProjectProposed event exactly as intake would write it, for filling the log fast."""
     command = ProposeProject.model_validate(proposal(project_id))

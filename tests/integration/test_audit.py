@@ -10,7 +10,15 @@ from nats.aio.client import Client
 
 from contracts.queries import AuditAnswer
 from shared.eventlog import EventLog
-from tests.integration.helpers import accepted, caught_up, proposal, query, running
+from tests.integration.helpers import (
+    accepted,
+    budget_pool,
+    caught_up,
+    project_risk,
+    proposal,
+    query,
+    running,
+)
 
 
 async def test_a_projects_trail_spans_every_aggregate(
@@ -24,19 +32,7 @@ async def test_a_projects_trail_spans_every_aggregate(
             await accepted(nc, "ProposeProject", proposal(project_id))
             await accepted(nc, "SubmitProjectForReview", {"project_id": project_id})
             await accepted(nc, "ApproveProject", {"project_id": project_id, "rationale": "board"})
-        await accepted(
-            nc,
-            "DefineBudgetPool",
-            {
-                "pool_id": "CAPEX-27",
-                "name": "Capex 2027",
-                "fiscal_year": 2027,
-                "category": "capex",
-                "amount": "1000000",
-                "currency": "EUR",
-                "owner": "cfo",
-            },
-        )
+        await accepted(nc, "DefineBudgetPool", budget_pool())
         for project_id, amount in (("P-1", "600000"), ("P-2", "100000")):
             await accepted(
                 nc,
@@ -48,18 +44,8 @@ async def test_a_projects_trail_spans_every_aggregate(
                     "rationale": "approved business case",
                 },
             )
-        await accepted(
-            nc,
-            "IdentifyRisk",
-            {
-                "risk_id": "R-1",
-                "project_id": "P-1",
-                "title": "Vendor late",
-                "owner": "pmo",
-                "probability": 3,
-                "impact": 4,
-            },
-        )
+        risk = project_risk("R-1", "P-1", probability=3, monetary_impact="0")
+        await accepted(nc, "IdentifyRisk", risk)
         await caught_up(nc, "reporting", await event_log.last_position())
 
         raw = await query(nc, "reporting", "audit", {"project_id": "P-1"})

@@ -14,7 +14,15 @@ from pathlib import Path
 import aiohttp
 from nats.aio.client import Client
 
-from tests.integration.helpers import accepted, caught_up, proposal, query, running
+from tests.integration.helpers import (
+    accepted,
+    budget_pool,
+    caught_up,
+    project_risk,
+    proposal,
+    query,
+    running,
+)
 
 SERVICES = ("intake", "prioritization", "ledger", "risk", "reporting")
 
@@ -44,19 +52,7 @@ async def fill(nc: Client) -> None:
     serving = {"objectives": [{"objective_id": "OBJ-A", "contribution": 3}]}
     await accepted(nc, "ProposeProject", proposal("P-1", **serving))
     await accepted(nc, "ProposeProject", proposal("P-2", name="<script>x()</script> & co"))
-    await accepted(
-        nc,
-        "DefineBudgetPool",
-        {
-            "pool_id": "CAPEX-27",
-            "name": "IT capex 2027",
-            "fiscal_year": 2027,
-            "category": "capex",
-            "amount": "1000000",
-            "currency": "EUR",
-            "owner": "cfo",
-        },
-    )
+    await accepted(nc, "DefineBudgetPool", budget_pool())
     await accepted(
         nc,
         "AllocateBudget",
@@ -72,19 +68,7 @@ async def fill(nc: Client) -> None:
         "AssignDemand",
         {"role": "developer", "project_id": "P-1", "period": "2027-01", "amount": "3"},
     )
-    await accepted(
-        nc,
-        "IdentifyRisk",
-        {
-            "risk_id": "R-1",
-            "project_id": "P-1",
-            "title": "Vendor late",
-            "owner": "pmo",
-            "probability": 4,
-            "impact": 4,
-            "monetary_impact": "100000",
-        },
-    )
+    await accepted(nc, "IdentifyRisk", project_risk("R-1", "P-1"))
 
 
 async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:

@@ -14,7 +14,16 @@ from nats.aio.client import Client
 from contracts.base import RecordedEvent
 from services.reporting.report import Cut, fold
 from shared.eventlog import EventLog
-from tests.integration.helpers import SUBJECTS, accepted, caught_up, proposal, query, running
+from tests.integration.helpers import (
+    SUBJECTS,
+    accepted,
+    budget_pool,
+    caught_up,
+    project_risk,
+    proposal,
+    query,
+    running,
+)
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -56,37 +65,13 @@ async def first_batch(nc: Client) -> None:
 async def second_batch(nc: Client) -> None:
     await accepted(nc, "ProposeProject", proposal("P-3"))
     await accepted(nc, "StartProject", {"project_id": "P-1"})
-    await accepted(
-        nc,
-        "DefineBudgetPool",
-        {
-            "pool_id": "CAPEX-27",
-            "name": "IT capex 2027",
-            "fiscal_year": 2027,
-            "category": "capex",
-            "amount": "1000000",
-            "currency": "EUR",
-            "owner": "cfo",
-        },
-    )
+    await accepted(nc, "DefineBudgetPool", budget_pool())
     await accepted(
         nc,
         "AllocateBudget",
         {"pool_id": "CAPEX-27", "project_id": "P-1", "amount": "250000", "rationale": "tranche"},
     )
-    await accepted(
-        nc,
-        "IdentifyRisk",
-        {
-            "risk_id": "R-1",
-            "project_id": "P-1",
-            "title": "Vendor late",
-            "owner": "pmo",
-            "probability": 4,
-            "impact": 4,
-            "monetary_impact": "100000",
-        },
-    )
+    await accepted(nc, "IdentifyRisk", project_risk("R-1", "P-1"))
     # A late-arriving fact: recorded now, it happened (business time) last year.
     await accepted(nc, "ProposeProject", proposal("P-OLD", occurred_at="2026-01-15T10:00:00Z"))
 
