@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck schemas bench clean browser
+.PHONY: run test lint typecheck layers schemas bench clean browser
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,8 +15,11 @@ run: $(STAMP)
 	$(VENV)/bin/portfolio up
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check contracts shared services tests bench
-	$(VENV)/bin/ruff format --check contracts shared services tests bench
+	$(VENV)/bin/ruff check contracts domain shared services tests bench
+	$(VENV)/bin/ruff format --check contracts domain shared services tests bench
+
+layers: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -27,7 +30,7 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
 		|| echo "chromium could not be installed: the browser test will be skipped"
 
-test: $(STAMP) browser lint typecheck
+test: $(STAMP) browser lint typecheck layers
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 schemas: $(STAMP)

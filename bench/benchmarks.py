@@ -25,7 +25,7 @@ from bench.report import Baseline, Row, skipped
 from contracts.base import EventEnvelope
 from contracts.projects import ProposeProject
 from contracts.subjects import INBOX_STREAM, LOG_STREAM, Subjects
-from services.intake.domain import decide
+from domain.deciders import decide
 from shared.commands import envelope_for
 from shared.eventlog import EventLog
 

@@ -34,10 +34,10 @@ from contracts import projects as p
 from contracts import risks as rk
 from contracts.base import Command, EventEnvelope
 from contracts.subjects import LOG_STREAM, Subjects
-from services.intake.domains import decide, evolve
+from domain.deciders import decide, evolve
+from domain.kernel import Rejected
 from shared.commands import envelope_for
 from shared.eventlog import append_headers
-from shared.rejected import Rejected
 
 YEARS = (2024, 2025, 2026)
 MONTHS = [(year, month) for year in YEARS for month in range(1, 13)]

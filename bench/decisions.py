@@ -12,7 +12,7 @@ from typing import Any
 from bench.benchmarks import Context, Service, _bodies, _requester
 from bench.measure import open_loop
 from bench.report import Row
-from services.prioritization import scoring, selection
+from domain.prioritization import scoring, selection
 
 RANK_TARGET_S = 2.0
 SELECT_TARGET_S = 2.0

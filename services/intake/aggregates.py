@@ -15,7 +15,7 @@ from typing import Any
 
 from contracts.base import AppendedEvent, CommandAccepted, RecordedEvent
 from contracts.registry import payload_of
-from services.intake.domains import evolve
+from domain.deciders import evolve
 from shared.eventlog import EventLog
 
 

@@ -21,6 +21,8 @@ from contracts.base import (
     ErrorInfo,
     FrozenModel,
 )
+from domain.deciders import decide, evolve
+from domain.kernel import Rejected
 from services.intake.aggregates import (
     AggregateStore,
     Loaded,
@@ -28,13 +30,11 @@ from services.intake.aggregates import (
     new_aggregate,
     reply_from_history,
 )
-from services.intake.domains import decide, evolve
 from services.intake.principals import address_of, bind
 from shared.commands import InvalidInput, envelope_for, parse_command
 from shared.eventlog import ConcurrencyConflict
 from shared.logging import bind_message_context, clear_message_context
 from shared.ratelimit import RateLimiter
-from shared.rejected import Rejected
 from shared.rejections import keep_rejection, make_rejection
 from shared.service import ServiceRuntime
 from shared.settings import IntakeSettings

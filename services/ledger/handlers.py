@@ -11,7 +11,16 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from contracts import ledger as lg
 from contracts.base import FrozenModel, RecordedEvent
-from services.ledger import domain
+from domain.ledger import (
+    BudgetFigures,
+    CapacityCell,
+    Grouping,
+    budget_report,
+    capacity_report,
+    capacity_threshold_events,
+    pool_threshold_events,
+    staffing_plan,
+)
 from services.ledger.projection import LedgerProjection
 from shared.decisions import append_decision
 from shared.eventlog import ConcurrencyConflict, EventLog
@@ -56,11 +65,9 @@ async def _check(
     appended = 0
     if aggregate_type == lg.POOL:
         pool = projection.pools[aggregate_id]
-        events = domain.pool_threshold_events(pool, parts | pool.overspent)
+        events = pool_threshold_events(pool, parts | pool.overspent)
     else:
-        events = domain.capacity_threshold_events(
-            projection.roles[aggregate_id], tolerance_percent, parts
-        )
+        events = capacity_threshold_events(projection.roles[aggregate_id], tolerance_percent, parts)
     position = projection.last_position[(aggregate_type, aggregate_id)]
     expected = position
     for index, event in enumerate(events):
@@ -86,7 +93,7 @@ async def _check(
 
 
 class BudgetQuery(FrozenModel):
-    by: domain.Grouping = domain.Grouping.POOL
+    by: Grouping = Grouping.POOL
 
 
 class CapacityQuery(FrozenModel):
@@ -100,8 +107,8 @@ class StaffingQuery(FrozenModel):
     priority: tuple[str, ...]
 
 
-FIGURES: TypeAdapter[Any] = TypeAdapter(dict[str, domain.BudgetFigures])
-CELLS: TypeAdapter[Any] = TypeAdapter(list[domain.CapacityCell])
+FIGURES: TypeAdapter[Any] = TypeAdapter(dict[str, BudgetFigures])
+CELLS: TypeAdapter[Any] = TypeAdapter(list[CapacityCell])
 
 
 def _parse(model: type[FrozenModel], body: bytes) -> FrozenModel | bytes:
@@ -116,7 +123,7 @@ def budget(projection: LedgerProjection, body: bytes) -> bytes:
     if isinstance(query, bytes):
         return query
     assert isinstance(query, BudgetQuery)
-    rows = domain.budget_report(projection.pools.values(), query.by)
+    rows = budget_report(projection.pools.values(), query.by)
     keyed = {"/".join(key): figures for key, figures in sorted(rows.items())}
     return FIGURES.dump_json(keyed)
 
@@ -126,7 +133,7 @@ def capacity(projection: LedgerProjection, body: bytes) -> bytes:
     if isinstance(query, bytes):
         return query
     assert isinstance(query, CapacityQuery)
-    cells = domain.capacity_report(projection.roles.values(), query.tolerance_percent)
+    cells = capacity_report(projection.roles.values(), query.tolerance_percent)
     if query.over_allocated_only:
         cells = [c for c in cells if c.over_allocated]
     return CELLS.dump_json(cells)
@@ -137,7 +144,7 @@ def staffing(projection: LedgerProjection, body: bytes) -> bytes:
     if isinstance(query, bytes):
         return query
     assert isinstance(query, StaffingQuery)
-    plan = domain.staffing_plan(projection.roles.values(), query.priority)
+    plan = staffing_plan(projection.roles.values(), query.priority)
     result: dict[str, Any] = {
         "staffed": plan.staffed,
         "unstaffed": [TypeAdapter(type(u)).dump_python(u, mode="json") for u in plan.unstaffed],

@@ -10,7 +10,8 @@ from sqlalchemy import JSON, Column, Connection, Integer, MetaData, String, Tabl
 from contracts import ledger as lg
 from contracts.base import RecordedEvent
 from contracts.registry import parse_payload
-from services.ledger import domain
+from domain.deciders import evolve
+from domain.ledger import CapacityState, PoolState
 from shared.projection import CannotApply, Projection
 from shared.projects_view import apply_project_event, projects_table
 
@@ -36,8 +37,8 @@ class LedgerProjection(Projection):
             Column("schema_version", Integer, nullable=False),
             Column("payload", JSON, nullable=False),
         )
-        self.pools: dict[str, domain.PoolState] = {}
-        self.roles: dict[str, domain.CapacityState] = {}
+        self.pools: dict[str, PoolState] = {}
+        self.roles: dict[str, CapacityState] = {}
         #: The last position folded per (aggregate type, id): the expected position of a
         #: threshold event appended to it.
         self.last_position: dict[tuple[str, str], int] = {}
@@ -107,5 +108,5 @@ class LedgerProjection(Projection):
     ) -> None:
         typed = parse_payload(event_type, payload, schema_version)
         states: dict[str, Any] = self.pools if aggregate_type == lg.POOL else self.roles
-        states[aggregate_id] = domain.evolve(states.get(aggregate_id), typed)
+        states[aggregate_id] = evolve(states.get(aggregate_id), typed)
         self.last_position[(aggregate_type, aggregate_id)] = position

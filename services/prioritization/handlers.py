@@ -11,11 +11,11 @@ from pydantic import BaseModel, ValidationError
 
 from contracts import prioritization as pr
 from contracts.queries import QueryError
-from services.prioritization import domain
+from domain.kernel import Rejected
+from domain.prioritization import decide_ranking, decide_selection, frontier, same_ranking
 from services.prioritization.projection import PrioritizationProjection
 from shared.decisions import append_decision
 from shared.eventlog import EventLog
-from shared.rejected import Rejected
 from shared.service import answer, invalid_query
 
 log = structlog.get_logger(__name__)
@@ -25,9 +25,9 @@ async def reprioritize(
     event_log: EventLog, projection: PrioritizationProjection, model_id: str = "default"
 ) -> pr.RankingDecided | None:
     """Rank the open projects again; append the ranking only if it says something new."""
-    ranking = domain.decide_ranking(projection.view, model_id)
+    ranking = decide_ranking(projection.view, model_id)
     previous = projection.last_ranking.get(model_id)
-    if previous is not None and domain.same_ranking(previous, ranking):
+    if previous is not None and same_ranking(previous, ranking):
         return None
     identity = f"{model_id}/{ranking.model_version}/{ranking.computed_at_position}"
     await append_decision(
@@ -70,7 +70,7 @@ async def ranking_query(projection: PrioritizationProjection, body: bytes) -> by
     decided = projection.last_ranking.get(model_id)
     if decided is None:
         try:
-            decided = domain.decide_ranking(projection.view, model_id)
+            decided = decide_ranking(projection.view, model_id)
         except Rejected as error:
             return _refused(error)
     names = {c.project_id: c.name for c in projection.view.candidates.values()}
@@ -82,7 +82,7 @@ async def scenario_query(projection: PrioritizationProjection, body: bytes) -> b
     if isinstance(request, bytes):
         return request
     try:
-        outcomes = tuple(domain.decide_selection(projection.view, s) for s in request.scenarios)
+        outcomes = tuple(decide_selection(projection.view, s) for s in request.scenarios)
     except Rejected as error:
         return _refused(error)
     return answer(pr.ScenarioAnswer(outcomes=outcomes))
@@ -93,7 +93,7 @@ async def frontier_query(projection: PrioritizationProjection, body: bytes) -> b
     if isinstance(request, bytes):
         return request
     try:
-        return answer(domain.frontier(projection.view, request))
+        return answer(frontier(projection.view, request))
     except Rejected as error:
         return _refused(error)
 
@@ -105,7 +105,7 @@ async def commit_scenario(
     if isinstance(request, bytes):
         return request
     try:
-        outcome = domain.decide_selection(projection.view, request.scenario)
+        outcome = decide_selection(projection.view, request.scenario)
     except Rejected as error:
         return _refused(error)
     decision = pr.SelectionDecided(outcome=outcome, rationale=request.rationale)

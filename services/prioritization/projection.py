@@ -23,7 +23,7 @@ from contracts import objectives as o
 from contracts import prioritization as pr
 from contracts import projects as p
 from contracts.base import RecordedEvent
-from services.prioritization.domain import CandidateData, ModelData, PortfolioView
+from domain.prioritization import CandidateData, ModelData, PortfolioView
 from shared.projection import Projection
 from shared.projects_view import apply_project_event, projects_table
 

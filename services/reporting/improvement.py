@@ -35,7 +35,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from services.risk import evm
+from domain.risk import evm
 
 if TYPE_CHECKING:
     from services.reporting.report import ProjectFacts

@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from services.risk.domain import DEFAULT_ZONES, RiskZone
+from domain.risk import DEFAULT_ZONES, RiskZone
 
 FORMATS = ("table", "json", "csv", "md", "html")
 SVG_NS = "http://www.w3.org/2000/svg"

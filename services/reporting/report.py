@@ -5,11 +5,11 @@ recorded event the way the services fold it, with their own pure functions:
 
 - projects, objectives and the ranking inputs: `PortfolioView.apply` (prioritization), the
   project lifecycle through `contracts.projects.status_after`;
-- budget pools and role capacity: `services.ledger.domain.evolve`, reported with
+- budget pools and role capacity: `domain.ledger`, reported with
   `budget_report` and `capacity_report`;
-- risks and baselines: `services.risk.domain.evolve_risk` / `evolve_baseline`, health with
-  `services.risk.evm.project_health` on the actual costs (as the risk monitor does);
-- alerts: `services.risk.alerts.evolve_alerts`;
+- risks and baselines: `domain.risk.evolve_risk` / `evolve_baseline`, health with
+  `domain.risk.evm.project_health` on the actual costs (as the risk monitor does);
+- alerts: `domain.risk.alerts.evolve_alerts`;
 - the latest `RankingDecided` (or, before any, the ranking `decide_ranking` would decide);
 - the latest `PortfolioReportPublished`: what the next report's changes are measured from.
 
@@ -55,12 +55,11 @@ from contracts import risks as r
 from contracts.base import EventEnvelope, FrozenModel, RecordedEvent
 from contracts.registry import EVENTS, UnknownEventType, payload_of
 from contracts.reports import PortfolioReportPublished
-from services.ledger import domain as ledger
-from services.prioritization.domain import PortfolioView, decide_ranking
+from domain import deciders, ledger, risk
+from domain.prioritization import PortfolioView, decide_ranking
+from domain.risk import alerts as risk_alerts
+from domain.risk import evm
 from services.reporting import improvement
-from services.risk import alerts as risk_alerts
-from services.risk import domain as risk
-from services.risk import evm
 
 Status = p.ProjectStatus
 ZERO = Decimal(0)
@@ -386,7 +385,7 @@ class PortfolioReport:
                 states: dict[str, Any] = (
                     self.pools if lg.EVENT_AGGREGATE[kind] == lg.POOL else self.roles
                 )
-                states[e.aggregate_id] = ledger.evolve(states.get(e.aggregate_id), payload)
+                states[e.aggregate_id] = deciders.evolve(states.get(e.aggregate_id), payload)
                 if isinstance(payload, lg.ActualCostRecorded):
                     self.actual_cost[payload.project_id] += payload.amount
                     by_period = self.actual_by_period.setdefault(payload.project_id, {})

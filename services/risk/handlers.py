@@ -16,7 +16,7 @@ from contracts.base import FrozenModel
 from contracts.queries import QueryError
 from contracts.registry import parse_payload
 from contracts.subjects import Subjects
-from services.risk import alerts, domain
+from domain.risk import DEFAULT_ZONES, alerts, contingency
 from services.risk.projection import LEDGER_FACTS, RiskProjection, open_alerts
 from shared.decisions import append_decision
 from shared.eventlog import EventLog
@@ -67,7 +67,7 @@ def alerts_query(projection: RiskProjection) -> bytes:
 
 def register_query(projection: RiskProjection) -> bytes:
     risks = sorted(projection.risks.values(), key=lambda x: x.risk_id)
-    reserve = domain.contingency(risks)
+    reserve = contingency(risks)
     body: dict[str, Any] = {
         "risks": [
             {
@@ -79,7 +79,7 @@ def register_query(projection: RiskProjection) -> bytes:
                 "open": x.is_open,
                 "score": x.score,
                 "current_score": x.current_score,
-                "zone": str(domain.DEFAULT_ZONES.zone(x.current_score)),
+                "zone": str(DEFAULT_ZONES.zone(x.current_score)),
                 "emv": str(x.emv()),
             }
             for x in risks

@@ -15,7 +15,17 @@ from contracts import projects as p
 from contracts import risks as r
 from contracts.base import FrozenModel, RecordedEvent
 from contracts.registry import parse_payload
-from services.risk import alerts, domain, evm
+from domain.risk import (
+    AlertRuleState,
+    BaselineState,
+    RiskState,
+    alerts,
+    evm,
+    evolve_alert_rule,
+    evolve_baseline,
+    evolve_risk,
+    highest_open_threat_score,
+)
 from shared.projection import CannotApply, Projection
 from shared.projects_view import apply_project_event, projects_table
 
@@ -45,11 +55,11 @@ class RiskProjection(Projection):
         self.reset()
 
     def reset(self) -> None:
-        self.risks: dict[str, domain.RiskState] = {}
+        self.risks: dict[str, RiskState] = {}
         #: project id -> its risks' ids: a project's health reads only its own risks.
         self.risks_of: dict[str, set[str]] = defaultdict(set)
-        self.baselines: dict[str, domain.BaselineState] = {}
-        self.rules: dict[str, domain.AlertRuleState] = {}
+        self.baselines: dict[str, BaselineState] = {}
+        self.rules: dict[str, AlertRuleState] = {}
         self.alerts = alerts.AlertState()
         self.raised: dict[str, r.AlertRaised] = {}
         self.actual_cost: dict[str, Decimal] = defaultdict(Decimal)
@@ -105,7 +115,7 @@ class RiskProjection(Projection):
                     self.remember_alert(event)
             case r.AlertRuleDefined() | r.AlertRuleDisabled():
                 rule_id = event.rule_id
-                self.rules[rule_id] = domain.evolve_alert_rule(self.rules.get(rule_id), event)
+                self.rules[rule_id] = evolve_alert_rule(self.rules.get(rule_id), event)
             case p.ProjectProposed():
                 if event.programme is not None:
                     self.programme_of[event.project_id] = event.programme
@@ -137,7 +147,7 @@ class RiskProjection(Projection):
                 )
             case _ if type(event) in r.RISK_EVENTS:
                 risk_id: str = event.risk_id  # type: ignore[attr-defined]
-                risk = domain.evolve_risk(self.risks.get(risk_id), event)
+                risk = evolve_risk(self.risks.get(risk_id), event)
                 self.risks[risk_id] = risk
                 if risk.project_id is not None:
                     self.risks_of[risk.project_id].add(risk_id)
@@ -149,9 +159,7 @@ class RiskProjection(Projection):
                     self._project_changed(risk.project_id, cause)
             case _ if type(event) in r.BASELINE_EVENTS:
                 project_id: str = event.project_id  # type: ignore[attr-defined]
-                self.baselines[project_id] = domain.evolve_baseline(
-                    self.baselines.get(project_id), event
-                )
+                self.baselines[project_id] = evolve_baseline(self.baselines.get(project_id), event)
                 self._project_changed(project_id, cause)
 
     def remember_alert(self, event: r.AlertRaised | r.AlertCleared) -> None:
@@ -168,7 +176,7 @@ class RiskProjection(Projection):
         return evm.project_health(
             baseline,
             self.actual_cost.get(project_id, Decimal(0)),
-            top_risk_score=domain.highest_open_threat_score(
+            top_risk_score=highest_open_threat_score(
                 (self.risks[i] for i in self.risks_of.get(project_id, ())), project_id
             ),
         )
@@ -197,7 +205,7 @@ class RiskProjection(Projection):
         taken, self.readings, self.changed = self.readings, [], {}
         return taken
 
-    def rules_in_force(self) -> list[domain.AlertRuleState]:
+    def rules_in_force(self) -> list[AlertRuleState]:
         """The default rules (CPI, SPI, risk score, budget consumption, over-allocation),
         each replaced by a rule defined by command under the same id."""
         defaults = {rule.rule_id: rule for rule in alerts.default_rules()}

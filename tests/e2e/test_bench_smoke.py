@@ -17,7 +17,7 @@ from bench.biglog import BigLog
 from bench.generator import Generator
 from contracts.registry import COMMANDS
 from contracts.subjects import SERVICES
-from services.intake.domain import decide, evolve
+from domain.deciders import decide, evolve
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = {

@@ -20,7 +20,7 @@ from contracts.base import CommandAccepted, CommandRejected, CommandReply, Event
 from contracts.projects import ProposeProject
 from contracts.queries import ServiceStatus
 from contracts.subjects import Subjects
-from services.intake.domain import decide
+from domain.deciders import decide
 from shared import settings as settings_module
 from shared.commands import envelope_for
 from shared.eventlog import EventLog

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from contracts import prioritization as pr
 from contracts.base import CommandAccepted, CommandRejected
 from contracts.subjects import LOG_STREAM
-from services.prioritization.domain import PortfolioView, decide_ranking
+from domain.prioritization import PortfolioView, decide_ranking
 from shared.eventlog import EventLog
 from tests.integration.helpers import SUBJECTS, caught_up, proposal, running, send
 

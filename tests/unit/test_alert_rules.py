@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import risks as r
-from services.risk.alerts import (
+from domain.risk import AlertRuleState, RiskState
+from domain.risk.alerts import (
     DEFAULT_RULES,
     AlertEvent,
     AlertState,
@@ -30,8 +31,7 @@ from services.risk.alerts import (
     risk_reading,
     rule_state,
 )
-from services.risk.domain import AlertRuleState, RiskState
-from services.risk.evm import assess_project, earned_value
+from domain.risk.evm import assess_project, earned_value
 
 FAST = settings(max_examples=150, deadline=None)
 

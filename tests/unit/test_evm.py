@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from contracts import risks as r
-from services.risk.domain import BaselineState, Progress
-from services.risk.evm import (
+from domain.risk import BaselineState, Progress
+from domain.risk.evm import (
     Health,
     HealthThresholds,
     Rag,

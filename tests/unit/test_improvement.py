@@ -17,10 +17,11 @@ from contracts import ledger as lg
 from contracts import projects as p
 from contracts import risks as r
 from contracts.base import ErrorCode, EventEnvelope, FrozenModel, RecordedEvent
-from services.intake.domain import ProjectState, decide, evolve
+from domain.deciders import decide, evolve
+from domain.kernel import Rejected
+from domain.projects import ProjectState
 from services.reporting import render
 from services.reporting.report import PortfolioReport, fold
-from shared.rejected import Rejected
 
 Status = p.ProjectStatus
 NOW = datetime(2028, 3, 1, 9, 0, tzinfo=UTC)

@@ -16,17 +16,18 @@ from pydantic import ValidationError
 from contracts import ledger as lg
 from contracts import projects as p
 from contracts.base import AggregateKey, Command, ErrorCode, FrozenModel
-from services.intake.domain import ProjectState
-from services.ledger.domain import (
+from domain.deciders import decide, evolve
+from domain.kernel import Rejected
+from domain.ledger import (
     CapacityState,
     PoolState,
     capacity_threshold_events,
-    decide,
-    evolve,
+    decide_capacity,
+    decide_pool,
     fiscal_months,
     pool_threshold_events,
 )
-from shared.rejected import Rejected
+from domain.projects import ProjectState
 
 NOW = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 Status = p.ProjectStatus
@@ -755,8 +756,11 @@ def test_commands_naming_a_project_ask_intake_to_load_it() -> None:
 
 
 def test_a_foreign_command_is_unknown_to_the_ledger() -> None:
-    error = refused(p.ApproveProject(project_id="CRM", rationale="because"), DEFINED)
-    assert error.code == ErrorCode.UNKNOWN_COMMAND
+    foreign = p.ApproveProject(project_id="CRM", rationale="because")
+    for decide_ledger, state in ((decide_pool, given(DEFINED)), (decide_capacity, None)):
+        with pytest.raises(Rejected) as caught:
+            decide_ledger(foreign, state, NOW, {})
+        assert caught.value.code == ErrorCode.UNKNOWN_COMMAND
 
 
 # --- capacity -------------------------------------------------------------------------------

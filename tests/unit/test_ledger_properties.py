@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from contracts import ledger as lg
 from contracts import projects as p
 from contracts.base import AggregateKey, Command, ErrorCode, FrozenModel
-from services.intake.domain import ProjectState
-from services.ledger.domain import (
+from domain.deciders import decide, evolve
+from domain.kernel import Rejected
+from domain.ledger import (
     CapacityState,
     Grouping,
     LayeredMap,
@@ -33,14 +34,12 @@ from services.ledger.domain import (
     capacity_report,
     capacity_threshold_events,
     capacity_tie_out_problems,
-    decide,
-    evolve,
     months_between,
     pool_threshold_events,
     pool_tie_out_problems,
     staffing_plan,
 )
-from shared.rejected import Rejected
+from domain.projects import ProjectState
 
 D = Decimal
 ZERO = D(0)

@@ -14,8 +14,8 @@ from typing import Any
 from contracts import ledger as lg
 from contracts import projects as p
 from contracts.base import AggregateKey, Command
-from services.intake.domain import ProjectState
-from services.ledger.domain import (
+from domain.deciders import decide, evolve
+from domain.ledger import (
     BudgetFigures,
     CapacityState,
     Grouping,
@@ -25,8 +25,6 @@ from services.ledger.domain import (
     budget_report,
     capacity_report,
     capacity_tie_out_problems,
-    decide,
-    evolve,
     fiscal_label,
     months_between,
     over_allocated_cells,
@@ -35,6 +33,7 @@ from services.ledger.domain import (
     pool_tie_out_problems,
     staffing_plan,
 )
+from domain.projects import ProjectState
 
 D = Decimal
 NOW = datetime(2025, 9, 1, tzinfo=UTC)

@@ -13,15 +13,10 @@ import pytest
 
 from contracts import projects as p
 from contracts.base import ErrorCode, FrozenModel
-from services.intake.domain import (
-    CLOSURE,
-    TRANSITIONS,
-    ProjectState,
-    Rejected,
-    StakeholderState,
-    decide,
-    evolve,
-)
+from domain.deciders import decide, evolve
+from domain.kernel import Rejected
+from domain.projects import CLOSURE, TRANSITIONS, ProjectState
+from domain.strategy import StakeholderState
 
 Status = p.ProjectStatus
 PID = "crm-2025"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from contracts.projects import ScoringInputs
-from services.prioritization.scoring import (
+from domain.prioritization.scoring import (
     Candidate,
     ScoringError,
     ahp_weights,

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.prioritization.selection import (
+from domain.prioritization.selection import (
     TOTAL,
     Bucket,
     Cell,

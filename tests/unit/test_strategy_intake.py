@@ -17,7 +17,8 @@ from contracts import objectives as o
 from contracts import projects as p
 from contracts import stakeholders as sh
 from contracts.base import AggregateKey, Command, ErrorCode, FrozenModel
-from services.intake.domain import Rejected, decide, evolve
+from domain.deciders import decide, evolve
+from domain.kernel import Rejected
 from shared.commands import InvalidInput, parse_command
 
 NOW = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)

@@ -1,74 +1,26 @@
-"""Prioritization, pure: the scoring-model aggregate (decided in intake), the portfolio as
-prioritization sees it (folded from the log), and the ranking and selection decisions.
+"""The portfolio as prioritization sees it (folded from the log), and the ranking,
+selection and frontier decisions computed on it.
 
-No I/O and no clock. The same `PortfolioView.apply` builds the live projection and the
-recomputation of any past decision from the log at its position.
+The same `PortfolioView.apply` builds the live projection and the recomputation of any past
+decision from the log at its position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from contracts import objectives as o
 from contracts import prioritization as pr
 from contracts import projects as p
-from contracts.base import Command, ErrorCode, FieldError, FrozenModel, RecordedEvent
+from contracts.base import ErrorCode, FieldError, RecordedEvent
 from contracts.registry import payload_of
-from services.prioritization import scoring, selection
-from shared.rejected import Rejected
+from domain.kernel import Rejected
+from domain.prioritization import scoring, selection
 
 #: Statuses a project can still be ranked and selected in.
 OPEN = frozenset({p.ProjectStatus.PROPOSED, p.ProjectStatus.UNDER_REVIEW, p.ProjectStatus.APPROVED})
-
-# --- the scoring-model aggregate (decided by intake) ------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelState:
-    model_id: str
-    version: int
-
-
-def evolve_model(state: ModelState | None, event: FrozenModel) -> ModelState:
-    assert isinstance(event, pr.ScoringModelConfigured)
-    return ModelState(event.model_id, (state.version if state else 0) + 1)
-
-
-def decide_model(
-    command: Command, state: ModelState | None, now: datetime, refs: Mapping[Any, Any]
-) -> list[FrozenModel]:
-    if not isinstance(command, pr.ConfigureScoringModel):
-        raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
-    weights: dict[str, float] = {}
-    consistency_ratio: float | None = None
-    try:
-        if command.method == pr.ScoringMethod.WEIGHTED:
-            weights = scoring.normalise_weights({k: float(v) for k, v in command.weights.items()})
-        elif command.method == pr.ScoringMethod.AHP:
-            result = scoring.ahp_weights(command.ahp_criteria, command.ahp_matrix)
-            weights, consistency_ratio = dict(result.weights), result.consistency_ratio
-    except scoring.ScoringError as error:
-        field_name = "ahp_matrix" if command.method == pr.ScoringMethod.AHP else "weights"
-        raise Rejected(
-            ErrorCode.VALIDATION_FAILED,
-            str(error),
-            (FieldError(field=field_name, message=str(error)),),
-        ) from error
-    return [
-        pr.ScoringModelConfigured(
-            model_id=command.model_id,
-            method=command.method,
-            weights=weights,
-            consistency_ratio=consistency_ratio,
-            ahp_criteria=command.ahp_criteria,
-            ahp_matrix=command.ahp_matrix,
-            rationale=command.rationale,
-        )
-    ]
 
 
 # --- the portfolio as prioritization sees it --------------------------------------------

@@ -1,24 +1,20 @@
-"""Intake's aggregates as pure state machines: decide(command, state, now, refs) -> events.
-
-No I/O and no clock: time comes in as an argument, and the other aggregates a decision
-must see (`refs`, e.g. the objectives a proposal serves) are loaded by the handler.
-`evolve` folds events into state. Aggregates: projects, strategic objectives, stakeholders.
+"""A project's lifecycle as a pure state machine, and the one project state every other
+aggregate refers to (`ProjectRef`): ledger and risk decisions see a project through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from itertools import count
-from typing import Any
+from typing import Protocol
 
 from contracts import objectives as o
 from contracts import projects as p
 from contracts import stakeholders as sh
-from contracts.base import AggregateKey, Command, ErrorCode, FieldError, FrozenModel
-from shared.rejected import Rejected
+from contracts.base import Command, ErrorCode, FieldError, FrozenModel
+from domain.kernel import Refs, Rejected, require
 
 Status = p.ProjectStatus
 
@@ -36,6 +32,25 @@ class ProjectState:
     realised: tuple[tuple[int, Decimal], ...] = ()
     benefit_refs: frozenset[str] = frozenset()
     lessons: frozenset[str] = frozenset()
+
+
+class ProjectRef(Protocol):
+    """What another aggregate's decision may know of a project (`ProjectState` is one)."""
+
+    @property
+    def project_id(self) -> str: ...
+
+    @property
+    def status(self) -> Status: ...
+
+    @property
+    def planned_end(self) -> date: ...
+
+
+def project_ref(refs: Refs, project_id: str) -> ProjectRef | None:
+    """The project a command names, as loaded by the handler, or None when unknown."""
+    found: ProjectRef | None = refs.get((p.AGGREGATE, project_id))
+    return found
 
 
 #: Which statuses each command may be applied in, and the status it leads to.
@@ -58,9 +73,6 @@ CLOSURE: dict[type[p.ProjectCommand], frozenset[Status]] = {
     p.RecordRealisedBenefit: frozenset({Status.COMPLETED}),
     p.RecordLessonLearned: frozenset({Status.COMPLETED, Status.CANCELLED}),
 }
-
-
-Refs = Mapping[AggregateKey, Any]
 
 
 def evolve_project(state: ProjectState | None, event: FrozenModel) -> ProjectState:
@@ -131,7 +143,7 @@ def decide_project(
             f"allowed when {', '.join(sorted(allowed))}",
         )
     if isinstance(command, p.CommentOnProposal | p.RecordStakeholderStance):
-        _require(refs, (sh.AGGREGATE, command.stakeholder_id), "stakeholder_id")
+        require(refs, (sh.AGGREGATE, command.stakeholder_id), "stakeholder_id")
     if isinstance(command, p.RecordRealisedBenefit):
         return [_realised_benefit(command, state)]
     if isinstance(command, p.RecordLessonLearned):
@@ -201,21 +213,10 @@ def _lesson(command: p.RecordLessonLearned, state: ProjectState) -> FrozenModel:
     )
 
 
-def _require(refs: Refs, key: AggregateKey, field: str) -> Any:
-    found = refs.get(key)
-    if found is None:
-        raise Rejected(
-            ErrorCode.NOT_FOUND,
-            f"unknown {key[0]} {key[1]}",
-            (FieldError(field=field, message=f"unknown {key[0]}", input=key[1]),),
-        )
-    return found
-
-
 def _check_proposal_references(command: p.ProposeProject, refs: Refs) -> None:
     for index, served in enumerate(command.objectives):
         field = f"objectives.{index}.objective_id"
-        objective = _require(refs, (o.AGGREGATE, served.objective_id), field)
+        objective = require(refs, (o.AGGREGATE, served.objective_id), field)
         if objective.retired:
             raise Rejected(
                 ErrorCode.VALIDATION_FAILED,
@@ -224,7 +225,7 @@ def _check_proposal_references(command: p.ProposeProject, refs: Refs) -> None:
             )
     for index, dependency in enumerate(command.dependencies):
         field = f"dependencies.{index}"
-        project = _require(refs, (p.AGGREGATE, dependency), field)
+        project = require(refs, (p.AGGREGATE, dependency), field)
         if project.status in (Status.REJECTED, Status.CANCELLED):
             raise Rejected(
                 ErrorCode.VALIDATION_FAILED,
@@ -291,143 +292,21 @@ def _event_for(command: p.ProjectCommand, state: ProjectState, now: datetime) ->
     raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
 
 
-# --- strategic objectives ---------------------------------------------------------------
+#: Projects that will never run: no risks, baselines or progress against them.
+NEVER_RUN = frozenset({Status.REJECTED, Status.CANCELLED})
 
 
-@dataclass(frozen=True)
-class ObjectiveState:
-    objective_id: str
-    weight: Any
-    retired: bool = False
-
-
-def evolve_objective(state: ObjectiveState | None, event: FrozenModel) -> ObjectiveState:
-    match event:
-        case o.ObjectiveDefined():
-            return ObjectiveState(objective_id=event.objective_id, weight=event.weight)
-    if state is None:
-        raise ValueError(f"{type(event).__name__} before ObjectiveDefined")
-    match event:
-        case o.ObjectiveReweighted():
-            return replace(state, weight=event.weight)
-        case o.ObjectiveRetired():
-            return replace(state, retired=True)
-    return state
-
-
-def decide_objective(
-    command: Command, state: ObjectiveState | None, now: datetime, refs: Refs
-) -> list[FrozenModel]:
-    if isinstance(command, o.DefineObjective):
-        if state is not None:
-            raise Rejected(
-                ErrorCode.ALREADY_EXISTS,
-                f"objective {command.objective_id} already exists",
-                (FieldError(field="objective_id", message="already exists"),),
-            )
-        return [
-            o.ObjectiveDefined(
-                objective_id=command.objective_id,
-                name=command.name,
-                description=command.description,
-                owner=command.owner,
-                weight=command.weight,
-            )
-        ]
-    if not isinstance(command, o.ObjectiveCommand):
-        raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
-    if state is None:
+def live_project(refs: Refs, project_id: str, field_name: str) -> ProjectRef:
+    """The named project, refused when unknown or when it will never run."""
+    project: ProjectRef = require(refs, (p.AGGREGATE, project_id), field_name)
+    if project.status in NEVER_RUN:
         raise Rejected(
-            ErrorCode.NOT_FOUND,
-            f"objective {command.objective_id} does not exist",
-            (FieldError(field="objective_id", message="unknown objective"),),
+            ErrorCode.VALIDATION_FAILED,
+            f"project {project_id} is {project.status}",
+            (
+                FieldError(
+                    field=field_name, message=f"project is {project.status}", input=project_id
+                ),
+            ),
         )
-    if state.retired:
-        raise Rejected(ErrorCode.ILLEGAL_TRANSITION, f"objective {command.objective_id} is retired")
-    match command:
-        case o.ReweightObjective():
-            return [
-                o.ObjectiveReweighted(
-                    objective_id=command.objective_id,
-                    weight=command.weight,
-                    previous_weight=state.weight,
-                    rationale=command.rationale,
-                )
-            ]
-        case o.RetireObjective():
-            return [
-                o.ObjectiveRetired(objective_id=command.objective_id, rationale=command.rationale)
-            ]
-    raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
-
-
-# --- stakeholders -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StakeholderState:
-    stakeholder_id: str
-    name: str
-
-
-def evolve_stakeholder(state: StakeholderState | None, event: FrozenModel) -> StakeholderState:
-    if isinstance(event, sh.StakeholderRegistered):
-        return StakeholderState(stakeholder_id=event.stakeholder_id, name=event.name)
-    if state is None:
-        raise ValueError(f"{type(event).__name__} before StakeholderRegistered")
-    return state
-
-
-def decide_stakeholder(
-    command: Command, state: StakeholderState | None, now: datetime, refs: Refs
-) -> list[FrozenModel]:
-    if not isinstance(command, sh.RegisterStakeholder):
-        raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
-    if state is not None:
-        raise Rejected(
-            ErrorCode.ALREADY_EXISTS,
-            f"stakeholder {command.stakeholder_id} already exists",
-            (FieldError(field="stakeholder_id", message="already exists"),),
-        )
-    return [
-        sh.StakeholderRegistered(
-            stakeholder_id=command.stakeholder_id,
-            name=command.name,
-            role=command.role,
-            email=command.email,
-        )
-    ]
-
-
-# --- one entry point for every aggregate ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Domain:
-    evolve: Callable[[Any, FrozenModel], Any]
-    decide: Callable[[Command, Any, datetime, Refs], list[FrozenModel]]
-
-
-DOMAINS: dict[str, Domain] = {
-    p.AGGREGATE: Domain(evolve_project, decide_project),
-    o.AGGREGATE: Domain(evolve_objective, decide_objective),
-    sh.AGGREGATE: Domain(evolve_stakeholder, decide_stakeholder),
-}
-
-EVENT_AGGREGATE: dict[type[FrozenModel], str] = {
-    event: module.AGGREGATE for module in (p, o, sh) for event in module.EVENTS
-}
-
-
-def decide(
-    command: Command, state: Any, now: datetime, refs: Refs | None = None
-) -> list[FrozenModel]:
-    """The events a command produces, or `Rejected`."""
-    domain = DOMAINS.get(command.aggregate_type)
-    if domain is None:
-        raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"no domain handles {type(command).__name__}")
-    return domain.decide(command, state, now, refs or {})
-
-
-def evolve(state: Any, event: FrozenModel) -> Any:
-    return DOMAINS[EVENT_AGGREGATE[type(event)]].evolve(state, event)
+    return project

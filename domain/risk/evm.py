@@ -34,7 +34,8 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from services.risk.domain import BaselineState, cents
+from domain.risk.baselines import BaselineState
+from domain.risk.register import cents
 
 Amount = Decimal | int
 

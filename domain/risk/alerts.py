@@ -37,8 +37,9 @@ from typing import Literal, Protocol, TypeVar
 
 from contracts import risks as r
 from contracts.base import FrozenModel
-from services.risk.domain import AlertRuleState, RiskState, evolve_alert_rule
-from services.risk.evm import EarnedValue, Health
+from domain.risk.evm import EarnedValue, Health
+from domain.risk.register import RiskState
+from domain.risk.rules import AlertRuleState, evolve_alert_rule
 
 Value = float | Decimal | int | None
 AlertEvent = r.AlertRaised | r.AlertCleared

@@ -1,0 +1,96 @@
+"""Immutable collections that grow cheaply: a pool folds an invoice without copying
+its maps (a long history would otherwise cost quadratic time)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+K = TypeVar("K")
+S = TypeVar("S")
+V = TypeVar("V")
+
+
+# --- immutable collections that grow cheaply -------------------------------------------
+#
+# A pool folds one event per invoice: copying a set of every invoice reference on each
+# one would make folding a pool quadratic. These keep their items in levels of doubling
+# size (a binary counter), so that an addition copies O(log n) items amortised and the
+# earlier state stays valid.
+
+
+@dataclass(frozen=True, eq=False)
+class RefSet(AbstractSet[str]):
+    """An immutable set of references (invoice, purchase order, timesheet entry ids)."""
+
+    levels: tuple[frozenset[str], ...] = ()
+
+    def __contains__(self, item: object) -> bool:
+        return any(item in level for level in self.levels)
+
+    def __iter__(self) -> Iterator[str]:
+        for level in self.levels:
+            yield from level
+
+    def __len__(self) -> int:
+        return sum(len(level) for level in self.levels)
+
+    def add(self, item: str) -> RefSet:
+        if item in self:
+            return self
+        carry, levels = frozenset((item,)), list(self.levels)
+        for index, level in enumerate(levels):
+            if not level:
+                levels[index] = carry
+                return RefSet(tuple(levels))
+            carry, levels[index] = level | carry, frozenset()
+        return RefSet((*levels, carry))
+
+
+@dataclass(frozen=True, eq=False)
+class LayeredMap(Mapping[K, V]):
+    """An immutable mapping; a later value for a key replaces the earlier one."""
+
+    #: Newest first: a lookup stops at the first level holding the key.
+    levels: tuple[Mapping[K, V], ...] = ()
+
+    def __getitem__(self, key: K) -> V:
+        for level in self.levels:
+            if key in level:
+                return level[key]
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return any(key in level for level in self.levels)
+
+    def _merged(self) -> dict[K, V]:
+        merged: dict[K, V] = {}
+        for level in reversed(self.levels):
+            merged.update(level)
+        return merged
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._merged())
+
+    def __len__(self) -> int:
+        return len(self._merged())
+
+    def set(self, key: K, value: V) -> LayeredMap[K, V]:
+        carry: Mapping[K, V] = {key: value}
+        levels = list(self.levels)
+        for index, level in enumerate(levels):
+            if not level:
+                levels[index] = carry
+                return LayeredMap(tuple(levels))
+            carry, levels[index] = {**level, **carry}, {}
+        return LayeredMap((*levels, carry))
+
+
+def with_changes(state: S, **changes: Any) -> S:
+    """A copy of a frozen dataclass with some fields changed: `dataclasses.replace` without
+    running `__init__` again, which dominated folding a pool's invoices one by one."""
+    changed: S = object.__new__(type(state))
+    changed.__dict__.update(state.__dict__, **changes)
+    return changed
