@@ -731,7 +731,7 @@ def report(
     """The portfolio report (or a project's scorecard, or a diff), at any point in time."""
     from datetime import UTC
 
-    from services.reporting import render, timetravel
+    from shared import render, times
 
     fmt = "json" if as_json else fmt
     if fmt not in render.FORMATS:
@@ -742,10 +742,10 @@ def report(
     try:
         for name, text in (("as_of", as_of), ("occurred_as_of", occurred_as_of)):
             if text is not None:
-                body[name] = timetravel.parse_time(text, now).isoformat()
+                body[name] = times.parse_time(text, now).isoformat()
         if diff is not None:
             body["diff_from"], body["diff_to"] = (
-                timetravel.parse_time(t, now).isoformat() for t in diff
+                times.parse_time(t, now).isoformat() for t in diff
             )
             body["diff_by"] = "occurred" if business_time else "recorded"
     except ValueError as error:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,32 +32,9 @@ if TYPE_CHECKING:
 #: What a report answer may take of one NATS message (the rest: headers and slack).
 MESSAGE_HEADROOM = 4096
 
-_RELATIVE = re.compile(r"^-(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-TIME_HELP = (
-    "ISO 8601 (2027-03-01, 2027-03-01T09:30, 2027-03-01T09:30:00+01:00; no zone: local "
-    "time; a date: its start), 'now', or an offset into the past like -2h, -7d"
-)
-
 
 class BadCut(ValueError):
     """A point in time a report cannot be built at; the message says why."""
-
-
-def parse_time(text: str, now: datetime) -> datetime:
-    """A point in time from the command line; `ValueError` with the accepted forms."""
-    cleaned = text.strip()
-    if cleaned == "now":
-        return now
-    relative = _RELATIVE.match(cleaned)
-    if relative:
-        amount, unit = int(relative.group(1)), _UNITS[relative.group(2)]
-        return now - timedelta(**{unit: amount})
-    try:
-        moment = datetime.fromisoformat(cleaned)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a time: use {TIME_HELP}") from None
-    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def check_cut(cut: Cut, first_recorded_at: datetime | None, now: datetime) -> None:

@@ -20,8 +20,8 @@ from contracts.base import ErrorCode, EventEnvelope, FrozenModel, RecordedEvent
 from domain.deciders import decide, evolve
 from domain.kernel import Rejected
 from domain.projects import ProjectState
-from services.reporting import render
 from services.reporting.report import PortfolioReport, fold
+from shared import render
 
 Status = p.ProjectStatus
 NOW = datetime(2028, 3, 1, 9, 0, tzinfo=UTC)

@@ -18,9 +18,10 @@ from contracts import projects as p
 from contracts import risks as r
 from contracts.base import EventEnvelope, FrozenModel, RecordedEvent
 from contracts.reports import PortfolioReportPublished
-from services.reporting import render, timetravel
+from services.reporting import timetravel
 from services.reporting.report import Cut, UnknownProject, changes, diff_report
 from services.reporting.report import fold as fold_events
+from shared import render, times
 
 T0 = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 NOW = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
@@ -593,15 +594,13 @@ def test_unsupported_format_is_refused(report: dict[str, Any]) -> None:
 
 def test_times_parse_iso_dates_and_relative_offsets() -> None:
     now = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
-    assert timetravel.parse_time("2027-02-01T10:00:00Z", now) == datetime(
-        2027, 2, 1, 10, tzinfo=UTC
-    )
-    assert timetravel.parse_time("-2h", now) == now - timedelta(hours=2)
-    assert timetravel.parse_time("now", now) == now
-    assert timetravel.parse_time("2027-02-01", now).tzinfo is not None
+    assert times.parse_time("2027-02-01T10:00:00Z", now) == datetime(2027, 2, 1, 10, tzinfo=UTC)
+    assert times.parse_time("-2h", now) == now - timedelta(hours=2)
+    assert times.parse_time("now", now) == now
+    assert times.parse_time("2027-02-01", now).tzinfo is not None
     for bad in ("yesterday-ish", "2027-13-01", "", "-5x"):
         with pytest.raises(ValueError):
-            timetravel.parse_time(bad, now)
+            times.parse_time(bad, now)
 
 
 def test_cuts_in_the_future_or_before_the_log_are_refused(log: Log) -> None:

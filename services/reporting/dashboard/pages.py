@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from contracts.queries import AuditEntry
-from services.reporting.render import (
+from shared.render import (
     RAG_HTML,
     bubble_svg,
     burn_svg,

@@ -22,10 +22,10 @@ from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
 from contracts.queries import PAGE_SIZE, AuditQuery
-from services.reporting import timetravel
 from services.reporting.dashboard import pages
 from services.reporting.dashboard.data import NotAnswered, SnapshotsOf, Sources
 from services.reporting.projection import ReportingProjection
+from shared import times
 from shared.service import ServiceRuntime
 from shared.settings import ReportingSettings
 
@@ -313,7 +313,7 @@ def parse_audit(params: Mapping[str, str], now: datetime) -> AuditQuery:
     for name, field in AUDIT_TIMES.items():
         if name in values:
             try:
-                body[field] = timetravel.parse_time(values[name], now)
+                body[field] = times.parse_time(values[name], now)
             except ValueError as error:
                 raise BadRequest(f"{name}: {error}") from None
     body["after_position"] = _whole(values, "after", 0, 0, None)
