@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import datetime
 from typing import Any
@@ -27,51 +28,42 @@ class InvalidInput(Exception):
 
 
 def parse_command(name: str, body: bytes, max_bytes: int) -> Command:
+    """The command `name` from `body`, or `InvalidInput` naming what is wrong and where.
+
+    Beyond the command's contract, a body is refused when it holds a key twice (parsers
+    disagree on which one wins, so the sender's meaning is unknown) or a null character (no
+    database stores one in text, so it would stop the projections that read it).
+    """
     if len(body) > max_bytes:
+        field, size = _largest_field(body)
+        where = f"; the largest field is {field} ({size} bytes)" if field != BODY else ""
+        message = f"command is {len(body)} bytes; the limit is {max_bytes}{where}"
         raise InvalidInput(
             ErrorInfo(
                 code=ErrorCode.PAYLOAD_TOO_LARGE,
-                message=f"command is {len(body)} bytes; the limit is {max_bytes}",
+                message=message,
+                details=(FieldError(field=field, message=f"{size} bytes", input=None),),
             )
         )
     model = COMMANDS.get(name)
     if model is None:
+        shown = printable(name)[:200]
+        message = f"unknown command {shown!r}; known: {', '.join(sorted(COMMANDS))}"
         raise InvalidInput(
             ErrorInfo(
                 code=ErrorCode.UNKNOWN_COMMAND,
-                message=f"unknown command {name!r}; known: {', '.join(sorted(COMMANDS))}",
+                message=message,
+                details=(FieldError(field="command", message="not a command", input=shown),),
             )
         )
     try:
-        return model.model_validate_json(body)
+        command = model.model_validate_json(body)
     except (ValueError, RecursionError):
         pass  # one pass in pydantic's core for good input; the slow path below explains bad
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise InvalidInput(
-            ErrorInfo(code=ErrorCode.MALFORMED, message=f"body is not UTF-8: {error}")
-        ) from error
-    except RecursionError as error:
-        raise InvalidInput(
-            ErrorInfo(code=ErrorCode.MALFORMED, message="body is nested too deeply")
-        ) from error
-    except json.JSONDecodeError as error:
-        raise InvalidInput(
-            ErrorInfo(
-                code=ErrorCode.MALFORMED,
-                message=(
-                    f"body is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
-                ),
-            )
-        ) from error
-    if not isinstance(data, dict):
-        raise InvalidInput(
-            ErrorInfo(
-                code=ErrorCode.MALFORMED,
-                message=f"body must be a JSON object, got {type(data).__name__}",
-            )
-        )
+    else:
+        _check_keys_and_nulls(body, command)
+        return command
+    data = _load_object(body)
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -85,18 +77,136 @@ def parse_command(name: str, body: bytes, max_bytes: int) -> Command:
                 message=f"{name} is invalid: {summary}{more}",
                 details=details,
             ),
-            command_id=command_id if isinstance(command_id, str) else None,
+            command_id=command_id if _usable_id(command_id) else None,
         ) from error
 
 
+#: The field named when the whole body is at fault.
+BODY = "(body)"
+
+
+def printable(text: str) -> str:
+    """`text` as it can be encoded and shown: lone surrogates (valid in JSON text, not in
+    UTF-8) become `\\udxxx` escapes, so an answer quoting the input can still be sent."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _usable_id(value: object) -> bool:
+    """A command id worth echoing in a refusal (the reply carries it back)."""
+    return isinstance(value, str) and 0 < len(value) <= 128 and printable(value) == value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return data
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _load_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object with unique keys, or `InvalidInput` (malformed)."""
+    try:
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError as error:
+        raise _malformed(f"body is not UTF-8: {error}") from error
+    except RecursionError as error:
+        raise _malformed("body is nested too deeply") from error
+    except _DuplicateKey as error:
+        key = printable(error.key)[:200]
+        raise _malformed(f"key {key!r} is given twice", field=key) from error
+    except json.JSONDecodeError as error:
+        raise _malformed(
+            f"body is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from error
+    if not isinstance(data, dict):
+        raise _malformed(f"body must be a JSON object, got {type(data).__name__}")
+    _refuse_nulls(data)
+    return data
+
+
+def _check_keys_and_nulls(body: bytes, command: Command) -> None:
+    """The checks pydantic's one pass does not make, on a body it accepted."""
+    try:
+        data = json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as error:
+        key = printable(error.key)[:200]
+        raise InvalidInput(
+            ErrorInfo(
+                code=ErrorCode.MALFORMED,
+                message=f"key {key!r} is given twice",
+                details=(FieldError(field=key, message="given twice", input=None),),
+            ),
+            command_id=command.command_id,
+        ) from error
+    except (ValueError, RecursionError) as error:  # read by pydantic, not by json: refused
+        invalid = _malformed(f"body is not JSON as json reads it: {printable(str(error))}")
+        invalid.command_id = command.command_id
+        raise invalid from error
+    if b"\\u0000" in body or b"\x00" in body:
+        try:
+            _refuse_nulls(data)
+        except InvalidInput as invalid:
+            invalid.command_id = command.command_id
+            raise
+
+
+def _refuse_nulls(value: Any, path: str = "") -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            message = "contains a null character (\\u0000)"
+            raise _malformed(f"{path or BODY}: {message}", field=path or BODY)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            shown = printable(key).replace("\x00", "\\u0000")
+            where = f"{path}.{shown}" if path else shown
+            _refuse_nulls(key, where)
+            _refuse_nulls(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nulls(item, f"{path}.{index}" if path else str(index))
+
+
+def _malformed(message: str, field: str | None = None) -> InvalidInput:
+    details = () if field is None else (FieldError(field=field, message=message, input=None),)
+    return InvalidInput(ErrorInfo(code=ErrorCode.MALFORMED, message=message, details=details))
+
+
+def _largest_field(body: bytes) -> tuple[str, int]:
+    """The dotted path of the largest value in an oversized body (objects are entered,
+    lists are not: a CSV column names either), or the body itself when it is not JSON."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return BODY, len(body)
+    path, size = BODY, len(body)
+    while isinstance(data, dict) and data:
+        sizes = {key: len(json.dumps(item)) for key, item in data.items()}
+        key = max(sizes, key=sizes.__getitem__)
+        path = key if path == BODY else f"{path}.{key}"
+        size, data = sizes[key], data[key]
+    return printable(path)[:200], size
+
+
 def _field_error(error: Any) -> FieldError:
-    location = ".".join(str(part) for part in error["loc"]) or "(body)"
+    location = printable(".".join(str(part) for part in error["loc"]) or BODY)[:200]
     value = error.get("input")
     if not isinstance(value, str | int | float | bool | type(None)):
-        value = repr(value)[:200]
+        value = printable(repr(value)[:200])
     elif isinstance(value, str):
-        value = value[:200]
-    return FieldError(field=location, message=error["msg"], input=value)
+        value = printable(value[:200])
+    elif isinstance(value, float) and not math.isfinite(value):
+        value = repr(value)  # NaN and infinities are not JSON
+    return FieldError(field=location, message=printable(error["msg"]), input=value)
 
 
 def envelope_for(

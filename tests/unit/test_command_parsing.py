@@ -11,11 +11,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
 from contracts import projects as p
-from contracts.base import ErrorCode, ErrorInfo
+from contracts.base import CommandRejected, ErrorCode, ErrorInfo
 from contracts.registry import CURRENT_VERSION
 from shared.commands import InvalidInput, envelope_for, parse_command
+from tests.hostile import NAMED_CASES, hostile_commands
 
 LIMIT = 64 * 1024
 PROPOSAL: dict[str, Any] = {
@@ -92,6 +94,7 @@ def test_unknown_command_is_named_with_the_known_ones() -> None:
     assert error.code == ErrorCode.UNKNOWN_COMMAND
     assert "'LaunchRocket'" in error.message
     assert "ProposeProject" in error.message
+    assert fields(error) == ["command"]
 
 
 def test_payload_over_the_limit_is_too_large() -> None:
@@ -100,6 +103,13 @@ def test_payload_over_the_limit_is_too_large() -> None:
     assert error.code == ErrorCode.PAYLOAD_TOO_LARGE
     assert str(len(raw)) in error.message
     assert str(LIMIT) in error.message
+    assert fields(error) == ["description"]
+
+
+def test_payload_over_the_limit_names_the_largest_nested_field() -> None:
+    raw = proposal(scoring={"business_value": 8, "notes": "x" * LIMIT})
+    assert fields(error_of("ProposeProject", raw)) == ["scoring.notes"]
+    assert fields(error_of("ProposeProject", b"[" + b" " * LIMIT)) == ["(body)"]
 
 
 def test_payload_exactly_at_the_limit_is_read() -> None:
@@ -262,3 +272,70 @@ def test_envelope_carries_the_command_context() -> None:
     assert (envelope.actor, envelope.causation_id, envelope.correlation_id) == ("ana", "c-1", "c-1")
     assert envelope.occurred_at == envelope.recorded_at == NOW
     assert envelope.payload["capex"] == "1.50"
+
+
+# --- hostile input (tests/hostile.py) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"project_id": "a", "project_id": "b"}',
+        proposal()[:-1] + b', "sponsor": "someone else"}',
+    ],
+)
+def test_a_key_given_twice_is_refused_by_name(raw: bytes) -> None:
+    error = error_of("ProposeProject", raw)
+    assert error.code == ErrorCode.MALFORMED
+    assert "given twice" in error.message
+    assert fields(error)[0] in ("project_id", "sponsor")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"name": "a\u0000b"}, "name"),
+        ({"objectives": [{"objective_id": "O-1", "contribution": 3, "x\u0000": 1}]}, None),
+        ({"sponsor": "\u0000"}, "sponsor"),
+    ],
+)
+def test_a_null_character_is_refused_by_field(changes: dict[str, Any], field: str | None) -> None:
+    raw = proposal(**changes)
+    error = error_of("ProposeProject", raw)
+    assert "\\u0000" in raw.decode()
+    assert error.code in (ErrorCode.MALFORMED, ErrorCode.VALIDATION_FAILED)
+    if field is not None:
+        assert fields(error) == [field]
+
+
+def test_a_lone_surrogate_is_refused_and_the_refusal_can_be_sent() -> None:
+    raw = proposal(name="\ud800")
+    invalid = refused("ProposeProject", raw)
+    assert fields(invalid.error) == ["name"]
+    reply = CommandRejected(command_id=invalid.command_id, error=invalid.error)
+    assert json.loads(reply.model_dump_json())["error"]["details"][0]["input"] == "\\ud800"
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_CASES))
+def test_every_raw_hostile_case_is_refused_with_a_sendable_reason(name: str) -> None:
+    invalid = refused("ProposeProject", NAMED_CASES[name])
+    assert invalid.error.message
+    CommandRejected(command_id=invalid.command_id, error=invalid.error).model_dump_json()
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(
+    hostile_commands(["ProposeProject", "DefineObjective", "DefineBudgetPool", "ApproveProject"])
+)
+def test_hostile_bodies_parse_or_are_refused_with_a_sendable_reason(
+    case: tuple[str, bytes],
+) -> None:
+    name, raw = case
+    try:
+        command = parse_command(name, raw, LIMIT)
+    except InvalidInput as invalid:
+        CommandRejected(command_id=invalid.command_id, error=invalid.error).model_dump_json()
+        return
+    dumped = command.model_dump_json()
+    assert "\\u0000" not in dumped
+    assert type(command).model_validate_json(dumped) == command
