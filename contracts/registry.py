@@ -21,11 +21,11 @@ COMMAND_AGGREGATE: dict[str, tuple[str, str]] = {
 }
 
 #: The schema version new events are written with.
-CURRENT_VERSION: dict[str, int] = dict.fromkeys(EVENTS, 1)
+CURRENT_VERSION: dict[str, int] = dict.fromkeys(EVENTS, 1) | risks.SCHEMA_VERSIONS
 
 #: (event_type, from_version) -> function turning that payload into from_version + 1.
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+UPCASTERS: dict[tuple[str, int], Upcaster] = {**risks.UPCASTERS}
 
 
 class UnknownEventType(LookupError):

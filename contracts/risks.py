@@ -16,11 +16,12 @@ impact on the 5 x 5 grid (1..25).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from itertools import pairwise
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
@@ -302,9 +303,12 @@ class Metric(StrEnum):
     - `schedule_slip_days`: forecast end minus planned end, in days (positive = late)
     - `risk_score`: a risk's current score 1..25 (residual once reassessed), per risk
     - `threat_emv`: expected monetary value of the open threats (money), per project
-    - `budget_consumption`: percent of a budget consumed (from the ledger's threshold events)
-    - `over_allocation`: demand as a percent of capacity for a role in a month (above 100
-      is over-allocated; from the ledger's threshold events)
+    - `budget_consumption`: percent of a pool consumed: (actual costs + open commitments)
+      / the pool's amount x 100; allocations do not count. Per pool.
+    - `over_allocation`: demand as a percent of net capacity (capacity - time off) for a
+      role in a month (above 100 is over-allocated), per `role/month`
+
+    The risk monitor computes every one of them itself from the facts in the log.
     """
 
     CPI = "cpi"
@@ -469,7 +473,10 @@ Figure = str | int | float | bool | None
 
 class AlertRaised(FrozenModel):
     """A rule started to hold for a subject. Published on
-    `<prefix>.alerts.<severity>.<metric>`."""
+    `<prefix>.alerts.<severity>.<metric>`.
+
+    Schema version 2 added `subject_kind`, `programme_id`, `pool_id`, `cause_position` and
+    `value_shown`; a version 1 payload is upcast (they are absent: None, or derived)."""
 
     alert_id: str
     rule_id: str
@@ -481,33 +488,113 @@ class AlertRaised(FrozenModel):
     scope_id: str | None = None
     #: What the value is about: a project id, a risk id, a pool, a role and month.
     subject_id: str
+    #: project, risk, pool or role_month (None: written by version 1).
+    subject_kind: str | None = None
     project_id: str | None = None
+    programme_id: str | None = None
+    pool_id: str | None = None
     value: float
+    #: The value with enough digits to see which side of the threshold it lies on.
+    value_shown: str = ""
     threshold: float
     clear_at: float
     figures: dict[str, Figure] = Field(default_factory=dict)
     #: The event ids whose facts produced the value.
     caused_by: tuple[str, ...] = ()
+    #: The log position of the fact the decision was made on (None: version 1).
+    cause_position: int | None = None
     audit_link: str
     message: str = ""
 
 
-class AlertCleared(FrozenModel):
-    """The value passed the clear level (or the rule was disabled)."""
+class AlertRevised(FrozenModel):
+    """An open alert still holds after its rule was redefined: it now holds under the new
+    revision (threshold, clear level, severity), with the value it had then."""
 
     alert_id: str
     rule_id: str
+    rule_revision: int
+    metric: Metric
+    comparison: Comparison
+    severity: Severity
+    subject_id: str
+    project_id: str | None = None
+    value: float | None
+    value_shown: str = ""
+    threshold: float
+    clear_at: float
+    caused_by: tuple[str, ...] = ()
+    cause_position: int | None = None
+    message: str = ""
+
+
+class AlertCleared(FrozenModel):
+    """The value passed the clear level, or the rule was disabled or redefined so that it
+    no longer holds, or the subject closed (`reason` says which: e.g. `project closed`)."""
+
+    alert_id: str
+    rule_id: str
+    #: The rule revision the decision was made under (None: version 1).
+    rule_revision: int | None = None
     metric: Metric
     severity: Severity
     subject_id: str
     project_id: str | None = None
-    #: None when cleared because the rule was disabled.
+    #: None when the value is not available (e.g. cleared because the rule was disabled).
     value: float | None
+    value_shown: str = ""
     clear_at: float
     reason: str = "value passed the clear level"
     caused_by: tuple[str, ...] = ()
+    cause_position: int | None = None
     audit_link: str = ""
     message: str = ""
+
+
+#: Reasons an alert clears other than its value passing the clear level.
+PROJECT_CLOSED = "project closed"
+RULE_DISABLED = "rule disabled"
+
+
+def _upcast_alert_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 alerts (before every change was re-evaluated) lack the subject's kind,
+    programme and pool and the cause's position: absent, except what the subject says."""
+    upcast = dict(payload)
+    if "subject_kind" not in upcast and "metric" in upcast:
+        upcast["subject_kind"] = SUBJECT_KIND.get(Metric(upcast["metric"]))
+    if upcast.get("metric") == Metric.BUDGET_CONSUMPTION:
+        upcast.setdefault("pool_id", upcast.get("subject_id"))
+    return upcast
+
+
+#: What a metric's subject is.
+SUBJECT_KIND: dict[Metric, str] = {
+    **dict.fromkeys(
+        (
+            Metric.CPI,
+            Metric.SPI,
+            Metric.TCPI,
+            Metric.CV,
+            Metric.SV,
+            Metric.VAC,
+            Metric.SCHEDULE_SLIP_DAYS,
+            Metric.THREAT_EMV,
+        ),
+        "project",
+    ),
+    Metric.RISK_SCORE: "risk",
+    Metric.BUDGET_CONSUMPTION: "pool",
+    Metric.OVER_ALLOCATION: "role_month",
+}
+
+#: Schema versions above 1, and the upcasters that bring older payloads up to them
+#: (merged into `contracts.registry`).
+SCHEMA_VERSIONS: dict[str, int] = {"AlertRaised": 2, "AlertCleared": 2}
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("AlertRaised", 1): _upcast_alert_v1,
+    # Version 2 only added fields that version 1 did not know (absent: None).
+    ("AlertCleared", 1): dict,
+}
 
 
 COMMANDS: tuple[type[Command], ...] = (
@@ -531,7 +618,7 @@ RISK_EVENTS: tuple[type[FrozenModel], ...] = (
 )
 BASELINE_EVENTS: tuple[type[FrozenModel], ...] = (ProjectBaselineSet, ProgressReported)
 ALERT_RULE_EVENTS: tuple[type[FrozenModel], ...] = (AlertRuleDefined, AlertRuleDisabled)
-ALERT_EVENTS: tuple[type[FrozenModel], ...] = (AlertRaised, AlertCleared)
+ALERT_EVENTS: tuple[type[FrozenModel], ...] = (AlertRaised, AlertRevised, AlertCleared)
 
 EVENTS: tuple[type[FrozenModel], ...] = (
     RISK_EVENTS + BASELINE_EVENTS + ALERT_RULE_EVENTS + ALERT_EVENTS

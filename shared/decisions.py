@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from contracts.base import AppendedEvent, EventEnvelope, FrozenModel, RecordedEvent
+from contracts.registry import CURRENT_VERSION
 from shared.commands import EVENT_ID_NAMESPACE
 from shared.eventlog import EventLog
 
@@ -29,7 +30,7 @@ async def append_decision(
     envelope = EventEnvelope(
         event_id=str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}/{identity}")),
         event_type=event_type,
-        schema_version=1,
+        schema_version=CURRENT_VERSION.get(event_type, 1),
         aggregate_type=aggregate[0],
         aggregate_id=aggregate[1],
         actor=actor,

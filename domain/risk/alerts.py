@@ -21,17 +21,16 @@ The alert state is rebuilt from the log with `evolve_alerts`, and alert ids deri
 it would have decided without the restart, and appends with the same ids.
 
 Hysteresis needs the value as it moves, not only at the crossings: a reading of 79 % after
-a budget alert raised at 80 % leaves it open (the default clears at 75 %). Feed a metric
-every time its value changes (e.g. a pool's consumption on every ledger event that moves
-it, with the ledger's threshold events as figures and causes), or an alert can stay open
-after the value has long fallen.
+a budget alert raised at 80 % leaves it open (the default clears at 75 %). The live risk
+monitor (`domain.risk.monitor`) therefore folds every input itself and evaluates after each
+event; `evaluate` here serves backtests and sets of readings decided at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Literal, Protocol, TypeVar
 
@@ -42,7 +41,7 @@ from domain.risk.register import RiskState
 from domain.risk.rules import AlertRuleState, evolve_alert_rule
 
 Value = float | Decimal | int | None
-AlertEvent = r.AlertRaised | r.AlertCleared
+AlertEvent = r.AlertRaised | r.AlertRevised | r.AlertCleared
 T = TypeVar("T")
 
 
@@ -134,6 +133,28 @@ class Reading:
     caused_by: tuple[str, ...] = ()
     #: The subject is gone (risk closed, project finished): clear, never raise.
     gone: bool = False
+    #: project, risk, pool or role_month (`contracts.risks.SUBJECT_KIND`).
+    subject_kind: str | None = None
+    pool_id: str | None = None
+    #: Why the subject is gone (e.g. `project closed`), when it is.
+    gone_reason: str = "subject closed"
+
+
+def shown(value: float | None, rule: RuleLike | None = None) -> str:
+    """A value with enough digits to see why a rule holds or not: never rounded onto the
+    other side of the threshold or clear level (0.898876 against 0.90 shows 0.898876)."""
+    if value is None:
+        return "n/a"
+    if rule is None:
+        return f"{value:.6g}"
+    for digits in range(6, 18):
+        text = f"{value:.{digits}g}"
+        rounded = float(text)
+        if holds(rule, rounded) == holds(rule, value) and clears(rule, rounded) == clears(
+            rule, value
+        ):
+            return text
+    return repr(value)
 
 
 def in_scope(rule: AlertRuleState, reading: Reading) -> bool:
@@ -247,6 +268,8 @@ class OpenAlert:
     project_id: str | None
     clear_at: float
     audit_link: str
+    rule_revision: int = 1
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -282,10 +305,25 @@ def evolve_alerts(state: AlertState, event: FrozenModel) -> AlertState:
                         project_id=event.project_id,
                         clear_at=event.clear_at,
                         audit_link=event.audit_link,
+                        rule_revision=event.rule_revision,
+                        threshold=event.threshold,
                     ),
                 },
                 episodes={**state.episodes, key: state.episodes.get(key, 0) + 1},
             )
+        case r.AlertRevised():
+            key = (event.rule_id, event.subject_id)
+            found = state.open.get(key)
+            if found is None or found.alert_id != event.alert_id:
+                return state
+            revised = replace(
+                found,
+                severity=event.severity,
+                clear_at=event.clear_at,
+                rule_revision=event.rule_revision,
+                threshold=event.threshold,
+            )
+            return AlertState(open={**state.open, key: revised}, episodes=state.episodes)
         case r.AlertCleared():
             key = (event.rule_id, event.subject_id)
             return AlertState(
@@ -300,7 +338,7 @@ def evolve_alerts(state: AlertState, event: FrozenModel) -> AlertState:
 
 def _message(rule: AlertRuleState, reading: Reading, value: float) -> str:
     return (
-        f"{rule.metric} {value:g} {rule.comparison.symbol} {rule.threshold:g} for "
+        f"{rule.metric} {shown(value, rule)} {rule.comparison.symbol} {rule.threshold:g} for "
         f"{reading.subject_id} (rule {rule.rule_id}, clears at {rule.clear_at:g})"
     )
 
@@ -332,7 +370,6 @@ def evaluate(
         clear_at: float | None = None,
     ) -> None:
         nonlocal state
-        shown = "n/a" if value is None else f"{value:g}"
         event = r.AlertCleared(
             alert_id=alert.alert_id,
             rule_id=alert.rule_id,
@@ -345,7 +382,8 @@ def evaluate(
             reason=reason,
             caused_by=causes,
             audit_link=alert.audit_link,
-            message=f"{alert.metric} {shown} for {alert.subject_id}: {reason} "
+            value_shown=shown(value),
+            message=f"{alert.metric} {shown(value)} for {alert.subject_id}: {reason} "
             f"(rule {alert.rule_id})",
         )
         events.append(event)

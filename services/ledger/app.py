@@ -13,13 +13,24 @@ from shared.settings import LedgerSettings
 
 def create_app(settings: LedgerSettings | None = None) -> FastStream:
     settings = settings or LedgerSettings()
-    projection = LedgerProjection()
+    projection = LedgerProjection(settings.over_allocation_tolerance_percent)
     runtime = ServiceRuntime(NAME, settings, projection)
+    flusher: handlers.ThresholdFlusher | None = None
 
     async def thresholds() -> None:
-        await handlers.check_thresholds(
-            runtime.log, projection, settings.over_allocation_tolerance_percent
-        )
+        nonlocal flusher
+        if flusher is None:
+            flusher = handlers.ThresholdFlusher(runtime.log, projection)
+        await flusher.flush()
+
+    class FlushAtStart:
+        """What a crash left decided but not appended goes out as soon as the service runs."""
+
+        async def start(self) -> None:
+            await thresholds()
+
+        async def stop(self) -> None:
+            return None
 
     runtime.after_batch = thresholds
 
@@ -38,4 +49,4 @@ def create_app(settings: LedgerSettings | None = None) -> FastStream:
         async def staffing(msg: NatsMessage) -> bytes:
             return handlers.staffing(projection, msg.body)
 
-    return build_app(runtime, register)
+    return build_app(runtime, register, workers=[FlushAtStart()])

@@ -1,27 +1,25 @@
-"""The ledger's decisions and queries. After each batch: the thresholds of every pool and
-role it touched (appended once per crossing); on request: budget and capacity reports."""
+"""The ledger's decisions and queries. After each batch: the threshold events decided fact
+by fact while it was applied (once per crossing); on request: budget and capacity reports."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
 import structlog
 from pydantic import Field, TypeAdapter, ValidationError
 
-from contracts import ledger as lg
-from contracts.base import FrozenModel, RecordedEvent
+from contracts.base import FrozenModel
 from domain.ledger import (
     BudgetFigures,
     CapacityCell,
     Grouping,
     budget_report,
     capacity_report,
-    capacity_threshold_events,
-    pool_threshold_events,
     staffing_plan,
 )
-from services.ledger.projection import LedgerProjection
+from services.ledger.projection import LedgerProjection, PendingThreshold
 from shared.decisions import append_decision
 from shared.eventlog import ConcurrencyConflict, EventLog
 from shared.service import answer, invalid_query
@@ -29,67 +27,53 @@ from shared.service import answer, invalid_query
 log = structlog.get_logger(__name__)
 
 
-async def check_thresholds(
-    event_log: EventLog, projection: LedgerProjection, tolerance_percent: Decimal
-) -> int:
-    """Append the threshold events the latest changes call for; each crossing once, because
-    the appended events fold back into the state they were computed from."""
-    touched, projection.touched = projection.touched, {}
-    parts, projection.touched_parts = projection.touched_parts, {}
-    appended = 0
-    try:
-        for key, cause in sorted(touched.items()):
-            appended += await _check(
-                event_log, projection, tolerance_percent, key, cause, parts.get(key, set())
-            )
-    except Exception:
-        # Checked again after the next batch rather than forgotten.
-        for key, cause in touched.items():
-            projection.touched.setdefault(key, cause)
-            projection.touched_parts.setdefault(key, set()).update(parts.get(key, set()))
-        raise
-    return appended
+class ThresholdFlusher:
+    """Appends the threshold events decided while batches were applied, in order, each
+    after whatever its aggregate holds (a decision describes the facts it was made on, so
+    a later fact landing first does not make it stale). One flush at a time: after every
+    batch, and once at start (what a crash left decided but not appended)."""
 
+    def __init__(self, event_log: EventLog, projection: LedgerProjection) -> None:
+        self.event_log = event_log
+        self.projection = projection
+        self.lock = asyncio.Lock()
 
-async def _check(
-    event_log: EventLog,
-    projection: LedgerProjection,
-    tolerance_percent: Decimal,
-    key: tuple[str, str],
-    cause: RecordedEvent,
-    parts: set[str],
-) -> int:
-    """A pool's consumption, and the overspend of the projects the changes named; a role's
-    allocation in the months they named (a capacity change moves no other month)."""
-    aggregate_type, aggregate_id = key
-    appended = 0
-    if aggregate_type == lg.POOL:
-        pool = projection.pools[aggregate_id]
-        events = pool_threshold_events(pool, parts | pool.overspent)
-    else:
-        events = capacity_threshold_events(projection.roles[aggregate_id], tolerance_percent, parts)
-    position = projection.last_position[(aggregate_type, aggregate_id)]
-    expected = position
-    for index, event in enumerate(events):
-        try:
-            landed = await append_decision(
-                event_log,
-                (aggregate_type, aggregate_id),
-                event,
-                f"{aggregate_type}/{aggregate_id}/{position}/{index}",
-                cause,
-                actor="ledger",
-                source="ledger",
-                expected_position=expected,
-            )
-        except ConcurrencyConflict:
-            # Decided on a state that has moved on: the newer event is checked when it
-            # lands, against the state it leaves.
-            break
-        expected = landed.position
-        appended += 1
-        log.info("threshold.appended", threshold=type(event).__name__, aggregate=aggregate_id)
-    return appended
+    async def flush(self) -> int:
+        async with self.lock:
+            done = 0
+            for item in list(self.projection.pending.values()):
+                await self._append(item)
+                self.projection.pending.pop(item.event_id, None)
+                done += 1
+            return done
+
+    async def _append(self, item: PendingThreshold) -> None:
+        for attempt in range(10):
+            try:
+                await append_decision(
+                    self.event_log,
+                    item.aggregate,
+                    item.event,
+                    item.identity,
+                    item.cause,
+                    actor="ledger",
+                    source="ledger",
+                )
+                break
+            except ConcurrencyConflict:
+                # A command landed on the aggregate in between: append after it.
+                if attempt == 9:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        log.info(
+            "threshold.appended", threshold=type(item.event).__name__, aggregate=item.aggregate[1]
+        )
+
+    async def start(self) -> None:
+        await self.flush()
+
+    async def stop(self) -> None:
+        return None
 
 
 class BudgetQuery(FrozenModel):

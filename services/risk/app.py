@@ -20,10 +20,24 @@ def create_app(settings: RiskSettings | None = None) -> FastStream:
     projection = RiskProjection()
     runtime = ServiceRuntime(NAME, settings, projection)
 
-    async def evaluate() -> None:
-        await handlers.evaluate_alerts(runtime.log, runtime.js, settings.subjects, projection)
+    flusher: handlers.AlertFlusher | None = None
 
-    runtime.after_batch = evaluate
+    async def flush() -> None:
+        nonlocal flusher
+        if flusher is None:
+            flusher = handlers.AlertFlusher(runtime.log, runtime.js, settings.subjects, projection)
+        await flusher.flush()
+
+    class FlushAtStart:
+        """What a crash left decided but not appended goes out as soon as the service runs."""
+
+        async def start(self) -> None:
+            await flush()
+
+        async def stop(self) -> None:
+            return None
+
+    runtime.after_batch = flush
 
     def register(broker: NatsBroker, runtime: ServiceRuntime) -> None:
         subjects = runtime.settings.subjects
@@ -44,4 +58,4 @@ def create_app(settings: RiskSettings | None = None) -> FastStream:
         async def health(_: NatsMessage) -> bytes:
             return handlers.health_query(projection)
 
-    return build_app(runtime, register)
+    return build_app(runtime, register, workers=[FlushAtStart()])

@@ -1,10 +1,12 @@
-"""The risk monitor's decisions and queries. After each batch: the alert rules evaluated
-on what changed, alerts appended to the log and published on `portfolio.alerts.*`; on
-request: open alerts, the risk register, project health, and a rule's backtest."""
+"""The risk monitor's decisions and queries. After each batch: the alerts decided while it
+was applied, appended to the log and published on `portfolio.alerts.*`; on request: open
+alerts (with their current values), the risk register, project health, a rule's backtest."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -17,7 +19,8 @@ from contracts.queries import QueryError
 from contracts.registry import parse_payload
 from contracts.subjects import Subjects
 from domain.risk import DEFAULT_ZONES, alerts, contingency
-from services.risk.projection import LEDGER_FACTS, RiskProjection, open_alerts
+from domain.risk.monitor import AlertMonitor
+from services.risk.projection import INPUT_TYPES, Pending, RiskProjection, open_alerts
 from shared.decisions import append_decision
 from shared.eventlog import EventLog
 from shared.service import answer, invalid_query
@@ -25,40 +28,65 @@ from shared.service import answer, invalid_query
 log = structlog.get_logger(__name__)
 
 
-async def evaluate_alerts(
-    event_log: EventLog, js: JetStreamContext, subjects: Subjects, projection: RiskProjection
-) -> int:
-    """Raise once when a rule starts to hold, clear once when it stops: the state the rules
-    are evaluated against moves with every alert decided, before it is even in the log."""
-    readings = projection.take_readings()
-    if not readings:
-        return 0
-    decided, _ = alerts.evaluate(projection.rules_in_force(), projection.alerts, readings)
-    for event in decided:
-        verb = "raised" if isinstance(event, r.AlertRaised) else "cleared"
-        appended = await append_decision(
-            event_log,
-            (r.ALERT, event.alert_id),
-            event,
-            f"{event.alert_id}/{verb}",
-            None,
-            actor="risk",
-            source="risk",
+class AlertFlusher:
+    """Appends the alert events the monitor decided, in order, then publishes each on
+    `<prefix>.alerts.<severity>.<metric>` (stream PORTFOLIO_ALERTS, for subscribers that
+    were offline). One flush at a time: after every batch, and once at start (what a
+    crash left decided but not appended)."""
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        js: JetStreamContext,
+        subjects: Subjects,
+        projection: RiskProjection,
+    ) -> None:
+        self.event_log = event_log
+        self.js = js
+        self.subjects = subjects
+        self.projection = projection
+        self.lock = asyncio.Lock()
+
+    async def flush(self) -> int:
+        async with self.lock:
+            done = 0
+            for item in list(self.projection.pending.values()):
+                await self._one(item)
+                self.projection.pending.pop(item.event_id, None)
+                done += 1
+            return done
+
+    async def _one(self, item: Pending) -> None:
+        event = item.event
+        if not item.appended:
+            appended = await append_decision(
+                self.event_log,
+                (r.ALERT, event.alert_id),
+                event,
+                item.identity,
+                item.cause,
+                actor="risk",
+                source="risk",
+            )
+            item.appended, item.position = True, appended.position
+        body = {
+            "event": type(event).__name__,
+            "event_id": item.event_id,
+            "position": item.position,
+            **event.model_dump(mode="json"),
+        }
+        await self.js.publish(
+            self.subjects.alert(str(event.severity), str(event.metric)),
+            json.dumps(body).encode(),
+            headers={"Nats-Msg-Id": item.event_id, "Portfolio-Position": str(item.position)},
         )
-        projection.own_alert_events.add(appended.event_id)
-        projection.remember_alert(event)
-        await js.publish(
-            subjects.alert(str(event.severity), str(event.metric)),
-            json.dumps({"event": type(event).__name__, **event.model_dump(mode="json")}).encode(),
-            headers={
-                "Nats-Msg-Id": appended.event_id,
-                "Portfolio-Position": str(appended.position),
-            },
-        )
-        log.info(
-            "alert." + verb, alert=event.alert_id, rule=event.rule_id, subject=event.subject_id
-        )
-    return len(decided)
+        log.info("alert." + type(event).__name__, alert=event.alert_id, subject=event.subject_id)
+
+    async def start(self) -> None:
+        await self.flush()
+
+    async def stop(self) -> None:
+        return None
 
 
 def alerts_query(projection: RiskProjection) -> bytes:
@@ -66,7 +94,7 @@ def alerts_query(projection: RiskProjection) -> bytes:
 
 
 def register_query(projection: RiskProjection) -> bytes:
-    risks = sorted(projection.risks.values(), key=lambda x: x.risk_id)
+    risks = sorted(projection.monitor.risks.values(), key=lambda x: x.risk_id)
     reserve = contingency(risks)
     body: dict[str, Any] = {
         "risks": [
@@ -96,16 +124,25 @@ def register_query(projection: RiskProjection) -> bytes:
 
 
 def health_query(projection: RiskProjection) -> bytes:
-    found = {}
-    for project_id in sorted(projection.baselines):
-        health = projection.health(project_id)
-        if health is not None:
-            found[project_id] = {
-                "status": str(health.status),
-                "explain": health.explain(),
-                "earned_value": health.earned_value.figures() if health.earned_value else None,
-            }
-    overall = projection.portfolio_health()
+    monitor = projection.monitor
+    overall, closed = monitor.portfolio_health()
+
+    def one(project_id: str) -> dict[str, Any] | None:
+        health = monitor.health(project_id)
+        if health is None:
+            return None
+        return {
+            "status": str(health.status),
+            "explain": health.explain(),
+            "earned_value": health.earned_value.figures() if health.earned_value else None,
+        }
+
+    closed_ids = {h.subject_id for h in closed}
+    found = {
+        pid: body
+        for pid in sorted(monitor.baselines)
+        if pid not in closed_ids and (body := one(pid)) is not None
+    }
     programmes = {
         child.subject_id: {"status": str(child.status), "explain": child.explain()}
         for child in overall.children
@@ -115,6 +152,12 @@ def health_query(projection: RiskProjection) -> bytes:
         "portfolio": {"status": str(overall.status), "explain": overall.explain()},
         "programmes": programmes,
         "projects": found,
+        #: Completed and cancelled projects: reported, never rolled up.
+        "closed_projects": {
+            h.subject_id: (one(h.subject_id) or {})
+            | {"project_status": str(monitor.projects[h.subject_id].status)}
+            for h in closed
+        },
     }
     return json.dumps(body).encode()
 
@@ -129,30 +172,45 @@ class BacktestQuery(FrozenModel):
 
 
 async def backtest_query(event_log: EventLog, body: bytes) -> bytes:
+    """The candidate rule run over the whole history by the same monitor as the live one
+    (every other rule left out): when it would have raised and cleared, per subject."""
     try:
         rule = BacktestQuery.model_validate_json(body or b"{}")
     except ValidationError as error:
         return answer(invalid_query("backtest", error))
     if not alerts.clears(rule, rule.clear_at) or alerts.holds(rule, rule.clear_at):
         return answer(QueryError(error="clear_at must be on the other side of the threshold"))
-    history = RiskProjection()
-    series: dict[str, list[tuple[str, float | None]]] = {}
+    monitor = AlertMonitor()
+    candidate = replace(
+        alerts.default_rules()[0],
+        rule_id="backtest",
+        metric=rule.metric,
+        comparison=rule.comparison,
+        threshold=rule.threshold,
+        clear_at=rule.clear_at,
+        severity=r.Severity.INFO,
+    )
+    monitor.rules = {"backtest": candidate}
+    opened: dict[str, str] = {}
+    episodes: list[dict[str, Any]] = []
     async for recorded in event_log.read():
         e = recorded.envelope
-        if e.aggregate_type not in r.EVENT_AGGREGATE.values() and e.event_type not in LEDGER_FACTS:
+        if e.event_type not in INPUT_TYPES or e.aggregate_type == r.ALERT_RULE:
             continue
         try:
-            history.fold_event(parse_payload(e.event_type, e.payload, e.schema_version), e.event_id)
+            event = parse_payload(e.event_type, e.payload, e.schema_version)
+            decided = monitor.fold(event, e.event_id, recorded.position)
         except (ValueError, KeyError, AttributeError):
             continue
         at = e.recorded_at.isoformat()
-        for reading in history.take_readings():
-            if reading.metric == rule.metric:
-                value = None if reading.value is None else float(reading.value)
-                series.setdefault(reading.subject_id, []).append((at, value))
-    episodes = [
-        {"subject_id": subject, "raised_at": raised, "cleared_at": cleared}
-        for subject, points in sorted(series.items())
-        for raised, cleared in alerts.backtest(rule, points)
-    ]
+        for found in decided:
+            if isinstance(found, r.AlertRaised):
+                opened[found.subject_id] = at
+            elif isinstance(found, r.AlertCleared):
+                raised = opened.pop(found.subject_id)
+                episodes.append(
+                    {"subject_id": found.subject_id, "raised_at": raised, "cleared_at": at}
+                )
+    episodes += [{"subject_id": s, "raised_at": at, "cleared_at": None} for s, at in opened.items()]
+    episodes.sort(key=lambda x: (x["subject_id"], x["raised_at"]))
     return json.dumps({"fired": len(episodes), "episodes": episodes}).encode()

@@ -1,40 +1,67 @@
-"""The risk monitor's read model: risks, baselines, alert rules and open alerts in memory,
-folded from the facts it keeps (its own and the ledger's actual costs and thresholds), and
-the readings each batch produced, for the rules to look at."""
+"""The risk monitor's read model: the alert monitor (`domain.risk.monitor`) folded from every
+fact it reads (projects' lifecycle, pools, capacity, risks, baselines, rules), and the alert
+events it decided that are not in the log yet.
+
+Decisions are made one fact at a time while a batch is applied, never once per batch, so
+the alerts are a function of the facts whatever the batch size. They are appended after
+the batch (`handlers.flush_alerts`); an alert event read back from the log is known by its
+event id (derived from what was decided) and leaves the pending list. On a restart the
+facts are folded again: what was decided and is not in the log is appended then.
+
+A log written by an earlier version holds alert events these rules did not decide (legacy).
+They are never re-announced: decisions on facts before the last of them count as made, and
+whatever the legacy alerts left open that does not hold now is cleared once (and what holds
+but is not open is raised), so that the announced alerts agree with the figures again.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from decimal import Decimal
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, Integer, MetaData, String, Table, select
+from sqlalchemy import JSON, Column, Connection, DateTime, Integer, MetaData, String, Table, select
 
-from contracts import ledger as lg
-from contracts import projects as p
 from contracts import risks as r
 from contracts.base import FrozenModel, RecordedEvent
 from contracts.registry import parse_payload
-from domain.risk import (
-    AlertRuleState,
-    BaselineState,
-    RiskState,
-    alerts,
-    evm,
-    evolve_alert_rule,
-    evolve_baseline,
-    evolve_risk,
-    highest_open_threat_score,
-)
+from domain.risk import alerts
+from domain.risk.monitor import INPUT_EVENTS, AlertMonitor
+from shared.commands import EVENT_ID_NAMESPACE
 from shared.projection import CannotApply, Projection
 from shared.projects_view import apply_project_event, projects_table
 
 NAME = "risk"
-LEDGER_FACTS = {
-    p.ProjectProposed.__name__,
-    lg.ActualCostRecorded.__name__,
-    *(t.__name__ for t in lg.THRESHOLD_EVENTS),
-}
+INPUT_TYPES = frozenset(t.__name__ for t in INPUT_EVENTS)
+ALERT_TYPES = frozenset(t.__name__ for t in r.ALERT_EVENTS)
+
+
+def identity(event: alerts.AlertEvent, cause_id: str) -> str:
+    """What makes an alert decision unique: its episode, and for a revision its cause."""
+    match event:
+        case r.AlertRaised():
+            return f"{event.alert_id}/raised"
+        case r.AlertCleared():
+            return f"{event.alert_id}/cleared"
+    return f"{event.alert_id}/revised/{event.rule_revision}/{cause_id}"
+
+
+def event_id_of(event: alerts.AlertEvent, key: str) -> str:
+    """The event id `shared.decisions.append_decision` gives this decision."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{type(event).__name__}/{key}"))
+
+
+@dataclass
+class Pending:
+    event: alerts.AlertEvent
+    identity: str
+    event_id: str
+    cause_position: int
+    cause: RecordedEvent | None = None
+    #: In the log already (at `position`); only the publication on the alerts stream is left.
+    appended: bool = False
+    position: int = 0
 
 
 class RiskProjection(Projection):
@@ -50,44 +77,82 @@ class RiskProjection(Projection):
             Column("event_id", String(64), nullable=False),
             Column("event_type", String(64), nullable=False),
             Column("schema_version", Integer, nullable=False),
+            Column("recorded_at", DateTime(timezone=True), nullable=True),
             Column("payload", JSON, nullable=False),
         )
         self.reset()
 
     def reset(self) -> None:
-        self.risks: dict[str, RiskState] = {}
-        #: project id -> its risks' ids: a project's health reads only its own risks.
-        self.risks_of: dict[str, set[str]] = defaultdict(set)
-        self.baselines: dict[str, BaselineState] = {}
-        self.rules: dict[str, AlertRuleState] = {}
-        self.alerts = alerts.AlertState()
-        self.raised: dict[str, r.AlertRaised] = {}
-        self.actual_cost: dict[str, Decimal] = defaultdict(Decimal)
-        #: project id -> programme id, for roll-ups and rules scoped to a programme.
-        self.programme_of: dict[str, str] = {}
-        #: What the last events changed, for the next evaluation of the rules.
-        self.readings: list[alerts.Reading] = []
-        #: Projects whose health may have changed, with the last cause: read once per
-        #: batch (a month of invoices is one reading, not one per invoice).
-        self.changed: dict[str, tuple[str, ...]] = {}
-        #: Alert events this service appended and already folded in when it decided them.
-        self.own_alert_events: set[str] = set()
+        self.monitor = AlertMonitor()
+        #: Decided and not yet seen in the log, by event id, in the order decided.
+        self.pending: dict[str, Pending] = {}
+        #: How many alert events this monitor has decided since it was reset.
+        self.decided = 0
+
+    # --- folding -------------------------------------------------------------------------------
 
     def load(self, conn: Connection) -> None:
         self.reset()
+        decided_ids: set[str] = set()
+        logged: list[tuple[int, str, FrozenModel]] = []
         for row in conn.execute(select(self.facts).order_by(self.facts.c.position)):
             event = parse_payload(row.event_type, row.payload, row.schema_version)
-            self._fold(event, row.event_id)
-        self.readings, self.changed = [], {}
+            if row.event_type in ALERT_TYPES:
+                logged.append((row.position, row.event_id, event))
+                continue
+            for item in self._decide(event, row.event_id, row.position, row.recorded_at, None):
+                decided_ids.add(item.event_id)
+        logged_ids = {event_id for _, event_id, _ in logged}
+        for event_id in logged_ids:
+            self.pending.pop(event_id, None)
+        legacy = [position for position, event_id, _ in logged if event_id not in decided_ids]
+        if legacy:
+            self._reconcile(max(legacy), [event for _, _, event in logged])
+
+    def _reconcile(self, mark: int, logged: list[FrozenModel]) -> None:
+        """After an upgrade: nothing decided before the last legacy alert is announced
+        again; the alerts then open are brought to agree with the figures."""
+        self.pending = {k: v for k, v in self.pending.items() if v.cause_position > mark}
+        announced = alerts.AlertState()
+        for event in [*logged, *(item.event for item in self.pending.values())]:
+            announced = alerts.evolve_alerts(announced, event)
+        live = {a.alert_id: a for a in self.monitor.open_alerts()}
+        for key, stale in sorted(announced.open.items()):
+            found = self.monitor.open.get(key)
+            if found is not None and found.alert_id == stale.alert_id:
+                continue
+            cleared = r.AlertCleared(
+                alert_id=stale.alert_id,
+                rule_id=stale.rule_id,
+                rule_revision=stale.rule_revision,
+                metric=stale.metric,
+                severity=stale.severity,
+                subject_id=stale.subject_id,
+                project_id=stale.project_id,
+                value=None,
+                clear_at=stale.clear_at,
+                reason="re-evaluated on the current figures after an upgrade",
+                cause_position=mark,
+                audit_link=stale.audit_link,
+                message=f"{stale.metric} alert for {stale.subject_id} does not hold on the "
+                f"current figures (rule {stale.rule_id})",
+            )
+            self._queue(cleared, f"reconciled/{mark}", mark, None)
+        open_ids = {a.alert_id for a in announced.open.values()}
+        for alert_id, alert in sorted(live.items()):
+            if alert_id not in open_ids and not any(
+                isinstance(x.event, r.AlertRaised) and x.event.alert_id == alert_id
+                for x in self.pending.values()
+            ):
+                self._queue(alert.raised, f"reconciled/{mark}", mark, None)
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
         apply_project_event(conn, self.projects, event)
         e = event.envelope
-        if e.aggregate_type not in r.EVENT_AGGREGATE.values() and e.event_type not in LEDGER_FACTS:
+        if e.event_type not in INPUT_TYPES and e.event_type not in ALERT_TYPES:
             return
-        payload = parse_payload(e.event_type, e.payload, e.schema_version)
         try:
-            self._fold(payload, e.event_id)
+            self.fold_recorded(event)
         except (ValueError, KeyError, AttributeError) as error:
             raise CannotApply(f"{e.event_type} on {e.aggregate_id}: {error}") from error
         self.insert_later(
@@ -97,124 +162,45 @@ class RiskProjection(Projection):
                 "event_id": e.event_id,
                 "event_type": e.event_type,
                 "schema_version": e.schema_version,
+                "recorded_at": e.recorded_at,
                 "payload": e.payload,
             },
         )
 
-    def fold_event(self, event: FrozenModel, event_id: str) -> None:
-        """Fold one event without a database, e.g. to replay history for a backtest."""
-        self._fold(event, event_id)
+    def fold_recorded(self, event: RecordedEvent) -> list[Pending]:
+        """Fold one event of the log (no database): a fact is decided on at once; an alert
+        event is one of ours arriving (or a legacy one, kept only in the facts)."""
+        e = event.envelope
+        payload = parse_payload(e.event_type, e.payload, e.schema_version)
+        if e.event_type in ALERT_TYPES:
+            self.pending.pop(e.event_id, None)
+            return []
+        if e.event_type not in INPUT_TYPES:
+            return []
+        return self._decide(payload, e.event_id, event.position, e.recorded_at, event)
 
-    def _fold(self, event: FrozenModel, event_id: str) -> None:
-        cause = (event_id,)
-        match event:
-            case r.AlertRaised() | r.AlertCleared():
-                if event_id in self.own_alert_events:
-                    self.own_alert_events.discard(event_id)
-                else:
-                    self.remember_alert(event)
-            case r.AlertRuleDefined() | r.AlertRuleDisabled():
-                rule_id = event.rule_id
-                self.rules[rule_id] = evolve_alert_rule(self.rules.get(rule_id), event)
-            case p.ProjectProposed():
-                if event.programme is not None:
-                    self.programme_of[event.project_id] = event.programme
-            case lg.ActualCostRecorded():
-                self.actual_cost[event.project_id] += event.amount
-                self._project_changed(event.project_id, cause)
-            case lg.PoolThresholdCrossed() | lg.PoolThresholdCleared():
-                self.readings.append(
-                    alerts.Reading(
-                        metric=r.Metric.BUDGET_CONSUMPTION,
-                        subject_id=event.pool_id,
-                        value=float(event.consumption_percent),
-                        aggregate=(lg.POOL, event.pool_id),
-                        figures={k: str(v) for k, v in event.model_dump().items()},
-                        caused_by=cause,
-                    )
-                )
-            case lg.RoleOverAllocated() | lg.RoleOverAllocationCleared():
-                percent = float(event.demand / event.capacity * 100) if event.capacity else None
-                self.readings.append(
-                    alerts.Reading(
-                        metric=r.Metric.OVER_ALLOCATION,
-                        subject_id=f"{event.role}/{event.period}",
-                        value=percent,
-                        aggregate=(lg.CAPACITY, event.role),
-                        figures={k: str(v) for k, v in event.model_dump().items()},
-                        caused_by=cause,
-                    )
-                )
-            case _ if type(event) in r.RISK_EVENTS:
-                risk_id: str = event.risk_id  # type: ignore[attr-defined]
-                risk = evolve_risk(self.risks.get(risk_id), event)
-                self.risks[risk_id] = risk
-                if risk.project_id is not None:
-                    self.risks_of[risk.project_id].add(risk_id)
-                programme = self.programme_of.get(risk.project_id or "")
-                self.readings.append(
-                    alerts.risk_reading(risk, programme_id=programme, caused_by=cause)
-                )
-                if risk.project_id is not None:
-                    self._project_changed(risk.project_id, cause)
-            case _ if type(event) in r.BASELINE_EVENTS:
-                project_id: str = event.project_id  # type: ignore[attr-defined]
-                self.baselines[project_id] = evolve_baseline(self.baselines.get(project_id), event)
-                self._project_changed(project_id, cause)
+    def _decide(
+        self,
+        event: FrozenModel,
+        event_id: str,
+        position: int,
+        at: datetime | None,
+        cause: RecordedEvent | None,
+    ) -> list[Pending]:
+        return [
+            self._queue(decided, event_id, position, cause)
+            for decided in self.monitor.fold(event, event_id, position, at)
+        ]
 
-    def remember_alert(self, event: r.AlertRaised | r.AlertCleared) -> None:
-        self.alerts = alerts.evolve_alerts(self.alerts, event)
-        if isinstance(event, r.AlertRaised):
-            self.raised[event.alert_id] = event
-        else:
-            self.raised.pop(event.alert_id, None)
-
-    def health(self, project_id: str) -> evm.Health | None:
-        baseline = self.baselines.get(project_id)
-        if baseline is None:
-            return None
-        return evm.project_health(
-            baseline,
-            self.actual_cost.get(project_id, Decimal(0)),
-            top_risk_score=highest_open_threat_score(
-                (self.risks[i] for i in self.risks_of.get(project_id, ())), project_id
-            ),
-        )
-
-    def _project_changed(self, project_id: str, cause: tuple[str, ...]) -> None:
-        self.changed.pop(project_id, None)
-        self.changed[project_id] = cause
-
-    def portfolio_health(self) -> evm.Health:
-        """Worst wins: projects into their programmes, programmes into the portfolio."""
-        projects = [h for pid in sorted(self.baselines) if (h := self.health(pid)) is not None]
-        programmes: dict[str, list[str]] = defaultdict(list)
-        for project_id, programme in sorted(self.programme_of.items()):
-            programmes[programme].append(project_id)
-        return evm.portfolio_health(projects, programmes)
-
-    def take_readings(self) -> list[alerts.Reading]:
-        for project_id, cause in self.changed.items():
-            found = self.health(project_id)
-            if found is not None:
-                self.readings.extend(
-                    alerts.project_readings(
-                        found, programme_id=self.programme_of.get(project_id), caused_by=cause
-                    )
-                )
-        taken, self.readings, self.changed = self.readings, [], {}
-        return taken
-
-    def rules_in_force(self) -> list[AlertRuleState]:
-        """The default rules (CPI, SPI, risk score, budget consumption, over-allocation),
-        each replaced by a rule defined by command under the same id."""
-        defaults = {rule.rule_id: rule for rule in alerts.default_rules()}
-        return list((defaults | self.rules).values())
+    def _queue(
+        self, event: alerts.AlertEvent, cause_id: str, position: int, cause: RecordedEvent | None
+    ) -> Pending:
+        key = identity(event, cause_id)
+        item = Pending(event, key, event_id_of(event, key), position, cause)
+        self.pending[item.event_id] = item
+        self.decided += 1
+        return item
 
 
 def open_alerts(projection: RiskProjection) -> list[dict[str, Any]]:
-    return [
-        projection.raised[a.alert_id].model_dump(mode="json")
-        for _, a in sorted(projection.alerts.open.items())
-        if a.alert_id in projection.raised
-    ]
+    return [alert.view() for alert in projection.monitor.open_alerts()]

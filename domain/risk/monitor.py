@@ -1,0 +1,590 @@
+"""The live alert monitor, pure: every input of every metric folded from the facts, every
+rule evaluated after each fact that moves one of them. No clock, no I/O.
+
+At every log position the open alerts are exactly the rules evaluated, with hysteresis, on
+the figures as they stand there:
+
+- budget consumption per pool: (actual costs + open commitments) / the pool's amount x 100
+  (allocations do not count), folded with `domain.ledger.evolve_pool` from the pool's
+  facts; the ledger's own threshold events are not an input;
+- over-allocation per role and month: demand / (capacity - time off) x 100;
+- earned value per project (baseline, progress, the actual costs of every pool), the EMV
+  of its open threats, and each risk's current score.
+
+A fact moves the readings it touches (a pool, a role's month, a project, a risk) and each
+is evaluated against the enabled rules of its metric. A rule defined, redefined or disabled
+is evaluated against every subject of its metric: an open alert that no longer holds under
+the new revision clears (with the reason), one that still holds is `AlertRevised` to it.
+A project completed, cancelled or rejected clears its alerts (`project closed`) and raises
+none after. An open alert carries the current value as it moves, without another event.
+
+Because decisions are made one fact at a time, never per batch, the alerts are the same
+however the log was read: a function of the facts and their order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from contracts import ledger as lg
+from contracts import projects as p
+from contracts import risks as r
+from contracts.base import FrozenModel
+from domain.ledger.capacity import CapacityState, evolve_capacity
+from domain.ledger.pools import PoolState, evolve_pool
+from domain.risk import evm
+from domain.risk.alerts import (
+    AlertEvent,
+    Reading,
+    alert_id_for,
+    audit_link,
+    clears,
+    default_rules,
+    holds,
+    in_scope,
+    project_readings,
+    risk_reading,
+    shown,
+)
+from domain.risk.baselines import BaselineState, evolve_baseline
+from domain.risk.register import RiskState, contingency, evolve_risk, highest_open_threat_score
+from domain.risk.rules import AlertRuleState, evolve_alert_rule
+
+HUNDRED = Decimal(100)
+#: Projects in these statuses are closed: their alerts clear, and they raise none.
+CLOSED_STATUSES = p.TERMINAL_STATUSES
+PROJECT_METRICS = frozenset(m for m, kind in r.SUBJECT_KIND.items() if kind == "project")
+LIFECYCLE_EVENTS: tuple[type[FrozenModel], ...] = (
+    p.ProjectSubmittedForReview,
+    p.ProjectApproved,
+    p.ProjectRejected,
+    p.ProjectStarted,
+    p.ProjectPutOnHold,
+    p.ProjectResumed,
+    p.ProjectCompleted,
+    p.ProjectCancelled,
+)
+#: The events the monitor folds (everything else in the log is not an input).
+INPUT_EVENTS: frozenset[type[FrozenModel]] = frozenset(
+    {
+        p.ProjectProposed,
+        *LIFECYCLE_EVENTS,
+        *(e for e in lg.EVENTS if e not in lg.THRESHOLD_EVENTS),
+        *r.RISK_EVENTS,
+        *r.BASELINE_EVENTS,
+        *r.ALERT_RULE_EVENTS,
+    }
+)
+
+
+@dataclass
+class LiveAlert:
+    """An open alert: the event that raised it, the revision it holds under now, and the
+    current value of its metric (updated as it moves)."""
+
+    raised: r.AlertRaised
+    rule_revision: int
+    severity: r.Severity
+    comparison: r.Comparison
+    threshold: float
+    clear_at: float
+    value: float
+    raised_at: datetime | None = None
+    figures: dict[str, r.Figure] = field(default_factory=dict)
+
+    @property
+    def alert_id(self) -> str:
+        return self.raised.alert_id
+
+    def as_rule(self) -> AlertRuleState:
+        raised = self.raised
+        return AlertRuleState(
+            rule_id=raised.rule_id,
+            revision=self.rule_revision,
+            metric=raised.metric,
+            comparison=self.comparison,
+            threshold=self.threshold,
+            clear_at=self.clear_at,
+            severity=self.severity,
+            scope=raised.scope,
+            scope_id=raised.scope_id,
+            version=0,
+        )
+
+    def view(self) -> dict[str, Any]:
+        """What the alerts query answers: the raise, and where things stand now."""
+        return self.raised.model_dump(mode="json") | {
+            "rule_revision": self.rule_revision,
+            "severity": str(self.severity),
+            "threshold": self.threshold,
+            "clear_at": self.clear_at,
+            "raised_value": self.raised.value,
+            "value": self.value,
+            "value_shown": shown(self.value, self.as_rule()),
+            "raised_at": None if self.raised_at is None else self.raised_at.isoformat(),
+            "current_figures": self.figures,
+        }
+
+
+@dataclass
+class ProjectInfo:
+    status: p.ProjectStatus
+    programme: str | None
+    category: str
+
+
+def _figure(value: object) -> r.Figure:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+class AlertMonitor:
+    """Folds the inputs of every metric and decides the alert events, one fact at a time."""
+
+    def __init__(self) -> None:
+        self.defaults = {rule.rule_id: rule for rule in default_rules()}
+        self.rules: dict[str, AlertRuleState] = dict(self.defaults)
+        self.open: dict[tuple[str, str], LiveAlert] = {}
+        self.episodes: dict[tuple[str, str], int] = {}
+        self.projects: dict[str, ProjectInfo] = {}
+        self.pools: dict[str, PoolState] = {}
+        self.roles: dict[str, CapacityState] = {}
+        self.risks: dict[str, RiskState] = {}
+        self.risks_of: dict[str, set[str]] = defaultdict(set)
+        self.baselines: dict[str, BaselineState] = {}
+        self.actual_cost: dict[str, Decimal] = defaultdict(Decimal)
+
+    # --- folding -----------------------------------------------------------------------------
+
+    def fold(
+        self,
+        event: FrozenModel,
+        cause_id: str,
+        position: int | None = None,
+        at: datetime | None = None,
+    ) -> list[AlertEvent]:
+        """Fold one fact; the alert events it calls for, in order (already applied)."""
+        decision = _Decision(self, (cause_id,), position, at)
+        match event:
+            case r.AlertRuleDefined() | r.AlertRuleDisabled():
+                previous = self.rules.get(event.rule_id)
+                defined = (
+                    self.rules.get(event.rule_id) if event.rule_id not in self.defaults else None
+                )
+                base = defined if isinstance(event, r.AlertRuleDisabled) else None
+                if isinstance(event, r.AlertRuleDisabled):
+                    base = previous
+                rule = evolve_alert_rule(base, event)
+                if isinstance(event, r.AlertRuleDefined) and previous is not None:
+                    rule = replace(rule, version=previous.version + 1)
+                self.rules[event.rule_id] = rule
+                decision.rule_changed(rule)
+                return decision.events
+            case p.ProjectProposed():
+                self.projects[event.project_id] = ProjectInfo(
+                    p.ProjectStatus.PROPOSED, event.programme, event.category
+                )
+                return []
+            case _ if type(event) in r.RISK_EVENTS:
+                risk_id: str = event.risk_id  # type: ignore[attr-defined]
+                risk = evolve_risk(self.risks.get(risk_id), event)
+                self.risks[risk_id] = risk
+                decision.reading(self.risk_reading(risk))
+                if risk.project_id is not None:
+                    self.risks_of[risk.project_id].add(risk_id)
+                    decision.readings(self.project_readings(risk.project_id))
+                return decision.events
+            case _ if type(event) in r.BASELINE_EVENTS:
+                project_id: str = event.project_id  # type: ignore[attr-defined]
+                self.baselines[project_id] = evolve_baseline(self.baselines.get(project_id), event)
+                decision.readings(self.project_readings(project_id))
+                return decision.events
+            case _ if type(event) in lg.THRESHOLD_EVENTS:
+                return []  # the ledger's own view; the monitor computes the figures itself
+            case _ if lg.EVENT_AGGREGATE.get(type(event)) == lg.POOL:
+                pool_id: str = event.pool_id  # type: ignore[attr-defined]
+                pool = evolve_pool(self.pools.get(pool_id), event)
+                self.pools[pool_id] = pool
+                decision.reading(self.pool_reading(pool))
+                if isinstance(event, lg.ActualCostRecorded):
+                    self.actual_cost[event.project_id] += event.amount
+                    decision.readings(self.project_readings(event.project_id))
+                return decision.events
+            case _ if lg.EVENT_AGGREGATE.get(type(event)) == lg.CAPACITY:
+                role_name: str = event.role  # type: ignore[attr-defined]
+                role = evolve_capacity(self.roles.get(role_name), event)
+                self.roles[role_name] = role
+                if isinstance(event, lg.CapacitySet | lg.DemandAssigned):
+                    decision.reading(self.role_reading(role, event.period))
+                return decision.events
+        status = p.status_after(event, None)
+        subject = getattr(event, "project_id", None)
+        if status is not None and isinstance(subject, str):
+            info = self.projects.setdefault(
+                subject, ProjectInfo(status, programme=None, category="")
+            )
+            info.status = status
+            if status in CLOSED_STATUSES:
+                decision.project_closed(subject)
+        return decision.events
+
+    # --- readings -----------------------------------------------------------------------------
+
+    def is_closed(self, project_id: str | None) -> bool:
+        info = self.projects.get(project_id or "")
+        return info is not None and info.status in CLOSED_STATUSES
+
+    def programme_of(self, project_id: str | None) -> str | None:
+        info = self.projects.get(project_id or "")
+        return None if info is None else info.programme
+
+    def pool_reading(self, pool: PoolState) -> Reading:
+        consumed = pool.actual + pool.open_commitments
+        value = float(consumed * HUNDRED / pool.amount) if pool.amount > 0 else None
+        return Reading(
+            metric=r.Metric.BUDGET_CONSUMPTION,
+            subject_id=pool.pool_id,
+            value=value,
+            aggregate=(lg.POOL, pool.pool_id),
+            figures={
+                "consumed": str(consumed),
+                "actual": str(pool.actual),
+                "open_commitments": str(pool.open_commitments),
+                "amount": str(pool.amount),
+                "currency": pool.currency,
+            },
+            gone=pool.closed,
+            gone_reason="pool closed",
+            subject_kind="pool",
+            pool_id=pool.pool_id,
+        )
+
+    def role_reading(self, role: CapacityState, period: str) -> Reading:
+        net, demand = role.net_capacity(period), role.demand_in(period)
+        line = role.capacity.get(period)
+        return Reading(
+            metric=r.Metric.OVER_ALLOCATION,
+            subject_id=f"{role.role}/{period}",
+            value=float(demand * HUNDRED / net) if net > 0 else None,
+            aggregate=(lg.CAPACITY, role.role),
+            figures={
+                "role": role.role,
+                "period": period,
+                "demand": str(demand),
+                "capacity": str(line.amount if line else 0),
+                "time_off": str(line.time_off if line else 0),
+                "net_capacity": str(net),
+                "unit": str(role.unit),
+            },
+            subject_kind="role_month",
+        )
+
+    def risk_reading(self, risk: RiskState) -> Reading:
+        reading = risk_reading(risk, programme_id=self.programme_of(risk.project_id))
+        if self.is_closed(risk.project_id):
+            return replace(reading, gone=True, gone_reason=r.PROJECT_CLOSED, subject_kind="risk")
+        return replace(reading, subject_kind="risk", gone_reason="risk closed")
+
+    def health(self, project_id: str) -> evm.Health | None:
+        baseline = self.baselines.get(project_id)
+        if baseline is None:
+            return None
+        return evm.project_health(
+            baseline,
+            self.actual_cost.get(project_id, Decimal(0)),
+            top_risk_score=highest_open_threat_score(
+                (self.risks[i] for i in self.risks_of.get(project_id, ())), project_id
+            ),
+        )
+
+    def threat_emv(self, project_id: str) -> Decimal:
+        found = contingency(self.risks[i] for i in self.risks_of.get(project_id, ()))
+        return found.threats_by_project.get(project_id, Decimal("0.00"))
+
+    def project_readings(self, project_id: str) -> list[Reading]:
+        info = self.projects.get(project_id)
+        programme = None if info is None else info.programme
+        category = None if info is None else info.category
+        gone = self.is_closed(project_id)
+        readings: list[Reading] = []
+        found = self.health(project_id)
+        if found is not None:
+            readings += project_readings(found, programme_id=programme, category=category)
+        if self.risks_of.get(project_id):
+            readings.append(
+                Reading(
+                    metric=r.Metric.THREAT_EMV,
+                    subject_id=project_id,
+                    value=self.threat_emv(project_id),
+                    project_id=project_id,
+                    programme_id=programme,
+                    category=category,
+                )
+            )
+        return [
+            replace(x, subject_kind="project", gone=gone, gone_reason=r.PROJECT_CLOSED)
+            for x in readings
+        ]
+
+    def readings_of(self, metric: r.Metric) -> Iterator[Reading]:
+        """The current reading of every subject a metric has."""
+        if metric == r.Metric.BUDGET_CONSUMPTION:
+            for pool_id in sorted(self.pools):
+                yield self.pool_reading(self.pools[pool_id])
+        elif metric == r.Metric.OVER_ALLOCATION:
+            for name in sorted(self.roles):
+                role = self.roles[name]
+                for period in role.periods():
+                    yield self.role_reading(role, period)
+        elif metric == r.Metric.RISK_SCORE:
+            for risk_id in sorted(self.risks):
+                yield self.risk_reading(self.risks[risk_id])
+        else:
+            projects = sorted(set(self.baselines) | set(self.risks_of))
+            for project_id in projects:
+                yield from (x for x in self.project_readings(project_id) if x.metric == metric)
+
+    def reading_of(self, metric: r.Metric, subject_id: str) -> Reading | None:
+        if metric == r.Metric.BUDGET_CONSUMPTION:
+            pool = self.pools.get(subject_id)
+            return None if pool is None else self.pool_reading(pool)
+        if metric == r.Metric.OVER_ALLOCATION:
+            name, _, period = subject_id.rpartition("/")
+            role = self.roles.get(name)
+            return None if role is None else self.role_reading(role, period)
+        if metric == r.Metric.RISK_SCORE:
+            risk = self.risks.get(subject_id)
+            return None if risk is None else self.risk_reading(risk)
+        return next((x for x in self.project_readings(subject_id) if x.metric == metric), None)
+
+    # --- views --------------------------------------------------------------------------------
+
+    def open_alerts(self) -> list[LiveAlert]:
+        return [self.open[key] for key in sorted(self.open)]
+
+    def portfolio_health(self) -> tuple[evm.Health, list[evm.Health]]:
+        """Worst wins over the open projects (into their programmes, then the portfolio);
+        the closed ones (completed, cancelled) apart, never in the roll-up."""
+        open_projects: list[evm.Health] = []
+        closed: list[evm.Health] = []
+        for project_id in sorted(self.baselines):
+            found = self.health(project_id)
+            if found is None:
+                continue
+            (closed if self.is_closed(project_id) else open_projects).append(found)
+        programmes: dict[str, list[str]] = defaultdict(list)
+        for project_id, info in sorted(self.projects.items()):
+            if info.programme is not None and info.status not in CLOSED_STATUSES:
+                programmes[info.programme].append(project_id)
+        return evm.portfolio_health(open_projects, programmes), closed
+
+
+class _Decision:
+    """The alert events one fact calls for, applied to the monitor as they are decided."""
+
+    def __init__(
+        self,
+        monitor: AlertMonitor,
+        causes: tuple[str, ...],
+        position: int | None,
+        at: datetime | None,
+    ) -> None:
+        self.monitor = monitor
+        self.causes = causes
+        self.position = position
+        self.at = at
+        self.events: list[AlertEvent] = []
+
+    def readings(self, readings: Iterable[Reading]) -> None:
+        for reading in readings:
+            self.reading(reading)
+
+    def reading(self, reading: Reading) -> None:
+        rules = sorted(
+            (x for x in self.monitor.rules.values() if x.enabled and x.metric == reading.metric),
+            key=lambda x: x.rule_id,
+        )
+        for rule in rules:
+            self.evaluate(rule, reading)
+
+    def evaluate(self, rule: AlertRuleState, reading: Reading) -> None:
+        value = None if reading.value is None else float(reading.value)
+        key = (rule.rule_id, reading.subject_id)
+        alert = self.monitor.open.get(key)
+        if alert is not None:
+            reason = None
+            if reading.gone:
+                reason = reading.gone_reason
+            elif not in_scope(rule, reading):
+                reason = "subject left the rule's scope"
+            elif value is not None and clears(rule, value):
+                reason = "value passed the clear level"
+            if reason is not None:
+                self.clear(alert, value, reason, rule)
+            elif value is not None:
+                alert.value = value
+                alert.figures = {k: _figure(v) for k, v in reading.figures.items()}
+            return
+        if reading.gone or value is None or not in_scope(rule, reading):
+            return
+        if holds(rule, value):
+            self.raise_(rule, reading, value)
+
+    def raise_(self, rule: AlertRuleState, reading: Reading, value: float) -> None:
+        key = (rule.rule_id, reading.subject_id)
+        episode = self.monitor.episodes.get(key, 0) + 1
+        self.monitor.episodes[key] = episode
+        text = shown(value, rule)
+        about = f" (project {reading.project_id})" if reading.project_id else ""
+        figures = {k: _figure(v) for k, v in reading.figures.items()}
+        raised = r.AlertRaised(
+            alert_id=alert_id_for(rule.rule_id, reading.subject_id, episode),
+            rule_id=rule.rule_id,
+            rule_revision=rule.revision,
+            metric=rule.metric,
+            comparison=rule.comparison,
+            severity=rule.severity,
+            scope=rule.scope,
+            scope_id=rule.scope_id,
+            subject_id=reading.subject_id,
+            subject_kind=reading.subject_kind,
+            project_id=reading.project_id,
+            programme_id=reading.programme_id,
+            pool_id=reading.pool_id,
+            value=value,
+            value_shown=text,
+            threshold=rule.threshold,
+            clear_at=rule.clear_at,
+            figures=figures,
+            caused_by=self.causes,
+            cause_position=self.position,
+            audit_link=audit_link(reading),
+            message=f"{rule.metric} {text} {rule.comparison.symbol} {rule.threshold:g} for "
+            f"{reading.subject_id}{about} (rule {rule.rule_id} revision {rule.revision}, "
+            f"clears at {rule.clear_at:g})",
+        )
+        self.monitor.open[key] = LiveAlert(
+            raised=raised,
+            rule_revision=rule.revision,
+            severity=rule.severity,
+            comparison=rule.comparison,
+            threshold=rule.threshold,
+            clear_at=rule.clear_at,
+            value=value,
+            raised_at=self.at,
+            figures=figures,
+        )
+        self.events.append(raised)
+
+    def clear(
+        self, alert: LiveAlert, value: float | None, reason: str, rule: AlertRuleState | None
+    ) -> None:
+        raised = alert.raised
+        revision = alert.rule_revision if rule is None else rule.revision
+        clear_at = alert.clear_at if rule is None else rule.clear_at
+        text = shown(value, rule or alert.as_rule())
+        self.events.append(
+            r.AlertCleared(
+                alert_id=raised.alert_id,
+                rule_id=raised.rule_id,
+                rule_revision=revision,
+                metric=raised.metric,
+                severity=alert.severity,
+                subject_id=raised.subject_id,
+                project_id=raised.project_id,
+                value=value,
+                value_shown=text,
+                clear_at=clear_at,
+                reason=reason,
+                caused_by=self.causes,
+                cause_position=self.position,
+                audit_link=raised.audit_link,
+                message=f"{raised.metric} {text} for {raised.subject_id}: {reason} "
+                f"(rule {raised.rule_id} revision {revision})",
+            )
+        )
+        del self.monitor.open[(raised.rule_id, raised.subject_id)]
+
+    def project_closed(self, project_id: str) -> None:
+        for key in sorted(self.monitor.open):
+            alert = self.monitor.open[key]
+            if alert.raised.project_id == project_id:
+                self.clear(alert, alert.value, r.PROJECT_CLOSED, None)
+
+    def rule_changed(self, rule: AlertRuleState) -> None:
+        """Open alerts of the rule re-evaluated under its new revision, then every subject
+        of its metric evaluated (a redefinition may make the rule hold for new ones)."""
+        for key in sorted(k for k in self.monitor.open if k[0] == rule.rule_id):
+            alert = self.monitor.open[key]
+            reading = self.monitor.reading_of(alert.raised.metric, alert.raised.subject_id)
+            value = alert.value if reading is None or reading.value is None else reading.value
+            current = None if value is None else float(value)
+            if not rule.enabled:
+                self.clear(alert, current, r.RULE_DISABLED, rule)
+            elif rule.metric != alert.raised.metric:
+                self.clear(alert, current, "rule redefined on another metric", rule)
+            elif reading is not None and not in_scope(rule, reading):
+                self.clear(alert, current, "rule redefined: subject out of its scope", rule)
+            elif current is not None and clears(rule, current):
+                self.clear(
+                    alert,
+                    current,
+                    f"rule redefined: value passed the clear level {rule.clear_at:g}",
+                    rule,
+                )
+            elif (
+                rule.revision,
+                rule.threshold,
+                rule.clear_at,
+                rule.severity,
+                rule.comparison,
+            ) != (
+                alert.rule_revision,
+                alert.threshold,
+                alert.clear_at,
+                alert.severity,
+                alert.comparison,
+            ):
+                self.revise(alert, rule, current)
+        if rule.enabled:
+            for reading in self.monitor.readings_of(rule.metric):
+                if (rule.rule_id, reading.subject_id) not in self.monitor.open:
+                    self.evaluate(rule, reading)
+
+    def revise(self, alert: LiveAlert, rule: AlertRuleState, value: float | None) -> None:
+        alert.rule_revision = rule.revision
+        alert.severity = rule.severity
+        alert.comparison = rule.comparison
+        alert.threshold = rule.threshold
+        alert.clear_at = rule.clear_at
+        if value is not None:
+            alert.value = value
+        text = shown(value, rule)
+        raised = alert.raised
+        self.events.append(
+            r.AlertRevised(
+                alert_id=raised.alert_id,
+                rule_id=rule.rule_id,
+                rule_revision=rule.revision,
+                metric=rule.metric,
+                comparison=rule.comparison,
+                severity=rule.severity,
+                subject_id=raised.subject_id,
+                project_id=raised.project_id,
+                value=value,
+                value_shown=text,
+                threshold=rule.threshold,
+                clear_at=rule.clear_at,
+                caused_by=self.causes,
+                cause_position=self.position,
+                message=f"{rule.metric} {text} {rule.comparison.symbol} {rule.threshold:g} for "
+                f"{raised.subject_id}: still holds under rule {rule.rule_id} revision "
+                f"{rule.revision} (clears at {rule.clear_at:g})",
+            )
+        )
