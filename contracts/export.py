@@ -1,4 +1,5 @@
-"""Write the JSON Schemas and the AsyncAPI document of every contract (`make schemas`).
+"""Write the JSON Schemas, the AsyncAPI document of every contract and the gateway's
+OpenAPI document (`make schemas`).
 
 Clients in other languages code against these files, not against our Python models, so the
 files are generated from the registry and a unit test fails when they drift.
@@ -8,7 +9,7 @@ Inputs (commands, AuditQuery) are described as they are validated on the way in
 everything the backend emits (events, envelope, replies, rejections, answers) as it is
 serialized (`mode="serialization"`: money is a string).
 
-    python -m contracts.export            # (re)write contracts/schemas/ and asyncapi.json
+    python -m contracts.export            # (re)write schemas/, asyncapi.json, openapi.json
     python -m contracts.export --check    # exit 1 listing stale, missing or extra files
 """
 
@@ -26,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from contracts import queries
+from contracts import openapi, queries
 from contracts.base import CommandAccepted, CommandRejected, EventEnvelope, FrozenModel, Rejection
 from contracts.registry import COMMAND_AGGREGATE, COMMANDS, CURRENT_VERSION, EVENTS
 from contracts.subjects import SERVICES, Subjects
@@ -34,6 +35,7 @@ from contracts.subjects import SERVICES, Subjects
 ROOT = Path(__file__).resolve().parent
 SCHEMA_DIR = "schemas"
 ASYNCAPI_FILE = "asyncapi.json"
+OPENAPI_FILE = "openapi.json"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 #: Bump when a contract changes in a way existing clients would notice.
 API_VERSION = "0.1.0"
@@ -313,6 +315,7 @@ def render() -> dict[str, str]:
     """Every generated file (path relative to the contracts package) and its exact text."""
     files = {c.path: dumps(schema_file(c)) for c in contracts()}
     files[ASYNCAPI_FILE] = dumps(asyncapi())
+    files[OPENAPI_FILE] = dumps(openapi.document(API_VERSION))
     return files
 
 

@@ -124,7 +124,22 @@ class RiskSettings(ServiceSettings):
     pass
 
 
-class ReportingSettings(ServiceSettings):
+class HttpAccessSettings(PortfolioSettings):
+    """Who may use the HTTP gateway and the dashboard (shared/httpauth.py). On a loopback
+    address both may run open; on any other address they refuse to start without one of
+    these, and then ask every request for a login."""
+
+    #: Bearer tokens as data: the SHA-256 hex digest of each token -> the principal it
+    #: authenticates (a NATS-principal-like name, bound to actors by
+    #: PORTFOLIO_ACTOR_BINDINGS), e.g. PORTFOLIO_HTTP_TOKENS='{"9f86d0...": "tracker"}'.
+    http_tokens: dict[str, str] = {}
+    #: A header an authenticating proxy sets to the logged-in user (e.g. X-Forwarded-User),
+    #: trusted only from the addresses in `trusted_proxies` (IPs or CIDR networks).
+    trusted_proxy_header: str | None = None
+    trusted_proxies: list[str] = []
+
+
+class ReportingSettings(ServiceSettings, HttpAccessSettings):
     report_publish_every_seconds: float = 0.0
     #: A snapshot of the report fold every this many events, so a report at any point
     #: reads at most this many from the log (0: no snapshots, every report reads it all).
@@ -135,6 +150,29 @@ class ReportingSettings(ServiceSettings):
     dashboard_port: int = 8420
     #: The pages refresh at most this often while events flow.
     dashboard_refresh_seconds: float = 1.0
+
+
+class GatewaySettings(HttpAccessSettings):
+    """The HTTP gateway (services/gateway): stateless, as many instances as wanted."""
+
+    gateway_host: str = "127.0.0.1"
+    #: 0 picks a free port; `portfolio up` picks a free one when this one is taken.
+    gateway_port: int = 8430
+    #: Larger command bodies are refused with 413 (the same limit as intake's).
+    max_command_bytes: int = 64 * 1024
+    #: Larger webhook deliveries are refused with 413 before their signature is checked.
+    webhook_max_bytes: int = 256 * 1024
+    rejection_raw_limit_bytes: int = 16 * 1024
+    #: Requests one principal (a token's, a webhook source's) may send per second here.
+    gateway_rate_per_second: float = 5000.0
+    gateway_burst: float = 10000.0
+    #: How long a command waits for intake's answer before 503 (Retry-After).
+    gateway_command_timeout_seconds: float = 10.0
+    #: How long a query waits for its service (a report of a large log takes seconds).
+    gateway_query_timeout_seconds: float = 60.0
+    #: The webhook mappings, one file per source (`<source>.yaml`); default: the shipped
+    #: deploy/webhooks of this checkout.
+    webhooks_dir: Path | None = None
 
 
 class SupervisorSettings(PortfolioSettings):

@@ -1,0 +1,1 @@
+"""The HTTP gateway: HTTP and webhooks in, the same NATS commands and queries out."""
