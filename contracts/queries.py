@@ -13,8 +13,28 @@ from contracts.base import FrozenModel, Identifier, Name
 PAGE_SIZE = 500
 
 
+class InboxStatus(FrozenModel):
+    """Intake's inbox consumer: figures from the server (None when it did not answer) and
+    the loop's own. `running` false makes intake read `degraded`."""
+
+    running: bool
+    #: In the inbox, not delivered yet.
+    pending: int | None
+    #: Delivered, neither answered nor given up yet.
+    waiting_for_ack: int | None
+    #: Delivered more than once (not answered the first time).
+    redelivered: int | None
+    answered_since_start: int
+    #: Messages given up after their deliveries ran out (kept in rejections).
+    dead_letters_since_start: int
+    last_error: str | None
+    last_error_at: datetime | None
+
+
 class ServiceStatus(FrozenModel):
     service: str
+    #: starting, replaying, running, stalled, stopped; `degraded` when a part of the service that
+    #: answers others (intake's inbox loop) is not running.
     state: str
     position: int
     log_position: int
@@ -25,6 +45,8 @@ class ServiceStatus(FrozenModel):
     last_error: str | None
     started_at: datetime
     pid: int
+    #: Intake only.
+    inbox: InboxStatus | None = None
 
 
 class ReplayStarted(FrozenModel):

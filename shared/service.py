@@ -32,7 +32,13 @@ from nats.js.errors import ServiceUnavailableError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, func, select
 
-from contracts.queries import ProjectsQuery, QueryError, ReplayStarted, ServiceStatus
+from contracts.queries import (
+    InboxStatus,
+    ProjectsQuery,
+    QueryError,
+    ReplayStarted,
+    ServiceStatus,
+)
 from shared.db import Database, skipped_events
 from shared.eventlog import EventLog
 from shared.lease import Lease
@@ -74,6 +80,8 @@ class ServiceRuntime:
         self.ready = False
         #: Set by a service that decides on each batch its projection applied.
         self.after_batch: Callable[[], Awaitable[None]] | None = None
+        #: Set by intake: its inbox consumer's health, shown in its status.
+        self.inbox_status: Callable[[], Awaitable[InboxStatus]] | None = None
 
     @property
     def nc(self) -> Client:
@@ -190,9 +198,13 @@ class ServiceRuntime:
             )
         )
         runner = self.runner
+        inbox = await self.inbox_status() if self.inbox_status is not None else None
+        state: str = runner.state if self.ready else "starting"
+        if inbox is not None and not inbox.running and self.ready:
+            state = "degraded"  # the process answers, but inbox commands get no outcome
         return ServiceStatus(
             service=self.name,
-            state=runner.state if self.ready else "starting",
+            state=state,
             position=runner.position,
             log_position=log_position,
             lag=max(0, log_position - runner.position),
@@ -202,6 +214,7 @@ class ServiceRuntime:
             last_error=runner.last_error,
             started_at=self.started_at,
             pid=os.getpid(),
+            inbox=inbox,
         )
 
 

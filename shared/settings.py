@@ -98,6 +98,9 @@ class IntakeSettings(ServiceSettings):
     source_rate_per_second: float = 5000.0
     source_burst: float = 10000.0
     inbox_batch_size: int = 256
+    #: Failed attempts of an inbox message's own before it is a dead letter: answered
+    #: `internal`, kept in rejections, removed from the inbox (services/intake/inbox.py).
+    inbox_max_deliveries: int = 5
     max_in_flight: int = 64
     #: Actor binding. A command sent on `<prefix>.cmd.<Command>.<principal>` (or
     #: `.inbox.<Command>.<principal>`) comes from `principal`: NATS lets each user publish

@@ -50,6 +50,7 @@ class IntakeParts:
     async def start(self) -> None:
         self._inbox = InboxWorker(self.intake, self.runtime.js)
         await self._inbox.start()
+        self.runtime.inbox_status = self._inbox.status
         # The hot path: commands straight from the NATS connection, many at once. Two for one
         # aggregate are kept apart by the append's expected position (the loser decides
         # again); FastStream's per-message machinery would cost as much as the decision.

@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from contracts.base import CommandAccepted, CommandRejected, ErrorCode
 from contracts.subjects import RESULTS_STREAM
+from services.intake import handlers
+from services.intake import inbox as inbox_module
 from shared.eventlog import EventLog
 from shared.rejections import read_rejections
-from tests.integration.helpers import SUBJECTS, proposal, running
+from tests.hostile import BAD_IDS
+from tests.integration.helpers import SUBJECTS, proposal, running, wait_for_status
 
 
 async def result_of(nc: Client, command_id: str, timeout: float = 20) -> dict[str, object]:
@@ -134,3 +139,118 @@ async def test_a_batch_keeps_references_in_order(
     assert [o["status"] for o in outcomes] == ["accepted"] * 20
     assert retired["status"] == "accepted"
     assert await event_log.last_position() == 22
+
+
+# --- whatever a message holds: one outcome, never the loop ------------------------------
+
+
+async def test_ids_that_cannot_be_subject_tokens_are_answered_under_a_safe_id(
+    nc: Client, nats_url: str, tmp_path: Path, event_log: EventLog
+) -> None:
+    """A command id with a space once stopped the inbox for good (BadSubjectError when its
+    outcome was published): now each such message is answered under `inbox-<sequence>` (or
+    its Nats-Msg-Id), kept in rejections, and the inbox goes on."""
+    js = nc.jetstream()
+    sent: dict[str, str] = {}  # outcome id -> the bad id
+    for n, bad in enumerate(BAD_IDS):
+        body = json.dumps(proposal(f"P-{n}", command_id=bad)).encode()
+        ack = await js.publish(SUBJECTS.inbox("ProposeProject"), body)
+        sent[f"inbox-{ack.seq}"] = bad
+    # A message id that is no subject token either is not used for the outcome.
+    body = json.dumps(proposal("P-x", command_id="a b")).encode()
+    ack = await js.publish(SUBJECTS.inbox("ProposeProject"), body, headers={"Nats-Msg-Id": "c d"})
+    sent[f"inbox-{ack.seq}"] = "a b"
+    # ... one that is stands in for the command id.
+    body = json.dumps(proposal("P-y", command_id="a.b")).encode()
+    await js.publish(SUBJECTS.inbox("ProposeProject"), body, headers={"Nats-Msg-Id": "msg-7"})
+    sent["msg-7"] = "a.b"
+    good = json.dumps(proposal("P-ok", command_id="after-the-bad-ones")).encode()
+    await js.publish(SUBJECTS.inbox("ProposeProject"), good)
+
+    async with running(nc, "intake", nats_url, tmp_path):
+        outcomes = {oid: await result_of(nc, oid) for oid in sent}
+        after = await result_of(nc, "after-the-bad-ones")
+        status = await wait_for_status(
+            nc, "intake", lambda s: s.inbox is not None and s.inbox.waiting_for_ack == 0
+        )
+    for oid, outcome in outcomes.items():
+        rejected = CommandRejected.model_validate(outcome)
+        assert rejected.command_id == oid
+        assert rejected.error.code in (ErrorCode.VALIDATION_FAILED, ErrorCode.MALFORMED), oid
+    assert after["status"] == "accepted"
+    assert status.state == "running" and status.inbox is not None
+    assert status.inbox.running and status.inbox.pending == 0
+    assert status.inbox.answered_since_start == len(sent) + 1
+    kept = [r async for r in read_rejections(js, SUBJECTS)]
+    assert sorted(r.command_id or "" for r in kept) == sorted(sent)
+    assert all(json.loads(r.raw)["name"].startswith("Project P-") for r in kept)  # raw, kept
+    assert await event_log.last_position() == 1
+
+
+async def test_a_message_that_breaks_processing_becomes_a_dead_letter(
+    nc: Client,
+    nats_url: str,
+    tmp_path: Path,
+    event_log: EventLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error while processing one message costs that message a few redeliveries, then
+    it is answered `internal`, kept in rejections with its raw bytes, and removed; the
+    messages around it are answered as usual."""
+    real = handlers.handle_parsed
+    attempts = 0
+
+    async def breaks_on_poison(
+        intake: Any, subject: str, body: bytes, name: str, command: Any
+    ) -> handlers.Reply:
+        nonlocal attempts
+        if command.command_id == "poison":
+            attempts += 1
+            raise RuntimeError("the decision blew up")
+        return await real(intake, subject, body, name, command)
+
+    monkeypatch.setattr(inbox_module, "handle_parsed", breaks_on_poison)
+    js = nc.jetstream()
+    for command_id, project in [("before", "P-1"), ("poison", "P-2"), ("after", "P-3")]:
+        body = json.dumps(proposal(project, command_id=command_id)).encode()
+        await js.publish(SUBJECTS.inbox("ProposeProject"), body)
+    async with running(
+        nc,
+        "intake",
+        nats_url,
+        tmp_path,
+        inbox_max_deliveries=3,
+        projection_retry_delay_seconds=0.05,
+    ):
+        before, after = await result_of(nc, "before"), await result_of(nc, "after")
+        dead = CommandRejected.model_validate(await result_of(nc, "poison"))
+        status = await wait_for_status(
+            nc, "intake", lambda s: s.inbox is not None and s.inbox.waiting_for_ack == 0
+        )
+        # The inbox still answers what comes next.
+        body = json.dumps(proposal("P-4", command_id="later")).encode()
+        await js.publish(SUBJECTS.inbox("ProposeProject"), body)
+        later = await result_of(nc, "later")
+    assert before["status"] == after["status"] == later["status"] == "accepted"
+    assert attempts == 3
+    assert dead.error.code == ErrorCode.INTERNAL
+    assert "dead letter" in dead.error.message and "the decision blew up" in dead.error.message
+    assert status.inbox is not None and status.inbox.dead_letters_since_start == 1
+    assert status.inbox.last_error is not None and "blew up" in status.inbox.last_error
+    assert status.inbox.pending == 0
+    [kept] = [r async for r in read_rejections(js, SUBJECTS)]
+    assert kept.command_id == "poison" and json.loads(kept.raw)["project_id"] == "P-2"
+    assert await event_log.last_position() == 3
+
+
+async def test_intake_reads_degraded_when_its_inbox_loop_is_not_running(
+    nc: Client, nats_url: str, tmp_path: Path
+) -> None:
+    async with running(nc, "intake", nats_url, tmp_path):
+        healthy = await wait_for_status(nc, "intake", lambda s: s.inbox is not None)
+        [loop] = [t for t in asyncio.all_tasks() if t.get_name() == "intake-inbox"]
+        loop.cancel()
+        degraded = await wait_for_status(nc, "intake", lambda s: s.state != "running")
+    assert healthy.state == "running" and healthy.inbox is not None and healthy.inbox.running
+    assert degraded.state == "degraded"
+    assert degraded.inbox is not None and not degraded.inbox.running
