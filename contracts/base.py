@@ -86,6 +86,12 @@ class EventEnvelope(FrozenModel):
     correlation_id: str
     causation_id: str
     payload: dict[str, Any]
+    #: The command that caused the event (its type, e.g. `ProposeProject`); None for a
+    #: service's own decisions and for events written before it was recorded.
+    command: str | None = None
+    #: The hash chain (shared/chain.py): SHA-256 of the aggregate's previous link and this
+    #: envelope's canonical JSON, added by the writer. None on events from before the chain.
+    chain_hash: str | None = None
 
 
 class RecordedEvent(FrozenModel):
@@ -107,6 +113,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     FORBIDDEN = "forbidden"
     UNAVAILABLE = "unavailable"
+    #: The log could not be read to its end (the server paused or electing): try again.
+    LOG_UNAVAILABLE = "log_unavailable"
     INTERNAL = "internal"
 
 
@@ -120,6 +128,8 @@ class ErrorInfo(FrozenModel):
     code: ErrorCode
     message: str
     details: tuple[FieldError, ...] = ()
+    #: For `unavailable`: when to send the same command (same id) again, in seconds.
+    retry_after_seconds: float | None = None
 
 
 class AppendedEvent(FrozenModel):

@@ -1,15 +1,20 @@
 """The event log on NATS JetStream: one stream, one subject per aggregate.
 
 Appends use `Nats-Expected-Last-Subject-Sequence` (one writer per aggregate) and
-`Nats-Msg-Id` (a retried append is stored once). Reads use short-lived pull consumers.
+`Nats-Msg-Id` (a retried append is stored once), seal each event into the hash chain
+(shared/chain.py) and wait out an election for a time budget (`patience`). Reads use
+short-lived pull consumers and run to the position the log ended at when they began: a
+fetch that times out before it is retried, never taken for the end.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import nats.errors
 import structlog
@@ -24,7 +29,7 @@ from nats.js.api import (
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from contracts.base import EventEnvelope, RecordedEvent
 from contracts.subjects import (
@@ -35,8 +40,10 @@ from contracts.subjects import (
     RESULTS_STREAM,
     Subjects,
 )
+from shared import chain
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 WRONG_LAST_SEQUENCE = 10071
 HEADER_EVENT_TYPE = "Portfolio-Event-Type"
@@ -70,6 +77,8 @@ class WeakStreamConfig(RuntimeError):
 class Appended:
     position: int
     duplicate: bool
+    #: The stored event's chain link ("" when it is an earlier attempt's, not read here).
+    link: str = ""
 
 
 def log_stream_config(
@@ -189,6 +198,25 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig, verify: bool
     return info
 
 
+class LogUnavailable(Exception):
+    """The log did not answer within the patience: nothing is known to have been written
+    (an append) or the read could not reach its end. Try again after `retry_after`."""
+
+    def __init__(self, what: str, waited: float, retry_after: float = 2.0) -> None:
+        super().__init__(f"{what}: the log did not answer for {waited:.1f} s")
+        self.waited = waited
+        self.retry_after = retry_after
+
+
+#: What a server that is paused, restarting or electing a stream leader answers, if at all.
+UNANSWERED = (
+    TimeoutError,
+    nats.errors.NoRespondersError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+)
+
+
 class EventLog:
     def __init__(
         self,
@@ -196,11 +224,14 @@ class EventLog:
         subjects: Subjects,
         duplicate_window: float = 120.0,
         replicas: int = 1,
+        patience: float = 20.0,
     ) -> None:
         self.js = js
         self.subjects = subjects
         self.duplicate_window = duplicate_window
         self.replicas = replicas
+        #: Seconds an append or a read keeps retrying a server that does not answer.
+        self.patience = patience
 
     async def ensure_streams(self) -> None:
         await ensure_stream(
@@ -218,37 +249,75 @@ class EventLog:
             await ensure_stream(self.js, config.evolve(num_replicas=self.replicas), verify=False)
 
     async def append(
-        self, envelope: EventEnvelope, expected_last_position: int, attempts: int = 6
+        self,
+        envelope: EventEnvelope,
+        expected_last_position: int,
+        previous_link: str | None = None,
     ) -> Appended:
         """Append one event to its aggregate's subject, if the aggregate is still as expected.
 
-        Safe to retry: the event id is the message id, and a conflict whose last message is
-        our own event is recognised as the earlier attempt having landed.
+        The envelope is sealed into the hash chain (shared/chain.py) after `previous_link`,
+        the link of the aggregate's event at `expected_last_position` (read from the log
+        when not given). Safe to retry: the event id is the message id, and a conflict
+        whose last message is our own event is recognised as the earlier attempt having
+        landed. A server that does not answer (an election takes seconds) is retried with
+        the same message id for `patience` seconds, then `LogUnavailable` is raised.
         """
         subject = self.subjects.events(envelope.aggregate_type, envelope.aggregate_id)
         headers = append_headers(envelope, expected_last_position)
-        data = envelope.model_dump_json().encode()
-        for attempt in range(1, attempts + 1):
+        deadline = time.monotonic() + self.patience
+        if previous_link is None:
+            previous_link = await self._patiently(
+                lambda: self.link_at(expected_last_position), deadline, subject
+            )
+        unsealed = envelope.model_dump_json(exclude={chain.FIELD}).encode()
+        data, sealed = chain.seal(unsealed, previous_link)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                ack = await self.js.publish(subject, data, headers=headers, timeout=2.0)
-                return Appended(position=ack.seq, duplicate=bool(ack.duplicate))
+                wait = max(0.1, min(2.0, deadline - time.monotonic()))
+                ack = await self.js.publish(subject, data, headers=headers, timeout=wait)
+                duplicate = bool(ack.duplicate)
+                return Appended(ack.seq, duplicate, "" if duplicate else sealed)
+            except UNANSWERED:
+                # No answer, or no stream leader while a cluster elects one: retried with the
+                # same message id, so an attempt that did land is not stored twice.
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LogUnavailable(f"append to {subject}", self.patience) from None
+                log.warning("append.retry", subject=subject, attempt=attempt)
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0, remaining))
             except APIError as error:
                 if error.err_code != WRONG_LAST_SEQUENCE:
                     raise
-                landed = await self._our_last_message(subject, envelope.event_id)
+                landed = await self._patiently(
+                    lambda: self._our_last_message(subject, envelope.event_id), deadline, subject
+                )
                 if landed is not None:
                     return Appended(position=landed, duplicate=True)
                 raise ConcurrencyConflict(
                     subject, expected_last_position, error.description or ""
                 ) from error
-            except (TimeoutError, nats.errors.NoRespondersError, NoStreamResponseError):
-                # No answer, or no stream leader while a cluster elects one: retried with the
-                # same message id, so an attempt that did land is not stored twice.
-                if attempt == attempts:
-                    raise
-                log.warning("append.retry", subject=subject, attempt=attempt)
-                await asyncio.sleep(0.05 * 2**attempt)
-        raise AssertionError("unreachable")
+
+    async def _patiently(self, step: Callable[[], Awaitable[T]], deadline: float, what: str) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await step()
+            except UNANSWERED:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LogUnavailable(what, self.patience) from None
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0, remaining))
+
+    async def link_at(self, position: int) -> str:
+        """The chain link of the event at `position` (what the next event of its aggregate
+        chains to); the genesis link for 0, a new aggregate."""
+        if position == 0:
+            return chain.GENESIS
+        return chain.link_of((await self.get(position)).envelope)
 
     async def _our_last_message(self, subject: str, event_id: str) -> int | None:
         try:
@@ -270,7 +339,9 @@ class EventLog:
         return int(last.seq or 0)
 
     async def last_position(self) -> int:
-        info = await self.js.stream_info(LOG_STREAM)
+        """Where the log ends now; retried while the server does not answer."""
+        deadline = time.monotonic() + self.patience
+        info = await self._patiently(lambda: self.js.stream_info(LOG_STREAM), deadline, "log")
         return int(info.state.last_seq)
 
     async def get(self, position: int) -> RecordedEvent:
@@ -297,43 +368,100 @@ class EventLog:
     ) -> AsyncIterator[RecordedEvent]:
         """Events in log order from `from_position`, up to a position or a log time.
 
-        Without a bound it stops at the end of the log as it was when reading began.
+        Without a bound it stops at the end of the log as it was when reading began. It is
+        complete or it raises `LogUnavailable`: never silently short (see `read_raw`).
         """
-        end = until_position if until_position is not None else await self.last_position()
-        if end < from_position:
-            return
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=from_position,
-            ack_policy=AckPolicy.NONE,
-            filter_subject=filter_subject or self.subjects.events_all,
-            inactive_threshold=30.0,
-            mem_storage=True,
-            num_replicas=1,
-        )
-        sub = await self.js.pull_subscribe(
-            config.filter_subject or "", stream=LOG_STREAM, config=config
-        )
-        info = await sub.consumer_info()
-        try:
-            if info.num_pending == 0:
+        async for msg in self._messages(from_position, filter_subject, until_position, batch):
+            if until_time is not None and msg.metadata.timestamp > until_time:
                 return
-            while True:
+            yield _recorded(msg)
+
+    async def read_raw(
+        self,
+        from_position: int = 1,
+        *,
+        filter_subject: str | None = None,
+        until_position: int | None = None,
+        batch: int = 1000,
+    ) -> AsyncIterator[tuple[int, str, bytes]]:
+        """(position, subject, stored bytes) in log order, unparsed: what verification and
+        copies need. Complete up to the bound or raises `LogUnavailable`."""
+        async for msg in self._messages(from_position, filter_subject, until_position, batch):
+            yield msg.metadata.sequence.stream, msg.subject, msg.data
+
+    async def _messages(
+        self,
+        from_position: int,
+        filter_subject: str | None,
+        until_position: int | None,
+        batch: int,
+    ) -> AsyncIterator[Msg]:
+        """Every stored message from `from_position` to the end, the end being taken when the
+        read begins. A fetch that times out before the end is not the end: the reader is
+        made again from the next position, for as long as `patience` allows without a
+        message, then `LogUnavailable` is raised."""
+        end = until_position if until_position is not None else await self.last_position()
+        wanted = filter_subject or self.subjects.events_all
+        position = from_position
+        deadline = time.monotonic() + self.patience
+        while position <= end:
+            try:
+                sub = await self.js.pull_subscribe(
+                    wanted, stream=LOG_STREAM, config=_reader_config(position, wanted)
+                )
+            except (*UNANSWERED, NotFoundError) as error:
+                await self._wait_or_give_up(deadline, position, end, error)
+                continue
+            consumer = None
+            try:
                 try:
-                    msgs = await sub.fetch(batch, timeout=2.0)
-                except TimeoutError:
-                    return
-                for msg in msgs:
-                    recorded = _recorded(msg)
-                    if recorded.position > end:
-                        return
-                    if until_time is not None and msg.metadata.timestamp > until_time:
-                        return
-                    yield recorded
-                    if recorded.position >= end or msg.metadata.num_pending == 0:
-                        return
-        finally:
-            await _close_quietly(self.js, sub, info.name)
+                    info = await sub.consumer_info()
+                except (*UNANSWERED, NotFoundError) as error:
+                    await self._wait_or_give_up(deadline, position, end, error)
+                    continue
+                consumer, pending = info.name, info.num_pending or 0
+                while position <= end and pending > 0:
+                    try:
+                        msgs = await sub.fetch(batch, timeout=2.0)
+                    except (*UNANSWERED, NotFoundError) as error:
+                        # Not the end: `pending` says more is stored. Read on from here.
+                        await self._wait_or_give_up(deadline, position, end, error)
+                        break
+                    deadline = time.monotonic() + self.patience
+                    for msg in msgs:
+                        stored = msg.metadata.sequence.stream
+                        if stored > end:
+                            return
+                        position = stored + 1
+                        pending = msg.metadata.num_pending
+                        yield msg
+                else:
+                    return  # nothing more on the subjects read, or past the end
+            finally:
+                await _close_quietly(self.js, sub, consumer)
+
+    async def _wait_or_give_up(
+        self, deadline: float, position: int, end: int, error: BaseException
+    ) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LogUnavailable(
+                f"reading the log at {position} of {end}", self.patience
+            ) from error
+        log.warning("read.retry", position=position, end=end, error=type(error).__name__)
+        await asyncio.sleep(min(0.5, remaining))
+
+
+def _reader_config(start: int, subject: str) -> ConsumerConfig:
+    return ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start,
+        ack_policy=AckPolicy.NONE,
+        filter_subject=subject,
+        inactive_threshold=30.0,
+        mem_storage=True,
+        num_replicas=1,
+    )
 
 
 def _recorded(msg: Msg) -> RecordedEvent:
@@ -344,11 +472,13 @@ def _recorded(msg: Msg) -> RecordedEvent:
 
 
 async def _close_quietly(
-    js: JetStreamContext, sub: JetStreamContext.PullSubscription, consumer: str
+    js: JetStreamContext, sub: JetStreamContext.PullSubscription, consumer: str | None
 ) -> None:
-    """Remove a reader's consumer now rather than waiting for its inactivity threshold."""
+    """Remove a reader's consumer now rather than waiting for its inactivity threshold
+    (briefly: a server that does not answer lets it expire on its own)."""
     try:
         await sub.unsubscribe()
-        await js.delete_consumer(LOG_STREAM, consumer)
+        if consumer is not None:
+            await asyncio.wait_for(js.delete_consumer(LOG_STREAM, consumer), 2.0)
     except Exception:  # noqa: BLE001 - cleanup must not mask the reader's outcome
         log.debug("read.cleanup_failed", consumer=consumer)

@@ -118,7 +118,11 @@ class ServiceRuntime:
         )
         self._js = self._nc.jetstream(timeout=settings.request_timeout_seconds)
         self._log = EventLog(
-            self._js, settings.subjects, settings.duplicate_window_seconds, settings.log_replicas
+            self._js,
+            settings.subjects,
+            settings.duplicate_window_seconds,
+            settings.log_replicas,
+            patience=settings.log_patience_seconds,
         )
         await patiently(self._log.ensure_streams)
         self._db = Database(settings.database_url_for(self.name))
@@ -268,6 +272,8 @@ def build_app(
         logger=structlog.get_logger("faststream"),
         log_level=logging.DEBUG,
         security=broker_security(settings.nats_options()),
+        # Replies only on the user's own inbox subjects (deploy/nats/auth.conf).
+        inbox_prefix=settings.nats_options().get("inbox_prefix", "_INBOX"),
     )
 
     @broker.subscriber(subjects.query(runtime.name, "status"))

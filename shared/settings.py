@@ -34,6 +34,12 @@ class PortfolioSettings(BaseSettings):
     nats_user: str | None = None
     nats_password: str | None = None
     nats_creds_file: Path | None = None
+    #: Where replies to this process's requests arrive: `_INBOX.<nats_user>` by default when
+    #: a user is set, the subjects deploy/nats/auth.conf lets only that user read.
+    nats_inbox_prefix: str | None = None
+    #: How long a log append or read waits out a server that does not answer (a leader
+    #: election takes 4-9 s) before giving up: `unavailable` / `log_unavailable`.
+    log_patience_seconds: float = Field(default=20.0, gt=0)
     #: TLS: the CA that signed the server's certificate; a client certificate and key when
     #: the server verifies clients.
     nats_tls_ca_file: Path | None = None
@@ -65,6 +71,9 @@ class PortfolioSettings(BaseSettings):
             options["password"] = self.nats_password or ""
         if self.nats_creds_file is not None:
             options["user_credentials"] = str(self.nats_creds_file)
+        inbox = self.nats_inbox_prefix or (f"_INBOX.{self.nats_user}" if self.nats_user else None)
+        if inbox is not None:
+            options["inbox_prefix"] = inbox
         if self.nats_tls_ca_file is not None or self.nats_tls_cert_file is not None:
             ca = self.nats_tls_ca_file
             context = ssl.create_default_context(cafile=str(ca) if ca is not None else None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from datetime import UTC, datetime
 
@@ -13,7 +15,9 @@ from nats.js.errors import APIError
 
 from contracts.base import EventEnvelope
 from contracts.subjects import LOG_STREAM, Subjects
-from shared.eventlog import ConcurrencyConflict, EventLog, WeakStreamConfig
+from shared.embedded_nats import EmbeddedNats
+from shared.eventlog import ConcurrencyConflict, EventLog, LogUnavailable, WeakStreamConfig
+from tests.integration.helpers import fill_log
 
 
 def envelope(aggregate_id: str, n: int = 0, event_id: str | None = None) -> EventEnvelope:
@@ -128,3 +132,64 @@ async def test_a_log_with_fewer_replicas_than_configured_is_refused(nc: Client) 
     await EventLog(js, Subjects()).ensure_streams()  # one replica, on this single server
     with pytest.raises(WeakStreamConfig, match="1 replica"):
         await EventLog(js, Subjects(), replicas=3).ensure_streams()
+
+
+# --- the server misbehaving: reads that know where the log ends ---------------------------
+
+
+def pause(server: EmbeddedNats, seconds: float) -> None:
+    """SIGSTOP the nats-server now, SIGCONT it `seconds` later (from the event loop)."""
+    assert server.process is not None
+    pid = server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    asyncio.get_running_loop().call_later(seconds, os.kill, pid, signal.SIGCONT)
+
+
+async def test_a_read_paused_in_the_middle_is_complete(
+    event_log: EventLog, nats_server: EmbeddedNats
+) -> None:
+    """The server stops answering for longer than a fetch waits (2 s) while a read is half
+    way: the read waits it out and delivers every event, none twice."""
+    end = await fill_log(event_log, 3000)
+    seen = []
+    async for event in event_log.read(batch=250):
+        seen.append(event.position)
+        if len(seen) == 1000:
+            pause(nats_server, 4.0)
+    assert seen == list(range(1, end + 1))
+
+
+async def test_a_read_that_cannot_finish_raises_never_shortens(
+    nc: Client, nats_server: EmbeddedNats
+) -> None:
+    """Past its patience a read raises `LogUnavailable`: what it yielded is a prefix, and
+    the caller knows it is one."""
+    log = EventLog(nc.jetstream(timeout=1.0), Subjects(), patience=2.0)
+    await log.ensure_streams()
+    end = await fill_log(log, 1500)
+    seen = []
+    with pytest.raises(LogUnavailable, match=f"of {end}"):
+        async for event in log.read(batch=250):
+            seen.append(event.position)
+            if len(seen) == 500:
+                pause(nats_server, 6.0)
+    assert seen == list(range(1, len(seen) + 1)) and len(seen) < end
+    await asyncio.sleep(6.5)  # resumed: the same read is whole again
+    assert [e.position async for e in log.read()] == list(range(1, end + 1))
+
+
+async def test_an_append_gives_up_after_its_patience(nc: Client, nats_server: EmbeddedNats) -> None:
+    log = EventLog(nc.jetstream(timeout=1.0), Subjects(), patience=1.5)
+    await log.ensure_streams()
+    await log.append(envelope("P-1"), expected_last_position=0)
+    pause(nats_server, 4.0)
+    late = envelope("P-2")
+    with pytest.raises(LogUnavailable) as raised:
+        await log.append(late, expected_last_position=0)
+    assert raised.value.retry_after > 0
+    await asyncio.sleep(3.0)
+    # The paused server may still have taken the publish from its socket once resumed: the
+    # same event sent again is stored once either way.
+    log.patience = 20.0
+    retried = await log.append(late, expected_last_position=0)
+    assert retried.position == 2 == await log.last_position()
