@@ -5,11 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from contracts import ledger, objectives, prioritization, projects, reports, risks, stakeholders
+from contracts import (
+    ledger,
+    notify,
+    objectives,
+    prioritization,
+    projects,
+    reports,
+    risks,
+    stakeholders,
+)
 from contracts.base import Command, EventEnvelope, FrozenModel
 
 #: Every contract module, each contributing its COMMANDS and EVENTS.
-MODULES = (objectives, stakeholders, projects, prioritization, ledger, risks, reports)
+MODULES = (objectives, stakeholders, projects, prioritization, ledger, risks, reports, notify)
 
 COMMANDS: dict[str, type[Command]] = {c.__name__: c for m in MODULES for c in m.COMMANDS}
 

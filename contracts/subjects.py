@@ -10,7 +10,7 @@ REJECTIONS_STREAM = "PORTFOLIO_REJECTIONS"
 RESULTS_STREAM = "PORTFOLIO_RESULTS"
 ALERTS_STREAM = "PORTFOLIO_ALERTS"
 
-SERVICES = ("intake", "prioritization", "ledger", "risk", "reporting")
+SERVICES = ("intake", "prioritization", "ledger", "risk", "reporting", "notify")
 
 
 @dataclass(frozen=True)

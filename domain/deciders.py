@@ -8,13 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from contracts import ledger as lg
+from contracts import notify as nt
 from contracts import objectives as o
 from contracts import prioritization as pr
 from contracts import projects as p
 from contracts import risks as rk
 from contracts import stakeholders as sh
 from contracts.base import Command, ErrorCode, FrozenModel
-from domain import projects, strategy
+from domain import projects, strategy, subscriptions
 from domain.kernel import Decider, Refs, Rejected
 from domain.ledger import capacity, pools
 from domain.prioritization import models
@@ -30,6 +31,7 @@ DECIDERS: dict[str, Decider] = {
     rk.RISK: Decider(register.evolve_risk, register.decide_risk),
     rk.BASELINE: Decider(baselines.evolve_baseline, baselines.decide_baseline),
     rk.ALERT_RULE: Decider(rules.evolve_alert_rule, rules.decide_alert_rule),
+    nt.SUBSCRIPTION: Decider(subscriptions.evolve_subscription, subscriptions.decide_subscription),
 }
 
 #: Event type -> the aggregate whose history it belongs to. Alerts have no decider: the
@@ -39,6 +41,7 @@ EVENT_AGGREGATE: dict[type[FrozenModel], str] = {
     pr.ScoringModelConfigured: pr.SCORING_MODEL,
     **lg.EVENT_AGGREGATE,
     **rk.EVENT_AGGREGATE,
+    **nt.EVENT_AGGREGATE,
 }
 
 

@@ -136,6 +136,28 @@ class RiskSettings(ServiceSettings):
     pass
 
 
+class NotifySettings(ServiceSettings):
+    """Alert delivery (services/notify): where links point, how to sign and send."""
+
+    #: Links in alert messages point here (`PORTFOLIO_DASHBOARD_BASE_URL`).
+    dashboard_base_url: str = "http://127.0.0.1:8420"
+    #: Webhook signing secrets by name (a subscription's `secret_ref`), e.g.
+    #: PORTFOLIO_NOTIFY_WEBHOOK_SECRETS='{"ops-hook": "s3cret"}'. Never in the log.
+    notify_webhook_secrets: dict[str, str] = {}
+    #: Attempts per alert and subscription before the dead letter; the wait between them
+    #: doubles from `notify_backoff_seconds` up to `notify_backoff_max_seconds`.
+    notify_max_attempts: int = Field(default=8, ge=1, le=1000)
+    notify_backoff_seconds: float = Field(default=1.0, gt=0)
+    notify_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    notify_timeout_seconds: float = Field(default=10.0, gt=0)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "portfolio@localhost"
+
+
 class HttpAccessSettings(PortfolioSettings):
     """Who may use the HTTP gateway and the dashboard (shared/httpauth.py). On a loopback
     address both may run open; on any other address they refuse to start without one of
