@@ -26,6 +26,7 @@ from services.reporting.dashboard import pages
 from services.reporting.dashboard.data import NotAnswered, SnapshotsOf, Sources
 from services.reporting.projection import ReportingProjection
 from shared import times
+from shared.httpauth import HttpAuth
 from shared.service import ServiceRuntime
 from shared.settings import ReportingSettings
 
@@ -103,6 +104,7 @@ class Dashboard:
         self.live = Live(settings.dashboard_refresh_seconds, self.sources.changed)
         self.template = Template((HERE / "templates" / "page.html").read_text())
         self.url: str | None = None
+        self.auth = HttpAuth.from_settings(settings, "127.0.0.1")  # checked again at start
         self._runner: web.AppRunner | None = None
         self._subscriptions: list[Subscription] = []
         self._notifier: asyncio.Task[None] | None = None
@@ -110,13 +112,15 @@ class Dashboard:
     # --- worker --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        host, port = self.settings.dashboard_host, self.settings.dashboard_port
+        # Beyond loopback, a login (shared/httpauth.py); without one configured, no start.
+        self.auth = HttpAuth.from_settings(self.settings, host)
         subjects = self.runtime.settings.subjects
         for subject in (subjects.events_all, subjects.alerts_all):
             self._subscriptions.append(await self.runtime.nc.subscribe(subject, cb=self._arrived))
         self._notifier = asyncio.create_task(self.live.run(), name="dashboard-live")
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2)
         await self._runner.setup()
-        host, port = self.settings.dashboard_host, self.settings.dashboard_port
         try:
             await web.TCPSite(self._runner, host, port).start()
         except OSError as error:
@@ -147,7 +151,7 @@ class Dashboard:
     # --- web -----------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors])
+        app = web.Application(middlewares=[self._errors, self.auth.middleware(self._login)])
         app.router.add_get("/", self._home)
         app.router.add_get("/events", self._events)
         app.router.add_static("/static", HERE / "static")
@@ -171,6 +175,13 @@ class Dashboard:
             return self._error(
                 request, 500, "Failed", f"the page failed: {type(error).__name__}: {error}"
             )
+
+    async def _login(self, request: web.Request, why: str) -> web.StreamResponse:
+        """401 with a Basic challenge: the browser asks for a login (any user name, a
+        token as the password)."""
+        response = self._error(request, 401, "Login required", why)
+        response.headers["WWW-Authenticate"] = 'Basic realm="portfolio", charset="UTF-8"'
+        return response
 
     def _error(self, request: web.Request, status: int, title: str, message: str) -> web.Response:
         body = pages.error_page(status, title, message)
