@@ -1,9 +1,12 @@
-"""A project's lifecycle as a pure state machine, and the one project state every other
-aggregate refers to (`ProjectRef`): ledger and risk decisions see a project through it.
+"""A project's lifecycle as a pure state machine, the one project state every other
+aggregate refers to (`ProjectRef`): ledger and risk decisions see a project through it,
+and the one fold of its business case (`ProjectProfile`) that prioritization ranks and
+reporting reports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -51,6 +54,76 @@ def project_ref(refs: Refs, project_id: str) -> ProjectRef | None:
     """The project a command names, as loaded by the handler, or None when unknown."""
     found: ProjectRef | None = refs.get((p.AGGREGATE, project_id))
     return found
+
+
+@dataclass(frozen=True)
+class ProjectProfile:
+    """A project's business case and status as the log states it now: what prioritization
+    ranks and reporting reports, folded once (`profile_from`, `evolve_profile`)."""
+
+    project_id: str
+    name: str
+    sponsor: str
+    category: str
+    status: Status
+    capex: Decimal
+    opex: Decimal
+    currency: str
+    planned_start: date
+    planned_end: date
+    mandatory: bool
+    dependencies: tuple[str, ...]
+    #: Contribution (points) per objective served.
+    objectives: Mapping[str, int]
+    costs: tuple[p.YearlyCost, ...]
+    benefits: tuple[p.YearlyBenefit, ...]
+    scoring: p.ScoringInputs
+
+    @property
+    def cost(self) -> Decimal:
+        return self.capex + self.opex
+
+    @property
+    def benefits_total(self) -> Decimal:
+        return sum((b.amount for b in self.benefits), Decimal(0))
+
+
+def profile_from(event: p.ProjectProposed) -> ProjectProfile:
+    return ProjectProfile(
+        project_id=event.project_id,
+        name=event.name,
+        sponsor=event.sponsor,
+        category=event.category,
+        status=Status.PROPOSED,
+        capex=event.capex,
+        opex=event.opex,
+        currency=event.currency,
+        planned_start=event.planned_start,
+        planned_end=event.planned_end,
+        mandatory=event.mandatory,
+        dependencies=event.dependencies,
+        objectives={c.objective_id: c.contribution for c in event.objectives},
+        costs=event.costs,
+        benefits=event.expected_benefits,
+        scoring=event.scoring,
+    )
+
+
+def evolve_profile(profile: ProjectProfile, event: FrozenModel) -> ProjectProfile:
+    """The profile after one later event of the project (the same profile when the event
+    changes nothing in it)."""
+    if isinstance(event, p.ProjectEstimateUpdated):
+        # The yearly split no longer adds up to the new totals: it is dropped.
+        return replace(
+            profile,
+            capex=event.capex,
+            opex=event.opex,
+            costs=(),
+            planned_start=event.planned_start,
+            planned_end=event.planned_end,
+        )
+    status = p.status_after(event, profile.status) or profile.status
+    return profile if status == profile.status else replace(profile, status=status)
 
 
 #: Which statuses each command may be applied in, and the status it leads to.

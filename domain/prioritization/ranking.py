@@ -7,7 +7,6 @@ decision from the log at its position.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -18,6 +17,7 @@ from contracts.base import ErrorCode, FieldError, RecordedEvent
 from contracts.registry import payload_of
 from domain.kernel import Rejected
 from domain.prioritization import scoring, selection
+from domain.projects import ProjectProfile, evolve_profile, profile_from
 
 #: Statuses a project can still be ranked and selected in.
 OPEN = frozenset({p.ProjectStatus.PROPOSED, p.ProjectStatus.UNDER_REVIEW, p.ProjectStatus.APPROVED})
@@ -26,36 +26,23 @@ OPEN = frozenset({p.ProjectStatus.PROPOSED, p.ProjectStatus.UNDER_REVIEW, p.Proj
 # --- the portfolio as prioritization sees it --------------------------------------------
 
 
-@dataclass(frozen=True)
-class CandidateData:
-    project_id: str
-    name: str
-    status: p.ProjectStatus
-    costs: tuple[p.YearlyCost, ...]
-    capex: Decimal
-    opex: Decimal
-    scoring: p.ScoringInputs
-    objectives: Mapping[str, int]
-    mandatory: bool
-    dependencies: tuple[str, ...]
+#: A candidate is the project's profile, the fold prioritization shares with reporting.
+CandidateData = ProjectProfile
 
-    @property
-    def cost(self) -> Decimal:
-        return self.capex + self.opex
 
-    def buckets(self) -> dict[tuple[str, ...], Decimal]:
-        """Costs by (year, capex|opex), plus the year and overall totals."""
-        found: dict[tuple[str, ...], Decimal] = {}
-        for yearly in self.costs:
-            year = str(yearly.year)
-            for kind in ("capex", "opex"):
-                amount: Decimal = getattr(yearly, kind)
-                found[(year, kind)] = found.get((year, kind), Decimal(0)) + amount
-                found[(year, "total")] = found.get((year, "total"), Decimal(0)) + amount
-        found[("total", "capex")] = self.capex
-        found[("total", "opex")] = self.opex
-        found[("total", "total")] = self.cost
-        return found
+def buckets(candidate: ProjectProfile) -> dict[tuple[str, ...], Decimal]:
+    """Costs by (year, capex|opex), plus the year and overall totals."""
+    found: dict[tuple[str, ...], Decimal] = {}
+    for yearly in candidate.costs:
+        year = str(yearly.year)
+        for kind in ("capex", "opex"):
+            amount: Decimal = getattr(yearly, kind)
+            found[(year, kind)] = found.get((year, kind), Decimal(0)) + amount
+            found[(year, "total")] = found.get((year, "total"), Decimal(0)) + amount
+    found[("total", "capex")] = candidate.capex
+    found[("total", "opex")] = candidate.opex
+    found[("total", "total")] = candidate.cost
+    return found
 
 
 @dataclass
@@ -90,25 +77,12 @@ class PortfolioView:
         payload = payload_of(event.envelope)
         match payload:
             case p.ProjectProposed():
-                self.candidates[payload.project_id] = CandidateData(
-                    project_id=payload.project_id,
-                    name=payload.name,
-                    status=p.ProjectStatus.PROPOSED,
-                    costs=payload.costs,
-                    capex=payload.capex,
-                    opex=payload.opex,
-                    scoring=payload.scoring,
-                    objectives={c.objective_id: c.contribution for c in payload.objectives},
-                    mandatory=payload.mandatory,
-                    dependencies=payload.dependencies,
-                )
+                self.candidates[payload.project_id] = profile_from(payload)
                 return True
             case p.ProjectEstimateUpdated():
                 found = self.candidates.get(payload.project_id)
                 if found is not None:
-                    self.candidates[payload.project_id] = replace(
-                        found, capex=payload.capex, opex=payload.opex, costs=()
-                    )
+                    self.candidates[payload.project_id] = evolve_profile(found, payload)
                 return found is not None
             case o.ObjectiveDefined() | o.ObjectiveReweighted():
                 self.objective_weights[payload.objective_id] = float(payload.weight)
@@ -131,9 +105,8 @@ class PortfolioView:
             found = self.candidates.get(event.envelope.aggregate_id)
             if found is None:
                 return False
-            status = p.status_after(payload, found.status) or found.status
-            self.candidates[found.project_id] = replace(found, status=status)
-            return (found.status in OPEN) != (status in OPEN)
+            now = self.candidates[found.project_id] = evolve_profile(found, payload)
+            return (found.status in OPEN) != (now.status in OPEN)
         return False
 
     def model(self, model_id: str) -> ModelData:
@@ -263,7 +236,7 @@ def decide_selection(view: PortfolioView, scenario: pr.Scenario) -> pr.Selection
         if data.project_id not in totals:
             continue
         multiplier = scenario.cost_multipliers.get(data.project_id, Decimal(1))
-        costs = {b: amount * multiplier for b, amount in data.buckets().items() if b in wanted}
+        costs = {b: amount * multiplier for b, amount in buckets(data).items() if b in wanted}
         candidates.append(
             selection.SelectionCandidate(
                 project_id=data.project_id,

@@ -1,5 +1,10 @@
 """Prioritization's read model: the `PortfolioView` in memory, mirrored in tables so that a
-restart resumes from the database, plus its own view of the projects."""
+restart resumes from the database, plus its own view of the projects.
+
+A candidate row holds the project's profile (`domain.projects.ProjectProfile`). Each row
+names the log position that last wrote it; a database from before that column (whose
+candidate rows held fewer fields) is rebuilt from the log at start, as any table whose
+columns changed is."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from sqlalchemy import (
     JSON,
     Column,
     Connection,
+    Integer,
     MetaData,
     String,
     Table,
@@ -45,6 +51,7 @@ class PrioritizationProjection(Projection):
             Column("kind", String(16), primary_key=True),
             Column("key", String(64), primary_key=True),
             Column("data", JSON, nullable=False),
+            Column("position", Integer, nullable=False),
         )
         self.view = PortfolioView()
         #: The last ranking decided per model, to tell whether a new one says anything new.
@@ -52,8 +59,9 @@ class PrioritizationProjection(Projection):
         #: Set when an input of the ranking changed; the ranking worker clears it.
         self.dirty = False
         self.last_input: RecordedEvent | None = None
-        #: Rows to write at the end of the batch, the latest value per (kind, key).
-        self._puts: dict[tuple[str, str], Any] = {}
+        #: Rows to write at the end of the batch, the latest value per (kind, key), and the
+        #: position of the event that wrote it.
+        self._puts: dict[tuple[str, str], tuple[Any, int]] = {}
 
     def load(self, conn: Connection) -> None:
         self._puts = {}
@@ -94,8 +102,8 @@ class PrioritizationProjection(Projection):
             [{"b_kind": kind, "b_key": key} for kind, key in self._puts],
         )
         rows = [
-            {"kind": kind, "key": key, "data": data}
-            for (kind, key), data in self._puts.items()
+            {"kind": kind, "key": key, "data": data, "position": position}
+            for (kind, key), (data, position) in self._puts.items()
             if data is not None
         ]
         if rows:
@@ -108,20 +116,21 @@ class PrioritizationProjection(Projection):
 
     def _save(self, event: RecordedEvent) -> None:
         e = event.envelope
-        self._put("position", "", self.view.position)
+        at = event.position
+        self._put("position", "", self.view.position, at)
         if e.aggregate_type == p.AGGREGATE and e.aggregate_id in self.view.candidates:
             data = CANDIDATE.dump_python(self.view.candidates[e.aggregate_id], mode="json")
-            self._put("candidate", e.aggregate_id, data)
+            self._put("candidate", e.aggregate_id, data, at)
         elif e.aggregate_type == o.AGGREGATE:
             weight = self.view.objective_weights.get(e.aggregate_id)
-            self._put("objective", e.aggregate_id, weight)
+            self._put("objective", e.aggregate_id, weight, at)
         elif e.aggregate_type == pr.SCORING_MODEL:
             data = MODEL.dump_python(self.view.models[e.aggregate_id], mode="json")
-            self._put("model", e.aggregate_id, data)
+            self._put("model", e.aggregate_id, data, at)
         elif e.event_type == pr.RankingDecided.__name__:
             ranking = pr.RankingDecided.model_validate(e.payload)
             self.last_ranking[ranking.model_id] = ranking
-            self._put("ranking", ranking.model_id, ranking.model_dump(mode="json"))
+            self._put("ranking", ranking.model_id, ranking.model_dump(mode="json"), at)
 
-    def _put(self, kind: str, key: str, data: Any) -> None:
-        self._puts[(kind, key)] = data
+    def _put(self, kind: str, key: str, data: Any, position: int) -> None:
+        self._puts[(kind, key)] = (data, position)

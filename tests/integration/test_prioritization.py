@@ -9,13 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
+from sqlalchemy import JSON, Column, MetaData, String, Table, create_engine, insert, select
 
 from contracts import prioritization as pr
 from contracts.base import CommandAccepted, CommandRejected
 from contracts.subjects import LOG_STREAM
 from domain.prioritization import PortfolioView, decide_ranking
 from shared.eventlog import EventLog
-from tests.integration.helpers import SUBJECTS, caught_up, proposal, running, send
+from shared.settings import PortfolioSettings
+from tests.integration.helpers import (
+    SETTINGS_CLASS,
+    SUBJECTS,
+    caught_up,
+    proposal,
+    running,
+    send,
+)
 
 FAST = {"reprioritize_quiet_seconds": 0.4, "reprioritize_longest_seconds": 10}
 
@@ -194,15 +203,20 @@ async def test_models_rankings_scenarios_and_commit(
         assert decided.envelope.payload["rationale"] == "budget round Q1"
 
 
+async def propose_scored(nc: Client, count: int) -> None:
+    """Objective O-1 and `count` scored proposals served by it (P-0, P-1, ...)."""
+    await send(
+        nc,
+        "DefineObjective",
+        {"objective_id": "O-1", "name": "Cloud", "owner": "cio", "weight": 40},
+    )
+    for n in range(count):
+        await send(nc, "ProposeProject", scored(f"P-{n}", n))
+
+
 async def test_restart_keeps_the_view(nc: Client, nats_url: str, tmp_path: Path) -> None:
     async with running(nc, "intake", nats_url, tmp_path):
-        await send(
-            nc,
-            "DefineObjective",
-            {"objective_id": "O-1", "name": "Cloud", "owner": "cio", "weight": 40},
-        )
-        for n in range(5):
-            await send(nc, "ProposeProject", scored(f"P-{n}", n))
+        await propose_scored(nc, 5)
         async with running(nc, "prioritization", nats_url, tmp_path, **FAST):
             await caught_up(nc, "prioritization", 6)
             before = await ask(
@@ -214,3 +228,44 @@ async def test_restart_keeps_the_view(nc: Client, nats_url: str, tmp_path: Path)
             )
     assert after["outcomes"][0]["selected"] == before["outcomes"][0]["selected"]
     assert after["outcomes"][0]["selected"]
+
+
+async def test_a_database_of_the_older_layout_is_rebuilt(
+    nc: Client, nats_url: str, tmp_path: Path
+) -> None:
+    """Candidate rows once held fewer fields than the project profile they hold now, and the
+    table had no position column: such a database is rebuilt from the log at start instead
+    of failing to load."""
+    async with running(nc, "intake", nats_url, tmp_path):
+        await propose_scored(nc, 3)
+        async with running(nc, "prioritization", nats_url, tmp_path, **FAST):
+            await caught_up(nc, "prioritization", 4)
+            before = await ask(nc, "scenario", {"scenarios": [{}]})
+        older_layout(SETTINGS_CLASS["prioritization"](data_dir=tmp_path))
+        async with running(nc, "prioritization", nats_url, tmp_path, **FAST):
+            await caught_up(nc, "prioritization", 4)
+            after = await ask(nc, "scenario", {"scenarios": [{}]})
+    assert sorted(after["outcomes"][0]["selected"]) == ["P-0", "P-1", "P-2"]
+    assert after["outcomes"][0]["selected"] == before["outcomes"][0]["selected"]
+
+
+def older_layout(settings: PortfolioSettings) -> None:
+    """Rewrite prioritization's stored view as the code before the project profile wrote it."""
+    engine = create_engine(settings.database_url_for("prioritization"))
+    old = Table(
+        "prioritization_view",
+        MetaData(),
+        Column("kind", String(16), primary_key=True),
+        Column("key", String(64), primary_key=True),
+        Column("data", JSON, nullable=False),
+    )
+    kept = ("project_id", "name", "status", "costs", "capex", "opex", "scoring")
+    with engine.begin() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(select(old))]
+        old.drop(conn)
+        old.create(conn)
+        for row in rows:
+            if row["kind"] == "candidate":
+                row["data"] = {k: v for k, v in row["data"].items() if k in kept}
+        conn.execute(insert(old), rows)
+    engine.dispose()
