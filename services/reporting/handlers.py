@@ -24,9 +24,9 @@ from contracts.queries import (
 )
 from contracts.reports import AGGREGATE as REPORT
 from contracts.reports import PORTFOLIO_REPORTS, PortfolioReportPublished
-from services.reporting import timetravel
+from services.reporting import improvement, timetravel
+from services.reporting.facts import Cut, UnknownProject
 from services.reporting.projection import ReportingProjection
-from services.reporting.report import Cut, UnknownProject
 from services.reporting.snapshots import SnapshotStore
 from shared.decisions import append_decision
 from shared.eventlog import ConcurrencyConflict, EventLog
@@ -79,7 +79,7 @@ async def lessons(
     if query.project_id is not None and query.project_id not in folded.projects:
         return _error(f"unknown project {query.project_id}", "not_found")
     words = (query.search or "").split()
-    found = folded.find_lessons(words, query.project_id, query.category)
+    found = improvement.find_lessons(folded, words, query.project_id, query.category)
     entries = [LessonEntry.model_validate(x) for x in found[-query.limit :]]
     return timetravel.fit(
         LessonsAnswer(lessons=tuple(entries), total=len(found)).model_dump(mode="json"),

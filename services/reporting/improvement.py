@@ -1,6 +1,7 @@
 """Continuous improvement, pure: what closed projects teach about estimating and delivering.
 
-Folded by `PortfolioReport` (report.py); these functions turn its facts into figures.
+Folded by `PortfolioReport` (report.py); these functions turn its facts into figures
+(`figures`: of every project or one; `find_lessons`: the lessons a search matches).
 
 - **Estimate accuracy** (completed projects): the business case as proposed (capex + opex,
   planned start to planned end) against the actual cost recorded in the ledger and the
@@ -27,21 +28,24 @@ Folded by `PortfolioReport` (report.py); these functions turn its facts into fig
 
 from __future__ import annotations
 
-import calendar
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from domain.risk import evm
+from services.reporting.facts import (
+    LIST_LIMIT,
+    ZERO,
+    EacPoint,
+    Lesson,
+    ProjectFacts,
+    Status,
+    money,
+    text,
+)
+from services.reporting.report import PortfolioReport
 
-if TYPE_CHECKING:
-    from services.reporting.report import ProjectFacts
-
-ZERO = Decimal(0)
-CENT = Decimal("0.01")
 TENTH = Decimal("0.1")
 #: Upper bounds of the size bands, on the planned cost.
 SIZE_BANDS = ((Decimal(250_000), "small"), (Decimal(1_000_000), "medium"))
@@ -53,63 +57,8 @@ LIFE_POINTS = (25, 50, 75)
 GROUPINGS = ("category", "sponsor", "size")
 
 
-@dataclass(frozen=True)
-class EacPoint:
-    """One progress report: the baseline's BAC then and the earned value."""
-
-    period: str
-    position: int
-    percent_complete: Decimal
-    bac: Decimal
-    ev: Decimal
-
-    @property
-    def as_of(self) -> date:
-        """The last day of the reported month."""
-        year, month = int(self.period[:4]), int(self.period[5:7])
-        return date(year, month, calendar.monthrange(year, month)[1])
-
-    def eac(self, spent: Mapping[str, Decimal]) -> tuple[Decimal, Decimal | None]:
-        """AC (the months up to this one) and EAC = BAC x AC / EV (None: EV or AC 0)."""
-        ac = sum((a for period, a in spent.items() if period <= self.period), ZERO)
-        return ac, evm.earned_value(self.bac, ZERO, self.ev, ac).eac_typical
-
-    def as_json(self, spent: Mapping[str, Decimal]) -> dict[str, Any]:
-        ac, eac = self.eac(spent)
-        return {
-            "period": self.period,
-            "position": self.position,
-            "percent_complete": str(self.percent_complete),
-            "bac": money(self.bac),
-            "ac": money(ac),
-            "ev": money(self.ev),
-            "eac": None if eac is None else money(eac),
-        }
-
-
-@dataclass(frozen=True)
-class Lesson:
-    project_id: str
-    lesson_id: str
-    title: str
-    description: str
-    recommendation: str
-    category: str
-    actor: str
-    position: int
-    recorded_at: datetime
-
-
-def money(amount: Decimal) -> str:
-    return str(amount.quantize(CENT, rounding=ROUND_HALF_UP))
-
-
 def percent(part: Decimal, whole: Decimal) -> Decimal | None:
     return None if not whole else (part * 100 / whole).quantize(TENTH, rounding=ROUND_HALF_UP)
-
-
-def _str(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
 
 
 def size_band(cost: Decimal) -> str:
@@ -129,32 +78,32 @@ def accuracy_row(facts: ProjectFacts, actual: Decimal | None) -> dict[str, Any] 
     completed). `actual` None: no actual cost recorded."""
     if facts.completed_on is None:
         return None
-    planned = facts.planned_cost
-    started = facts.started_on or facts.original_start
-    planned_days = days(facts.original_start, facts.original_end)
+    planned = facts.proposed.cost
+    started = facts.started_on or facts.proposed.planned_start
+    planned_days = days(facts.proposed.planned_start, facts.proposed.planned_end)
     actual_days = days(started, facts.completed_on)
     return {
-        "project_id": facts.project_id,
-        "name": facts.name,
-        "category": facts.category,
-        "sponsor": facts.sponsor,
+        "project_id": facts.profile.project_id,
+        "name": facts.profile.name,
+        "category": facts.profile.category,
+        "sponsor": facts.profile.sponsor,
         "size": size_band(planned),
-        "currency": facts.currency,
+        "currency": facts.profile.currency,
         "planned_cost": money(planned),
-        "latest_estimate": money(facts.cost),
+        "latest_estimate": money(facts.profile.cost),
         "actual_cost": None if actual is None else money(actual),
         "cost_variance": None if actual is None else money(actual - planned),
         "cost_variance_percent": None
         if actual is None
-        else _str(percent(actual - planned, planned)),
-        "planned_start": facts.original_start.isoformat(),
-        "planned_end": facts.original_end.isoformat(),
+        else text(percent(actual - planned, planned)),
+        "planned_start": facts.proposed.planned_start.isoformat(),
+        "planned_end": facts.proposed.planned_end.isoformat(),
         "started_on": started.isoformat(),
         "completed_on": facts.completed_on.isoformat(),
         "planned_days": planned_days,
         "actual_days": actual_days,
         "duration_variance_days": actual_days - planned_days,
-        "duration_variance_percent": _str(
+        "duration_variance_percent": text(
             percent(Decimal(actual_days - planned_days), Decimal(planned_days))
         ),
     }
@@ -175,15 +124,15 @@ def _group(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "with_actuals": len(costed),
         "planned_cost": money(planned),
         "actual_cost": money(actual),
-        "cost_variance_percent": _str(percent(actual - planned, planned)),
-        "mean_abs_cost_error_percent": _str(_mean(errors)),
+        "cost_variance_percent": text(percent(actual - planned, planned)),
+        "mean_abs_cost_error_percent": text(_mean(errors)),
         "on_budget": sum(1 for e in errors if e <= ON_BUDGET_PERCENT),
         "planned_days": planned_days,
         "actual_days": actual_days,
-        "duration_variance_percent": _str(
+        "duration_variance_percent": text(
             percent(Decimal(actual_days - planned_days), Decimal(planned_days))
         ),
-        "mean_abs_duration_error_percent": _str(_mean(day_errors)),
+        "mean_abs_duration_error_percent": text(_mean(day_errors)),
         "on_time": sum(1 for x in rows if x["actual_days"] <= x["planned_days"]),
     }
 
@@ -221,21 +170,21 @@ def estimate_accuracy(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
 
 def benefits_row(facts: ProjectFacts) -> dict[str, Any]:
     expected: dict[int, Decimal] = defaultdict(Decimal)
-    for b in facts.benefits:
+    for b in facts.profile.benefits:
         expected[b.year] += b.amount
     realised = facts.realised
     last = max(realised, default=None)
     to_date = sum((a for y, a in expected.items() if last is not None and y <= last), ZERO)
     realised_total = sum(realised.values(), ZERO)
     return {
-        "project_id": facts.project_id,
-        "name": facts.name,
-        "status": str(facts.status),
-        "currency": facts.currency,
+        "project_id": facts.profile.project_id,
+        "name": facts.profile.name,
+        "status": str(facts.profile.status),
+        "currency": facts.profile.currency,
         "expected_total": money(sum(expected.values(), ZERO)),
         "expected_to_date": money(to_date),
         "realised_total": money(realised_total),
-        "realisation_percent": _str(percent(realised_total, to_date)),
+        "realisation_percent": text(percent(realised_total, to_date)),
         "years": [
             {
                 "year": year,
@@ -262,7 +211,7 @@ def benefit_realisation(rows: list[dict[str, Any]], limit: int) -> dict[str, Any
             {
                 "currency": currency,
                 **{k: money(v) for k, v in sorted(f.items())},
-                "realisation_percent": _str(percent(f["realised_total"], f["expected_to_date"])),
+                "realisation_percent": text(percent(f["realised_total"], f["expected_to_date"])),
             }
             for currency, f in sorted(totals.items())
         ],
@@ -283,7 +232,7 @@ def convergence_row(
     final = sum(spent.values(), ZERO)
     errors = []
     if facts.completed_on is not None and final:
-        start = facts.started_on or facts.original_start
+        start = facts.started_on or facts.proposed.planned_start
         life = (facts.completed_on - start).days
         for at in LIFE_POINTS:
             moment = start + timedelta(days=life * at // 100)
@@ -295,14 +244,14 @@ def convergence_row(
                     "date": moment.isoformat(),
                     "period": None if standing is None else standing.period,
                     "eac": None if eac is None else money(eac),
-                    "error_percent": None if eac is None else _str(percent(eac - final, final)),
+                    "error_percent": None if eac is None else text(percent(eac - final, final)),
                 }
             )
     return {
-        "project_id": facts.project_id,
-        "name": facts.name,
-        "status": str(facts.status),
-        "currency": facts.currency,
+        "project_id": facts.profile.project_id,
+        "name": facts.profile.name,
+        "status": str(facts.profile.status),
+        "currency": facts.profile.currency,
         "final_cost": money(final) if final and facts.completed_on is not None else None,
         "series": [x.as_json(spent) for x in points[:limit]],
         "errors": errors,
@@ -321,7 +270,7 @@ def eac_convergence(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
             {
                 "life_percent": at,
                 "projects": len(found),
-                "mean_abs_error_percent": _str(_mean(found)),
+                "mean_abs_error_percent": text(_mean(found)),
             }
         )
     return {"projects": rows[:limit], "summary": summary}
@@ -348,8 +297,8 @@ def matches(
             lesson.recommendation,
             lesson.category,
             lesson.project_id,
-            facts.name if facts else "",
-            facts.category if facts else "",
+            facts.profile.name if facts else "",
+            facts.profile.category if facts else "",
         )
     ).casefold()
     return all(word.casefold() in text for word in words)
@@ -358,9 +307,9 @@ def matches(
 def lesson_json(lesson: Lesson, facts: ProjectFacts | None) -> dict[str, Any]:
     return {
         "project_id": lesson.project_id,
-        "project_name": facts.name if facts else "",
-        "project_category": facts.category if facts else "",
-        "project_status": str(facts.status) if facts else None,
+        "project_name": facts.profile.name if facts else "",
+        "project_category": facts.profile.category if facts else "",
+        "project_status": str(facts.profile.status) if facts else None,
         "lesson_id": lesson.lesson_id,
         "title": lesson.title,
         "description": lesson.description,
@@ -384,3 +333,58 @@ def lessons_summary(
         "by_category": dict(sorted(by_category.items())),
         "items": [lesson_json(x, projects.get(x.project_id)) for x in latest],
     }
+
+
+# --- of the whole fold -----------------------------------------------------------------------
+
+
+def figures(report: PortfolioReport, project_id: str | None = None) -> dict[str, Any]:
+    """Estimate accuracy, benefit realisation, EAC convergence and lessons learned:
+    of every project, or of one."""
+    chosen = [
+        facts
+        for pid, facts in sorted(report.projects.items())
+        if project_id is None or pid == project_id
+    ]
+    accuracy = [
+        row
+        for facts in chosen
+        if (row := accuracy_row(facts, report.actual_cost.get(facts.profile.project_id)))
+    ]
+    benefits = [
+        benefits_row(facts)
+        for facts in chosen
+        if facts.profile.status == Status.COMPLETED or facts.realised
+    ]
+    convergence = [
+        convergence_row(
+            facts,
+            report.eac_points[facts.profile.project_id],
+            report.actual_by_period.get(facts.profile.project_id, {}),
+            LIST_LIMIT,
+        )
+        for facts in chosen
+        if facts.profile.project_id in report.eac_points
+    ]
+    lessons = [x for x in report.lessons if project_id is None or x.project_id == project_id]
+    return {
+        "estimate_accuracy": estimate_accuracy(accuracy, LIST_LIMIT),
+        "benefits": benefit_realisation(benefits, LIST_LIMIT),
+        "eac_convergence": eac_convergence(convergence, LIST_LIMIT),
+        "lessons": lessons_summary(lessons, report.projects, LIST_LIMIT),
+    }
+
+
+def find_lessons(
+    report: PortfolioReport,
+    words: Iterable[str] = (),
+    project_id: str | None = None,
+    category: str | None = None,
+) -> list[dict[str, Any]]:
+    """Lessons learned matching every word, the project and the category (log order)."""
+    words = tuple(words)
+    return [
+        lesson_json(x, report.projects.get(x.project_id))
+        for x in report.lessons
+        if matches(x, report.projects.get(x.project_id), words, project_id, category)
+    ]

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts.subjects import LOG_STREAM
+from services.reporting import documents
+from services.reporting.diff import diff_report
+from services.reporting.facts import Cut
+from services.reporting.report import PortfolioReport
 
 if TYPE_CHECKING:
-    # The CLI parses times with this module; the report (and scipy behind prioritization)
-    # is imported where a report is built.
-    from services.reporting.report import Cut, PortfolioReport
     from services.reporting.snapshots import SnapshotStore
     from shared.eventlog import EventLog
 
@@ -97,8 +98,6 @@ async def fold(
     """The report folded from the log as `cut` bounds it: from the nearest snapshot when
     there is one (not for business time, where a late fact may belong anywhere, nor for a
     scorecard, which keeps history the snapshots don't), else from the start."""
-    from services.reporting.report import PortfolioReport
-
     report = PortfolioReport(cut=cut, focus=focus)
     start, end = 1, None
     if snapshots is not None and focus is None and cut.occurred_as_of is None:
@@ -120,8 +119,6 @@ async def fold(
 
 def previous_day(cut: Cut, now: datetime) -> Cut:
     """The cut one day earlier: what changes are measured from when nothing was published."""
-    from services.reporting.report import Cut
-
     day = timedelta(days=1)
     if cut.occurred_as_of is not None and cut.as_of is None:
         return Cut(occurred_as_of=cut.occurred_as_of - day)
@@ -140,22 +137,22 @@ async def portfolio_report(
     check_cut(cut, first, now)
     report = await fold(log, cut, snapshots=snapshots)
     if report.published is not None:
-        return report, report.portfolio(now)
+        return report, documents.portfolio(report, now)
     earlier = previous_day(cut, now)
     if first is None or (earlier.as_of is not None and earlier.as_of < first):
-        return report, report.portfolio(now)
+        return report, documents.portfolio(report, now)
     try:
         before = await fold(log, earlier, snapshots=snapshots)
     except BadCut:
-        return report, report.portfolio(now)
+        return report, documents.portfolio(report, now)
     since = {"kind": "previous_day", **earlier.as_json(), "position": before.position}
-    return report, report.portfolio(now, before.summary(), since)
+    return report, documents.portfolio(report, now, before.summary(), since)
 
 
 async def scorecard(log: EventLog, cut: Cut, project_id: str, now: datetime) -> dict[str, Any]:
     check_cut(cut, await first_recorded_at(log), now)
     report = await fold(log, cut, focus=project_id)
-    return report.scorecard(project_id, now)
+    return documents.scorecard(report, project_id, now)
 
 
 async def diff(
@@ -168,8 +165,6 @@ async def diff(
     first = await first_recorded_at(log)
     check_cut(start, first, now)
     check_cut(end, first, now)
-    from services.reporting.report import diff_report
-
     before = await fold(log, start, snapshots=snapshots)
     after = await fold(log, end, snapshots=snapshots)
     return diff_report(before, after, now)

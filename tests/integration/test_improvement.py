@@ -12,6 +12,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from contracts.base import CommandRejected
+from services.reporting.improvement import figures as improvement_of
 from services.reporting.report import fold
 from shared.eventlog import EventLog
 from tests.integration.helpers import accepted, proposal, query, running, send
@@ -134,7 +135,7 @@ async def test_closure_records_and_what_the_report_makes_of_them(
 
         events = [e async for e in event_log.read()]
         answer = json.loads(await query(nc, "reporting", "report", {}))
-        assert answer["improvement"] == fold(events).improvement()
+        assert answer["improvement"] == improvement_of(fold(events))
         improvement = answer["improvement"]
         [row] = improvement["estimate_accuracy"]["projects"]
         assert (row["planned_cost"], row["actual_cost"], row["cost_variance_percent"]) == (

@@ -12,7 +12,9 @@ from typing import Any
 from nats.aio.client import Client
 
 from contracts.base import RecordedEvent
-from services.reporting.report import Cut, fold
+from services.reporting import documents
+from services.reporting.facts import Cut
+from services.reporting.report import fold
 from shared.eventlog import EventLog
 from tests.integration.helpers import (
     SUBJECTS,
@@ -95,14 +97,14 @@ async def test_time_travel_equals_the_fold_cut_at_the_same_position(
         position = then["cut"]["position"]
         assert position == max(e.position for e in events if e.envelope.recorded_at <= between)
         assert position == 5
-        expected = fold(events[:position], Cut(as_of=between)).portfolio(NOW)
+        expected = documents.portfolio(fold(events[:position], Cut(as_of=between)), NOW)
         assert comparable(then) == comparable(expected)
         assert then["projects"]["total"] == 2 and then["budget"]["pools"] == []
         assert then["changes"]["since"] == {"kind": "start"}
 
         # Now: everything, the same as folding the whole log.
         now = await report(nc, {})
-        assert comparable(now) == comparable(fold(events).portfolio(NOW))
+        assert comparable(now) == comparable(documents.portfolio(fold(events), NOW))
         assert now["projects"]["by_status"]["in_progress"] == 1
         assert now["budget"]["pools"][0]["allocated"] == "250000.00"
         assert now["risks"]["heat_map"][3][3] == 1
@@ -114,7 +116,7 @@ async def test_time_travel_equals_the_fold_cut_at_the_same_position(
         assert late["cut"]["events"] == 1 and late["projects"]["total"] == 1
         local = fold(events, Cut(occurred_as_of=moment))
         assert {k: v for k, v in comparable(late).items() if k != "changes"} == {
-            k: v for k, v in comparable(local.portfolio(NOW)).items() if k != "changes"
+            k: v for k, v in comparable(documents.portfolio(local, NOW)).items() if k != "changes"
         }
 
         # What changed between the two points.

@@ -17,8 +17,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bench.biglog import BigLog, publish
 from contracts.subjects import LOG_STREAM
+from services.reporting import documents
 from services.reporting import snapshots as snapshots_module
-from services.reporting.report import Cut
+from services.reporting.facts import Cut
 from services.reporting.snapshots import SnapshotStore, Snapshotter
 from services.reporting.timetravel import fold, portfolio_report, position_at
 from shared.db import Database
@@ -71,7 +72,9 @@ async def test_reports_from_snapshots_equal_full_folds(
             fast = await fold(event_log, cut, snapshots=store)
             slow = await fold(event_log, cut)
             assert fast.position == slow.position == end
-            assert comparable(fast.portfolio(now)) == comparable(slow.portfolio(now))
+            assert comparable(documents.portfolio(fast, now)) == comparable(
+                documents.portfolio(slow, now)
+            )
             used = await store.latest(end)
             assert (used is not None) == (end >= EVERY)
         _, fast_now = await portfolio_report(event_log, Cut(), now, snapshots=store)
@@ -98,7 +101,9 @@ async def test_snapshots_of_other_code_are_ignored(
         now = datetime.now(UTC)
         fast = await fold(event_log, Cut(), snapshots=changed)
         slow = await fold(event_log, Cut())
-        assert comparable(fast.portfolio(now)) == comparable(slow.portfolio(now))
+        assert comparable(documents.portfolio(fast, now)) == comparable(
+            documents.portfolio(slow, now)
+        )
     finally:
         await db.close()
 

@@ -20,6 +20,7 @@ from contracts.base import ErrorCode, EventEnvelope, FrozenModel, RecordedEvent
 from domain.deciders import decide, evolve
 from domain.kernel import Rejected
 from domain.projects import ProjectState
+from services.reporting import documents, improvement
 from services.reporting.report import PortfolioReport, fold
 from shared import render
 
@@ -406,7 +407,7 @@ def test_nothing_is_skipped(report: PortfolioReport) -> None:
 
 
 def test_estimate_accuracy_per_project(report: PortfolioReport) -> None:
-    accuracy = report.improvement()["estimate_accuracy"]
+    accuracy = improvement.figures(report)["estimate_accuracy"]
     rows = {x["project_id"]: x for x in accuracy["projects"]}
     assert set(rows) == {"EDR", "HR", PID}
     wifi = rows[PID]
@@ -436,7 +437,7 @@ def test_estimate_accuracy_per_project(report: PortfolioReport) -> None:
 
 
 def test_estimate_accuracy_grouped(report: PortfolioReport) -> None:
-    accuracy = report.improvement()["estimate_accuracy"]
+    accuracy = improvement.figures(report)["estimate_accuracy"]
     [total] = accuracy["totals"]
     assert total == {
         "currency": "EUR",
@@ -471,7 +472,7 @@ def test_estimate_accuracy_grouped(report: PortfolioReport) -> None:
 
 
 def test_benefit_realisation(report: PortfolioReport) -> None:
-    benefits = report.improvement()["benefits"]
+    benefits = improvement.figures(report)["benefits"]
     rows = {x["project_id"]: x for x in benefits["projects"]}
     assert set(rows) == {"EDR", "HR", PID}
     wifi = rows[PID]
@@ -499,7 +500,7 @@ def test_benefit_realisation(report: PortfolioReport) -> None:
 
 
 def test_eac_convergence(report: PortfolioReport) -> None:
-    convergence = report.improvement()["eac_convergence"]
+    convergence = improvement.figures(report)["eac_convergence"]
     [wifi] = convergence["projects"]
     assert wifi["final_cost"] == "110000.00"
     # EAC = BAC x AC / EV with AC of the months up to the one reported.
@@ -523,27 +524,31 @@ def test_eac_convergence(report: PortfolioReport) -> None:
 
 
 def test_lessons_are_listed_and_searchable(report: PortfolioReport) -> None:
-    lessons = report.improvement()["lessons"]
+    lessons = improvement.figures(report)["lessons"]
     assert lessons["total"] == 2 and lessons["by_category"] == {"Vendor": 1, "planning": 1}
     assert [x["project_id"] for x in lessons["items"]] == ["OLD", PID]  # latest first
-    assert [x["project_id"] for x in report.find_lessons(["VENDOR"])] == ["OLD"]
-    assert [x["lesson_id"] for x in report.find_lessons(["sites", "cabling"])] == ["L1"]
-    assert report.find_lessons(["sites", "bankrupt"]) == []
-    assert [x["project_id"] for x in report.find_lessons(["erp"])] == ["OLD"]  # project name
-    assert [x["project_id"] for x in report.find_lessons(category="vendor")] == ["OLD"]
-    assert [x["project_id"] for x in report.find_lessons(project_id=PID)] == [PID]
-    [found] = report.find_lessons(project_id=PID)
+
+    def lessons_found(*words: str, **where: Any) -> list[dict[str, Any]]:
+        return improvement.find_lessons(report, words, **where)
+
+    assert [x["project_id"] for x in lessons_found("VENDOR")] == ["OLD"]
+    assert [x["lesson_id"] for x in lessons_found("sites", "cabling")] == ["L1"]
+    assert lessons_found("sites", "bankrupt") == []
+    assert [x["project_id"] for x in lessons_found("erp")] == ["OLD"]  # project name
+    assert [x["project_id"] for x in lessons_found(category="vendor")] == ["OLD"]
+    assert [x["project_id"] for x in lessons_found(project_id=PID)] == [PID]
+    [found] = improvement.find_lessons(report, project_id=PID)
     assert found["actor"] == "wifi-lead" and found["project_status"] == "completed"
     assert found["recommendation"] == "Budget a site survey."
 
 
 def test_the_reports_carry_the_figures(report: PortfolioReport) -> None:
-    full = report.portfolio(NOW)
-    assert full["improvement"] == report.improvement()
-    card = report.scorecard(PID, NOW)["improvement"]
+    full = documents.portfolio(report, NOW)
+    assert full["improvement"] == improvement.figures(report)
+    card = documents.scorecard(report, PID, NOW)["improvement"]
     assert [x["project_id"] for x in card["estimate_accuracy"]["projects"]] == [PID]
     assert card["lessons"]["total"] == 1
-    crm = report.scorecard("CRM", NOW)["improvement"]
+    crm = documents.scorecard(report, "CRM", NOW)["improvement"]
     assert crm["estimate_accuracy"]["projects"] == [] and crm["benefits"]["projects"] == []
 
 
@@ -552,11 +557,11 @@ def test_the_fold_pickles(report: PortfolioReport) -> None:
     import pickle
 
     again = pickle.loads(pickle.dumps(report))
-    assert again.improvement() == report.improvement()
+    assert improvement.figures(again) == improvement.figures(report)
 
 
 def test_every_format_shows_the_sections(report: PortfolioReport) -> None:
-    for built in (report.portfolio(NOW), report.scorecard(PID, NOW)):
+    for built in (documents.portfolio(report, NOW), documents.scorecard(report, PID, NOW)):
         names = {s.name for s in render.sections(built)}
         assert {"accuracy", "benefits", "eac_convergence", "eac_series", "lessons"} <= names
         rows = list(csv.reader(io.StringIO(render.render(built, "csv"))))
@@ -568,7 +573,9 @@ def test_every_format_shows_the_sections(report: PortfolioReport) -> None:
         assert '<svg id="estimate-accuracy"' in page and '<svg id="eac-convergence"' in page
         assert "<polyline" in page and "<script" not in page
     groups = next(
-        s for s in render.sections(report.portfolio(NOW)) if s.name == "accuracy_by_group"
+        s
+        for s in render.sections(documents.portfolio(report, NOW))
+        if s.name == "accuracy_by_group"
     )
     assert groups.rows[-1][:5] == ["total", "all", "EUR", 3, 2]
 
@@ -580,12 +587,12 @@ def test_a_months_invoices_may_arrive_after_its_progress_report(report: Portfoli
     progress = types.index("ProgressReported")
     assert invoice < progress
     events[invoice], events[progress] = events[progress], events[invoice]
-    swapped = fold(events).improvement()["eac_convergence"]
-    assert swapped == report.improvement()["eac_convergence"]
+    swapped = improvement.figures(fold(events))["eac_convergence"]
+    assert swapped == improvement.figures(report)["eac_convergence"]
 
 
 def test_the_scorecards_history_names_the_closure_records() -> None:
-    card = fold(history().events, focus=PID).scorecard(PID, NOW)
+    card = documents.scorecard(fold(history().events, focus=PID), PID, NOW)
     what = [h["what"] for h in card["audit"]]
     assert "realised benefit 2027: 27000 (replacing 25000)" in what
     assert "lesson L1 (planning): Survey the sites first" in what

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +20,9 @@ from contracts import projects as p
 from contracts import risks as r
 from contracts.base import EventEnvelope, FrozenModel, RecordedEvent
 from contracts.reports import PortfolioReportPublished
-from services.reporting import timetravel
-from services.reporting.report import Cut, UnknownProject, changes, diff_report
+from services.reporting import documents, snapshots, timetravel
+from services.reporting.diff import changes, diff_report
+from services.reporting.facts import Cut, UnknownProject
 from services.reporting.report import fold as fold_events
 from shared import render, times
 
@@ -331,7 +334,7 @@ def log() -> Log:
 
 @pytest.fixture(scope="module")
 def report(log: Log) -> dict[str, Any]:
-    return fold_events(log.events).portfolio(NOW)
+    return documents.portfolio(fold_events(log.events), NOW)
 
 
 def test_projects_by_status_and_stage(report: dict[str, Any]) -> None:
@@ -441,7 +444,7 @@ def test_changes_since_the_published_report(report: dict[str, Any]) -> None:
 
 def test_without_a_publication_changes_count_from_the_start(log: Log) -> None:
     events = [e for e in log.events if e.envelope.event_type != "PortfolioReportPublished"]
-    found = fold_events(events).portfolio(NOW)["changes"]
+    found = documents.portfolio(fold_events(events), NOW)["changes"]
     assert found["since"] == {"kind": "start"}
     assert found["new_proposals"] == ["P1", "P2", "P3", "P4"]
     assert found["approvals"] == ["P1"]
@@ -451,10 +454,10 @@ def test_as_of_folds_what_was_recorded_by_then(log: Log) -> None:
     cut = Cut(as_of=log.at(12))
     early = fold_events(log.events, cut)
     assert early.position == 12 and early.events == 12
-    assert early.portfolio(NOW) == fold_events(log.events[:12]).portfolio(NOW) | {
-        "cut": early.cut_json()
-    }
-    report = early.portfolio(NOW)
+    assert documents.portfolio(early, NOW) == documents.portfolio(
+        fold_events(log.events[:12]), NOW
+    ) | {"cut": early.cut_json()}
+    report = documents.portfolio(early, NOW)
     assert report["projects"]["by_status"]["approved"] == 1
     assert report["risks"]["open"] == 0 and report["budget"]["pools"][0]["actual"] == "0.00"
 
@@ -511,7 +514,7 @@ def test_changes_between_summaries_are_symmetric_in_what_they_name() -> None:
 
 
 def test_project_scorecard(log: Log) -> None:
-    card = fold_events(log.events, focus="P1").scorecard("P1", NOW)
+    card = documents.scorecard(fold_events(log.events, focus="P1"), "P1", NOW)
     assert card["project"]["status"] == "in_progress"
     assert card["business_case"]["total_cost"] == "120000.00"
     assert card["business_case"]["benefits_total"] == "200000.00"
@@ -530,7 +533,7 @@ def test_project_scorecard(log: Log) -> None:
     assert any(w.startswith("300000 EUR allocated in CAPEX-27") for w in what)
     assert "ranked #2 of 2, score 0.500" in what
     with pytest.raises(UnknownProject):
-        fold_events(log.events).scorecard("NOPE", NOW)
+        documents.scorecard(fold_events(log.events), "NOPE", NOW)
 
 
 def test_unknown_event_types_are_skipped_not_raised(log: Log) -> None:
@@ -547,7 +550,7 @@ def test_unknown_event_types_are_skipped_not_raised(log: Log) -> None:
 def test_every_format_renders_every_section(report: dict[str, Any], log: Log) -> None:
     for kind in (
         report,
-        fold_events(log.events, focus="P1").scorecard("P1", NOW),
+        documents.scorecard(fold_events(log.events, focus="P1"), "P1", NOW),
         diff_report(fold_events(log.events[:10]), fold_events(log.events), NOW),
     ):
         sections = render.sections(kind)
@@ -619,3 +622,36 @@ def test_an_answer_too_large_for_one_message_is_refused(report: dict[str, Any]) 
     assert json.loads(timetravel.fit(report, 10_000_000)) == report
     refused = json.loads(timetravel.fit(report, 1_000))
     assert "narrow" in refused["error"]
+
+
+# --- snapshots ---------------------------------------------------------------------------
+
+
+def test_the_snapshot_fingerprint_covers_every_module_the_fold_runs() -> None:
+    """A snapshot taken by other fold code must be told apart: every module the fold
+    imports from the project (transitively, within the report's own modules) is hashed."""
+    root = Path(snapshots.__file__).resolve().parents[2]
+    covered = [root / name for name in snapshots.FOLD_SOURCES]
+    assert all(path.exists() for path in covered)
+    todo, seen = ["services.reporting.report"], set()
+    while todo:
+        module = todo.pop()
+        path = root / (module.replace(".", "/") + ".py")
+        if not path.exists():
+            path = path.with_suffix("") / "__init__.py"
+        assert any(path == c or c in path.parents for c in covered), module
+        seen.add(module)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "services.reporting":
+                names = [f"services.reporting.{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("services.reporting") and name not in seen:
+                    todo.append(name)
+    assert {"services.reporting.facts", "services.reporting.highlights"} <= seen
+    assert "services.reporting.figures" not in seen  # built from the fold, not folding

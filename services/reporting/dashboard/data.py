@@ -18,8 +18,8 @@ import nats.errors
 
 from contracts.queries import AuditEntry, AuditQuery
 from services.reporting import timetravel
+from services.reporting.facts import Cut
 from services.reporting.projection import ReportingProjection
-from services.reporting.report import Cut
 from shared.service import ServiceRuntime
 
 if TYPE_CHECKING:
