@@ -2,28 +2,58 @@
 
 Commands are the typed models of `contracts` (mypy checks their fields). A command keeps
 its `command_id` across retries, so a retry after a timeout can never append twice.
+`send_raw` takes a command as JSON text (what the CLI and the importer hold); queries,
+replay and the alert feed are here too, so the CLI builds no NATS request of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import nats
 import nats.errors
 from nats.aio.client import Client
+from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from contracts.base import Command, CommandAccepted, CommandRejected, CommandReply, ErrorCode
-from contracts.queries import AuditAnswer, AuditQuery, ProjectsAnswer, ServiceStatus
-from contracts.subjects import RESULTS_STREAM, Subjects
+from contracts.base import (
+    Command,
+    CommandAccepted,
+    CommandRejected,
+    CommandReply,
+    ErrorCode,
+    Rejection,
+    new_id,
+)
+from contracts.queries import (
+    AuditAnswer,
+    AuditEntry,
+    AuditQuery,
+    ProjectsAnswer,
+    ReplayStarted,
+    ServiceStatus,
+)
+from contracts.subjects import RESULTS_STREAM, SERVICES, Subjects
+from shared.rejections import read_rejections
 
 Reply = CommandAccepted | CommandRejected
 REPLY: TypeAdapter[Reply] = TypeAdapter(CommandReply)
 C = TypeVar("C", bound=Command)
 M = TypeVar("M", bound=BaseModel)
+#: Answers worth asking again with the same command id: the sender is told to come back.
+RETRIED = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
+
+
+class NoAnswer(TimeoutError):
+    """Nobody answered a request: no service listens on the subject, or none in time."""
+
+    def __init__(self, subject: str, why: str) -> None:
+        self.subject = subject
+        super().__init__(f"{why} on {subject}")
 
 
 class PortfolioClient:
@@ -78,6 +108,16 @@ class PortfolioClient:
     def _named(self, subject: str) -> str:
         return f"{subject}.{self.principal}" if self.principal else subject
 
+    async def _request(self, subject: str, body: bytes, timeout: float | None = None) -> bytes:
+        wait = self.timeout if timeout is None else timeout
+        try:
+            msg = await self.nc.request(subject, body, timeout=wait)
+        except nats.errors.NoRespondersError as error:
+            raise NoAnswer(subject, "no responders (is the service running?)") from error
+        except TimeoutError as error:
+            raise NoAnswer(subject, f"no answer within {wait:g}s (timeout)") from error
+        return bytes(msg.data)
+
     async def send(self, command: Command) -> Reply:
         """Request/reply through intake; retried on timeouts and rate limiting."""
         command = self._stamped(command)
@@ -85,18 +125,63 @@ class PortfolioClient:
         body = command.model_dump_json(exclude_none=True).encode()
         for attempt in range(1, self.attempts + 1):
             try:
-                msg = await self.nc.request(subject, body, timeout=self.timeout)
-            except (TimeoutError, nats.errors.NoRespondersError):
+                raw = await self._request(subject, body)
+            except NoAnswer:
                 if attempt == self.attempts:
                     raise
             else:
-                reply = REPLY.validate_json(msg.data)
+                reply = REPLY.validate_json(raw)
                 limited = (
                     isinstance(reply, CommandRejected)
                     and reply.error.code == ErrorCode.RATE_LIMITED
                 )
                 if not limited or attempt == self.attempts:
                     return reply
+            await asyncio.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def stamped_json(self, body: bytes) -> tuple[bytes, bool]:
+        """A command written as JSON, with this client's actor and source where it names
+        none (or the defaults) and a command id where it has none, so that a resend is the
+        same command. Anything but a JSON object goes as it is (intake answers for it);
+        the flag says whether the body has a command id (only then is a resend safe)."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return body, False
+        if not isinstance(data, dict):
+            return body, False
+        before = dict(data)
+        if self.actor and data.get("actor", "anonymous") == "anonymous":
+            data["actor"] = self.actor
+        if self.source and data.get("source", "unknown") == "unknown":
+            data["source"] = self.source
+        data.setdefault("command_id", new_id())
+        if data == before:
+            return body, True
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(), True
+
+    async def send_raw(self, command: str, body: bytes, timeout: float | None = None) -> bytes:
+        """One command by name, as JSON text, stamped (`stamped_json`); intake's raw answer.
+        Asked again with the same command id on a timeout or a `rate_limited` or
+        `unavailable` answer, up to `attempts` times."""
+        subject = self._named(self.subjects.command(command))
+        body, resendable = self.stamped_json(body)
+        attempts = self.attempts if resendable else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                raw = await self._request(subject, body, timeout)
+            except NoAnswer:
+                if attempt == attempts:
+                    raise
+            else:
+                try:
+                    reply = REPLY.validate_json(raw)
+                except ValidationError:
+                    return raw
+                again = isinstance(reply, CommandRejected) and reply.error.code in RETRIED
+                if not again or attempt == attempts:
+                    return raw
             await asyncio.sleep(0.1 * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -126,13 +211,46 @@ class PortfolioClient:
             return REPLY.validate_json(msg.data)
 
     async def _query(self, service: str, name: str, body: Any, model: type[M]) -> M:
-        msg = await self.nc.request(
-            self.subjects.query(service, name), json.dumps(body).encode(), timeout=self.timeout
-        )
-        return model.model_validate_json(msg.data)
+        raw = await self._request(self.subjects.query(service, name), json.dumps(body).encode())
+        return model.model_validate_json(raw)
+
+    async def query(
+        self, service: str, name: str, body: Any = None, timeout: float | None = None
+    ) -> Any:
+        """A read-side query (`<prefix>.query.<service>.<name>`), its answer as JSON: a
+        refusal is an object with an `error` field."""
+        subject = self.subjects.query(service, name)
+        return json.loads(await self._request(subject, json.dumps(body or {}).encode(), timeout))
+
+    async def control(
+        self, service: str, name: str, body: Any = None, timeout: float | None = None
+    ) -> Any:
+        """An operation on a service (`<prefix>.control.<service>.<name>`): a replay, a
+        report published, a scenario committed; its answer as JSON."""
+        subject = self.subjects.control(service, name)
+        data = b"" if body is None else json.dumps(body).encode()
+        return json.loads(await self._request(subject, data, timeout))
 
     async def status(self, service: str) -> ServiceStatus:
         return await self._query(service, "status", {}, ServiceStatus)
+
+    async def statuses(self, timeout: float = 3.0) -> dict[str, ServiceStatus | None]:
+        """Every service's status, asked at once; None for one that does not answer."""
+
+        async def one(service: str) -> ServiceStatus | None:
+            try:
+                raw = await self._request(self.subjects.query(service, "status"), b"", timeout)
+            except NoAnswer:
+                return None
+            return ServiceStatus.model_validate_json(raw)
+
+        found = await asyncio.gather(*(one(service) for service in SERVICES))
+        return dict(zip(SERVICES, found, strict=True))
+
+    async def replay(self, service: str, timeout: float = 30.0) -> ReplayStarted:
+        """Start rebuilding a service's projection from the whole log."""
+        subject = self.subjects.control(service, "replay")
+        return ReplayStarted.model_validate_json(await self._request(subject, b"", timeout))
 
     async def projects(self, service: str = "reporting") -> ProjectsAnswer:
         return await self._query(service, "projects", {}, ProjectsAnswer)
@@ -140,3 +258,33 @@ class PortfolioClient:
     async def audit(self, query: AuditQuery | None = None) -> AuditAnswer:
         body = (query or AuditQuery()).model_dump(mode="json", exclude_none=True)
         return await self._query("reporting", "audit", body, AuditAnswer)
+
+    async def audit_entries(
+        self, query: AuditQuery | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        """Up to `limit` entries of the decision history, page after page."""
+        entries: list[AuditEntry] = []
+        page = query or AuditQuery()
+        while len(entries) < limit:
+            answer = await self.audit(page)
+            entries.extend(answer.entries)
+            if answer.next_after_position is None:
+                break
+            page = page.model_copy(update={"after_position": answer.next_after_position})
+        return entries[:limit]
+
+    async def rejections(self, last: int = 1000) -> list[Rejection]:
+        """The most recent refused inputs, raw, with their reasons, oldest first."""
+        js = self.nc.jetstream()
+        return [r async for r in read_rejections(js, self.subjects, last)]
+
+    async def follow_alerts(self) -> AsyncIterator[dict[str, Any]]:
+        """Every alert raised or cleared from now on, as published (JSON objects)."""
+        sub = await self.nc.jetstream().subscribe(
+            self.subjects.alerts_all, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+        )
+        try:
+            async for msg in sub.messages:
+                yield json.loads(msg.data)
+        finally:
+            await sub.unsubscribe()

@@ -215,3 +215,12 @@ class SupervisorSettings(PortfolioSettings):
     nats_port: int = 4222
     nats_host: str = "127.0.0.1"
     restart_backoff_seconds: float = 1.0
+
+
+class CliSettings(PortfolioSettings):
+    """The `portfolio` command's identity: who acts (`PORTFOLIO_ACTOR`, else the login) and
+    the NATS user it sends as (`PORTFOLIO_PRINCIPAL`, else `PORTFOLIO_NATS_USER`), named in
+    the subject of its commands (`<prefix>.cmd.<Command>.<principal>`)."""
+
+    actor: str | None = None
+    principal: str | None = None

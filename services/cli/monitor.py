@@ -1,0 +1,231 @@
+"""Reading the state of things: `status`, `alerts`, `risks`, `budget`, `capacity` and
+`backtest` (how often an alert rule would have fired)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from contracts.queries import ServiceStatus
+from shared.client import PortfolioClient
+
+from .connection import run
+from .output import EXIT_OK, EXIT_REJECTED, JsonFlag, UrlOption, console, errors, refused
+
+
+def ask(service: str, name: str, body: dict[str, Any] | None, url: str | None) -> Any:
+    """A read-side query; a refusal (an `error` field) is printed and exits 1."""
+
+    async def work(client: PortfolioClient) -> Any:
+        return await client.query(service, name, body, timeout=60)
+
+    answer = run(work, url)
+    refused(answer)
+    return answer
+
+
+def status(as_json: JsonFlag = False, url: UrlOption = None) -> None:
+    """Health, projection position and lag of every service."""
+
+    async def work(client: PortfolioClient) -> dict[str, ServiceStatus | None]:
+        return await client.statuses()
+
+    statuses = run(work, url)
+    if as_json:
+        print(
+            json.dumps(
+                {n: (s.model_dump(mode="json") if s else None) for n, s in statuses.items()},
+                indent=2,
+            )
+        )
+    else:
+        table = Table("service", "state", "position", "log", "lag", "applied", "skipped", "pid")
+        for name, s in statuses.items():
+            if s is None:
+                table.add_row(name, "[red]down[/]", "", "", "", "", "", "")
+                continue
+            state = s.state if s.last_error is None else f"{s.state}: {s.last_error}"
+            table.add_row(
+                name,
+                escape(state),
+                str(s.position),
+                str(s.log_position),
+                str(s.lag),
+                str(s.applied_since_start),
+                str(s.skipped_events),
+                str(s.pid),
+            )
+        console.print(table)
+    raise typer.Exit(EXIT_OK if all(statuses.values()) else EXIT_REJECTED)
+
+
+def alerts(
+    follow: Annotated[bool, typer.Option(help="Keep printing alerts as they arrive")] = False,
+    as_json: JsonFlag = False,
+    url: UrlOption = None,
+) -> None:
+    """Open alerts; with --follow, every alert raised or cleared from now on."""
+    if follow:
+        _follow_alerts(as_json, url)
+        return
+    found = ask("risk", "alerts", None, url)["open"]
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table("severity", "metric", "subject", "value", "threshold", "rule", "why / audit")
+    for alert in found:
+        table.add_row(
+            _severity(alert["severity"]),
+            alert["metric"],
+            escape(alert["subject_id"]),
+            f"{alert['value']:g}",
+            f"{alert['threshold']:g}",
+            escape(alert["rule_id"]),
+            f"{escape(alert['message'])}\n[dim]{escape(alert['audit_link'])}[/]",
+        )
+    console.print(table)
+    console.print(f"{len(found)} open alerts")
+
+
+def _severity(severity: str) -> str:
+    colour = {"critical": "bold red", "warning": "yellow"}.get(severity, "cyan")
+    return f"[{colour}]{escape(severity)}[/]"
+
+
+def _follow_alerts(as_json: bool, url: str | None) -> None:
+    async def work(client: PortfolioClient) -> None:
+        feed = client.follow_alerts()
+        errors.print("following alerts (Ctrl-C to stop)")
+        async for alert in feed:
+            if as_json:
+                print(json.dumps(alert), flush=True)
+                continue
+            verb = "[red]RAISED[/]" if alert["event"] == "AlertRaised" else "[green]cleared[/]"
+            console.print(
+                f"{escape(alert['message'] or alert['alert_id'])}  {verb} "
+                f"{_severity(alert['severity'])}  [dim]{escape(alert['audit_link'])}[/]"
+            )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run(work, url)
+
+
+def budget(
+    by: Annotated[
+        str, typer.Option(help="pool, project, pool_project, category, fiscal_period")
+    ] = "pool",
+    as_json: JsonFlag = False,
+    url: UrlOption = None,
+) -> None:
+    """Allocated, committed, actual, remaining, forecast and burn rate from the ledger."""
+    rows = ask("ledger", "budget", {"by": by}, url)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(
+        by, "amount", "allocated", "committed", "actual", "remaining", "forecast", "burn/month", ""
+    )
+    for key, row in rows.items():
+        amount = row["amount"]
+        used = float(row["actual"]) / float(amount) if amount and float(amount) else 0.0
+        bar = "█" * min(20, round(20 * used))
+        table.add_row(
+            escape(key),
+            amount or "",
+            row["allocated"],
+            row["committed"],
+            row["actual"],
+            row["remaining"],
+            row["forecast_at_completion"],
+            row["burn_rate"] or "",
+            f"[{'red' if used > 1 else 'cyan'}]{bar}[/]",
+        )
+    console.print(table)
+
+
+def capacity(
+    over: Annotated[bool, typer.Option(help="Only over-allocated role-months")] = False,
+    as_json: JsonFlag = False,
+    url: UrlOption = None,
+) -> None:
+    """Capacity against demand by role and month, with utilisation."""
+    cells = ask("ledger", "capacity", {"over_allocated_only": over}, url)
+    if as_json:
+        print(json.dumps(cells, indent=2))
+        return
+    table = Table("role", "month", "net capacity", "demand", "utilisation", "")
+    for cell in cells:
+        percent = cell["utilisation_percent"]
+        shown = "—" if percent is None else f"{float(percent):.0f}%"
+        bar = "" if percent is None else "█" * min(25, round(float(percent) / 5))
+        colour = "red" if cell["over_allocated"] else "cyan"
+        table.add_row(
+            escape(cell["role"]),
+            cell["period"],
+            cell["net_capacity"],
+            cell["demand"],
+            shown,
+            f"[{colour}]{bar}[/]",
+        )
+    console.print(table)
+
+
+def risks(as_json: JsonFlag = False, url: UrlOption = None) -> None:
+    """The risk register with scores, zones and expected monetary value; project health."""
+    register = ask("risk", "register", None, url)
+    health = ask("risk", "health", None, url)
+    if as_json:
+        print(json.dumps({"register": register, "health": health}, indent=2))
+        return
+    table = Table("risk", "project", "title", "kind", "score", "zone", "EMV", "open")
+    for risk in register["risks"]:
+        table.add_row(
+            escape(risk["risk_id"]),
+            escape(risk["project_id"] or "portfolio"),
+            escape(risk["title"]),
+            risk["kind"],
+            str(risk["current_score"]),
+            risk["zone"],
+            risk["emv"],
+            "yes" if risk["open"] else "closed",
+        )
+    console.print(table)
+    console.print(f"contingency reserve (open threats): {register['contingency']['reserve']}")
+    console.print(escape(health["portfolio"]["explain"]))
+    for project_id, found in health["projects"].items():
+        console.print(f"  {escape(project_id)}: {escape(found['explain'])}")
+
+
+def backtest(
+    metric: Annotated[str, typer.Option(help="cpi, spi, risk_score, budget_consumption, ...")],
+    comparison: Annotated[str, typer.Option(help="lt, le, gt or ge")],
+    threshold: Annotated[float, typer.Option()],
+    clear_at: Annotated[float, typer.Option(help="Where an open alert would clear")],
+    as_json: JsonFlag = False,
+    url: UrlOption = None,
+) -> None:
+    """How often a rule would have fired over the whole history, and when."""
+    rule = {
+        "metric": metric,
+        "comparison": comparison,
+        "threshold": threshold,
+        "clear_at": clear_at,
+    }
+    found = ask("risk", "backtest", rule, url)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table("subject", "raised", "cleared")
+    for episode in found["episodes"]:
+        table.add_row(
+            escape(episode["subject_id"]),
+            episode["raised_at"],
+            episode["cleared_at"] or "still open",
+        )
+    console.print(table)
+    console.print(f"would have fired {found['fired']} times")
