@@ -21,7 +21,7 @@ import nats
 from rich.console import Console
 
 from bench import baselines as raw
-from bench import decisions, ledger_replay, million
+from bench import alert_delivery, decisions, ledger_replay, million
 from bench.benchmarks import (
     FULL,
     QUICK,
@@ -43,6 +43,7 @@ GROUPS = (
     "replay",
     "prioritization",
     "alert-latency",
+    "alert-delivery",
     "ledger-replay",
     "big-log",
 )
@@ -156,6 +157,9 @@ async def _measure(
     if "alert-latency" in selected:
         console.log("[bold]alert latency[/] (intake and risk monitor, own processes)")
         rows += await _guarded("alert-latency", decisions.alert_latency(ctx, progress))
+    if "alert-delivery" in selected:
+        console.log("[bold]alert delivery[/] (intake, risk monitor, notify; webhook receiver)")
+        rows += await _guarded("alert-delivery", alert_delivery.alert_delivery(ctx, progress))
     return list(ctx.baselines.values()), rows, payload_bytes
 
 
