@@ -20,8 +20,8 @@ from typing import Any
 import nats
 from rich.console import Console
 
-from bench import baselines as raw
 from bench import alert_delivery, decisions, ledger_replay, million
+from bench import baselines as raw
 from bench.benchmarks import (
     FULL,
     QUICK,
