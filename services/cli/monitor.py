@@ -66,12 +66,19 @@ def status(as_json: JsonFlag = False, url: UrlOption = None) -> None:
 
 def alerts(
     follow: Annotated[bool, typer.Option(help="Keep printing alerts as they arrive")] = False,
+    deliveries: Annotated[
+        bool, typer.Option(help="Delivery outcomes per subscription (notify service)")
+    ] = False,
     as_json: JsonFlag = False,
     url: UrlOption = None,
 ) -> None:
-    """Open alerts; with --follow, every alert raised or cleared from now on."""
+    """Open alerts; with --follow, every alert raised or cleared from now on; with
+    --deliveries, what was delivered to subscribers and what was dead-lettered, and why."""
     if follow:
         _follow_alerts(as_json, url)
+        return
+    if deliveries:
+        _deliveries(as_json, url)
         return
     found = ask("risk", "alerts", None, url)["open"]
     if as_json:
@@ -83,13 +90,36 @@ def alerts(
             _severity(alert["severity"]),
             alert["metric"],
             escape(alert["subject_id"]),
-            f"{alert['value']:g}",
+            f"{alert.get('value_shown') or alert['value']}"
+            + (f"\n[dim]raised at {alert['raised_value']:g}[/]" if "raised_value" in alert else ""),
             f"{alert['threshold']:g}",
             escape(alert["rule_id"]),
             f"{escape(alert['message'])}\n[dim]{escape(alert['audit_link'])}[/]",
         )
     console.print(table)
     console.print(f"{len(found)} open alerts")
+
+
+def _deliveries(as_json: bool, url: str | None) -> None:
+    found = ask("notify", "deliveries", None, url)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table("subscription", "outcome", "alert", "event", "attempts", "detail")
+    for x in found["deliveries"]:
+        ok = x["outcome"] == "delivered"
+        table.add_row(
+            escape(x["subscription_id"]),
+            "[green]delivered[/]" if ok else "[red]dead letter[/]",
+            escape(x["alert_id"]),
+            escape(x["event_type"]),
+            str(x["attempts"]),
+            str(x.get("status")) if ok else escape(str(x.get("reason"))),
+        )
+    console.print(table)
+    console.print(
+        f"{len(found['subscriptions'])} subscriptions, {len(found['deliveries'])} outcomes"
+    )
 
 
 def _severity(severity: str) -> str:
