@@ -400,14 +400,27 @@ def alerts(found: list[dict[str, Any]] | None, position: int | None, problem: st
     )
     parts.append(
         table(
-            ("severity:html", "metric", "subject", "value:number", "threshold:number", "why:long"),
+            (
+                "severity:html",
+                "metric",
+                "subject",
+                "project:html",
+                "value now",
+                "threshold",
+                "since",
+                "why:long",
+            ),
             (
                 [
                     severity(a["severity"]),
                     a["metric"],
                     a["subject_id"],
-                    a["value"],
-                    a["threshold"],
+                    project_link(a.get("project_id")),
+                    # The current value, with enough digits to see why it holds.
+                    str(a.get("value_shown") or a["value"]),
+                    f"{a['threshold']:g} (clears at {a['clear_at']:g}, "
+                    f"rev {a.get('rule_revision', 1)})",
+                    a.get("raised_at") or "",
                     f"{a['message']} — {a['audit_link']}",
                 ]
                 for a in found
@@ -416,6 +429,13 @@ def alerts(found: list[dict[str, Any]] | None, position: int | None, problem: st
         )
     )
     return fragment("alerts", position, parts)
+
+
+def project_link(project_id: str | None) -> str:
+    """A link to the project's page (alerts on pools and role-months have none)."""
+    if not project_id:
+        return ""
+    return f'<a href="/projects?project={esc(project_id)}">{esc(project_id)}</a>'
 
 
 #: The audit search form's fields: (query parameter, label, placeholder).
