@@ -24,13 +24,11 @@ from rich.markup import escape
 from contracts.subjects import SERVICES
 from shared.embedded_nats import EmbeddedNats
 from shared.eventlog import EventLog
-from shared.runtime import DataFolderInUse, DataFolderLock, Runtime, read_runtime, state_file
-from shared.runtime import forget as forget_runtime
-from shared.runtime import record as record_runtime
-from shared.settings import RUNTIME_FILE, ReportingSettings, SupervisorSettings
+from shared.httpauth import HttpAuth, UnsafeBinding
+from shared.settings import RUNTIME_FILE, GatewaySettings, ReportingSettings, SupervisorSettings
 
-#: `portfolio up` on a data folder another `portfolio up` holds (the CLI's usage code).
-EXIT_IN_USE = 2
+#: The HTTP gateway runs beside the services (`python -m services.gateway`).
+GATEWAY = "gateway"
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -59,12 +57,16 @@ class Child:
 
     async def start(self, env: dict[str, str]) -> None:
         with self.log_path.open("ab") as log_file:
+            # The gateway is no projection service: its own module (services/gateway).
+            run = (
+                ("services.gateway",)
+                if self.name == GATEWAY
+                else ("services.cli", "serve", self.name)
+            )
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "services.cli",
-                "serve",
-                self.name,
+                *run,
                 env=env,
                 stdout=log_file,
                 stderr=log_file,
@@ -92,29 +94,15 @@ class Supervisor:
         self.data_dir = settings.data_dir.resolve()
         self.embedded: EmbeddedNats | None = None
         self.children = {
-            name: Child(name, self.data_dir / "logs" / f"{name}.log") for name in SERVICES
+            name: Child(name, self.data_dir / "logs" / f"{name}.log")
+            for name in (*SERVICES, GATEWAY)
         }
         self.stopping = asyncio.Event()
         self.dashboard_url: str | None = None
-        self.started_at = datetime.now(UTC)
-        self.state_warned = False
+        self.gateway_url: str | None = None
 
     async def run(self) -> int:
-        lock = DataFolderLock(self.data_dir)
-        try:
-            lock.acquire()
-        except DataFolderInUse as error:
-            # Nothing of the running one is touched: not its store, not its runtime files.
-            self.console.print(
-                f"[red]{escape(str(error))}[/]: stop it first, or choose another PORTFOLIO_DATA_DIR"
-            )
-            return EXIT_IN_USE
-        try:
-            return await self._run()
-        finally:
-            lock.release()
-
-    async def _run(self) -> int:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         url = self._start_nats()
         try:
@@ -123,6 +111,9 @@ class Supervisor:
             env |= {"PORTFOLIO_NATS_URL": url, "PORTFOLIO_DATA_DIR": str(self.data_dir)}
             dashboard_port, self.dashboard_url = self._dashboard()
             env |= {"PORTFOLIO_DASHBOARD_PORT": str(dashboard_port)}
+            gateway_port = self._gateway()
+            if gateway_port is not None:
+                env |= {"PORTFOLIO_GATEWAY_PORT": str(gateway_port)}
             for child in self.children.values():
                 await child.start(env)
             self._write_runtime(url)
@@ -159,6 +150,25 @@ class Supervisor:
         shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
         return port, f"http://{shown}:{port}/"
 
+    def _gateway(self) -> int | None:
+        """The HTTP gateway's port, chosen as the dashboard's is. A gateway configured to
+        listen beyond loopback without logins is not started (it would refuse anyway)."""
+        settings = GatewaySettings()
+        host, port = settings.gateway_host, settings.gateway_port
+        try:
+            HttpAuth.from_settings(settings, host)
+        except UnsafeBinding as error:
+            self.console.print(f"[red]the HTTP gateway is not started[/]: {escape(str(error))}")
+            del self.children[GATEWAY]
+            return None
+        if port and not port_is_free(host, port):
+            self.console.print(f"[yellow]port {port} is taken; the gateway uses a free port[/]")
+            port = 0
+        port = port or free_port(host)
+        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        self.gateway_url = f"http://{shown}:{port}/v1/"
+        return port
+
     async def _ensure_streams(self, url: str) -> None:
         nc = await nats.connect(
             [u.strip() for u in url.split(",")],
@@ -178,36 +188,25 @@ class Supervisor:
             await nc.close()
 
     def _write_runtime(self, url: str) -> None:
-        """`<data>/runtime.json` and this folder's entry in the per-user state file (the
-        CLI finds the backend through either; shared/runtime.py)."""
-        runtime = Runtime(
-            nats_url=url,
-            data_dir=str(self.data_dir),
-            supervisor_pid=os.getpid(),
-            started_at=self.started_at,
-            dashboard_url=self.dashboard_url,
-            services={
+        runtime = {
+            "nats_url": url,
+            "dashboard_url": self.dashboard_url,
+            "supervisor_pid": os.getpid(),
+            "started_at": datetime.now(UTC).isoformat(),
+            "services": {
                 name: child.process.pid if child.process else None
                 for name, child in self.children.items()
             },
-        )
+        }
         path = self.data_dir / RUNTIME_FILE
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(runtime.model_dump(mode="json"), indent=2))
-        temporary.replace(path)
-        try:
-            record_runtime(runtime)
-        except OSError as error:
-            if not self.state_warned:
-                self.console.print(
-                    f"[yellow]cannot record the backend in {state_file()}[/] ({error}): the "
-                    "CLI finds it only with --url or PORTFOLIO_NATS_URL, or from this folder"
-                )
-            self.state_warned = True
+        path.with_suffix(".tmp").write_text(json.dumps(runtime, indent=2))
+        path.with_suffix(".tmp").replace(path)
 
     def _banner(self, url: str) -> None:
         self.console.print(f"[bold green]portfolio is up[/]  NATS: [bold]{url}[/]")
         self.console.print(f"  dashboard: [bold]{self.dashboard_url}[/]")
+        if self.gateway_url is not None:
+            self.console.print(f"  HTTP API:  [bold]{self.gateway_url}[/]  (gateway)")
         self.console.print(f"  data:      {self.data_dir}")
         self.console.print(f"  logs:      {self.data_dir / 'logs'}")
         self.console.print(f"  services:  {', '.join(self.children)}")
@@ -238,9 +237,5 @@ class Supervisor:
         await asyncio.gather(*(child.stop() for child in self.children.values()))
         if self.embedded is not None:
             self.embedded.stop()
-        mine = read_runtime(self.data_dir / RUNTIME_FILE)
-        if mine is not None and mine.supervisor_pid == os.getpid():
-            (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            forget_runtime(str(self.data_dir), os.getpid())
+        (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
         self.console.print("[bold]stopped[/]; data kept in " + str(self.data_dir))
