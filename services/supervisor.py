@@ -25,7 +25,13 @@ from contracts.subjects import SERVICES
 from shared.embedded_nats import EmbeddedNats
 from shared.eventlog import EventLog
 from shared.httpauth import HttpAuth, UnsafeBinding
+from shared.runtime import DataFolderInUse, DataFolderLock, Runtime, read_runtime, state_file
+from shared.runtime import forget as forget_runtime
+from shared.runtime import record as record_runtime
 from shared.settings import RUNTIME_FILE, GatewaySettings, ReportingSettings, SupervisorSettings
+
+#: `portfolio up` on a data folder another `portfolio up` holds (the CLI's usage code).
+EXIT_IN_USE = 2
 
 #: The HTTP gateway runs beside the services (`python -m services.gateway`).
 GATEWAY = "gateway"
@@ -100,9 +106,25 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.dashboard_url: str | None = None
         self.gateway_url: str | None = None
+        self.started_at = datetime.now(UTC)
+        self.state_warned = False
 
     async def run(self) -> int:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = DataFolderLock(self.data_dir)
+        try:
+            lock.acquire()
+        except DataFolderInUse as error:
+            # Nothing of the running one is touched: not its store, not its runtime files.
+            self.console.print(
+                f"[red]{escape(str(error))}[/]: stop it first, or choose another PORTFOLIO_DATA_DIR"
+            )
+            return EXIT_IN_USE
+        try:
+            return await self._run()
+        finally:
+            lock.release()
+
+    async def _run(self) -> int:
         (self.data_dir / "logs").mkdir(exist_ok=True)
         url = self._start_nats()
         try:
@@ -188,19 +210,32 @@ class Supervisor:
             await nc.close()
 
     def _write_runtime(self, url: str) -> None:
-        runtime = {
-            "nats_url": url,
-            "dashboard_url": self.dashboard_url,
-            "supervisor_pid": os.getpid(),
-            "started_at": datetime.now(UTC).isoformat(),
-            "services": {
+        """`<data>/runtime.json` and this folder's entry in the per-user state file (the
+        CLI finds the backend through either; shared/runtime.py)."""
+        runtime = Runtime(
+            nats_url=url,
+            data_dir=str(self.data_dir),
+            supervisor_pid=os.getpid(),
+            started_at=self.started_at,
+            dashboard_url=self.dashboard_url,
+            services={
                 name: child.process.pid if child.process else None
                 for name, child in self.children.items()
             },
-        }
+        )
         path = self.data_dir / RUNTIME_FILE
-        path.with_suffix(".tmp").write_text(json.dumps(runtime, indent=2))
-        path.with_suffix(".tmp").replace(path)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(runtime.model_dump(mode="json"), indent=2))
+        temporary.replace(path)
+        try:
+            record_runtime(runtime)
+        except OSError as error:
+            if not self.state_warned:
+                self.console.print(
+                    f"[yellow]cannot record the backend in {state_file()}[/] ({error}): the "
+                    "CLI finds it only with --url or PORTFOLIO_NATS_URL, or from this folder"
+                )
+            self.state_warned = True
 
     def _banner(self, url: str) -> None:
         self.console.print(f"[bold green]portfolio is up[/]  NATS: [bold]{url}[/]")
@@ -237,5 +272,9 @@ class Supervisor:
         await asyncio.gather(*(child.stop() for child in self.children.values()))
         if self.embedded is not None:
             self.embedded.stop()
-        (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        mine = read_runtime(self.data_dir / RUNTIME_FILE)
+        if mine is not None and mine.supervisor_pid == os.getpid():
+            (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            forget_runtime(str(self.data_dir), os.getpid())
         self.console.print("[bold]stopped[/]; data kept in " + str(self.data_dir))
