@@ -1,6 +1,6 @@
 """The dashboard's pages as HTML fragments: pure functions from the answers (the report,
 the services' query answers, audit entries) to markup. Every value is escaped; charts are
-the report's own inline SVG (`services/reporting/render.py`)."""
+the report's own inline SVG (`shared/render/charts.py`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from contracts.queries import AuditEntry
 from shared.render import (
+    NUMERIC,
     RAG_HTML,
     bubble_svg,
     burn_svg,
@@ -31,7 +32,6 @@ PAGES = {
     "alerts": "Alerts",
     "audit": "Audit search",
 }
-NUMERIC = frozenset({"money", "int", "pct", "index", "number"})
 MAX_ROWS = 500
 SEVERITY_COLOURS = {"critical": "#d9534f", "warning": "#f0ad4e", "info": "#5bc0de"}
 
@@ -81,7 +81,7 @@ def severity(level: Any) -> str:
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "none") -> str:
-    """Columns are 'name' or 'name:kind' (render.py's kinds, plus 'html' for markup made
+    """Columns are 'name' or 'name:kind' (shared.render's kinds, plus 'html' for markup made
     here and 'long' for text that may wrap); cells are formatted for people. At most
     MAX_ROWS rows, so that a page stays light however large the portfolio."""
     spec = [c.split(":", 1) if ":" in c else [c, "text"] for c in columns]
