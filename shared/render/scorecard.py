@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.render.improvement import improvement_sections
-from shared.render.values import Section, cols, cut_rows, money, rank_change, risk_row
+from shared.render.values import RISK_COLUMNS, Section, cols, cut_rows, money, rank_change, risk_row
 
 
 def project_sections(report: dict[str, Any]) -> list[Section]:
@@ -64,31 +64,9 @@ def project_sections(report: dict[str, Any]) -> list[Section]:
             "forecast:money",
             "remaining:money",
         ),
-        [
-            [
-                x["pool_id"],
-                x["currency"],
-                x["allocated"],
-                x["committed"],
-                x["actual"],
-                x["forecast_at_completion"],
-                x["remaining"],
-            ]
-            for x in report["budget"]["pools"]
-        ],
+        [_budget_row(x["pool_id"], x) for x in report["budget"]["pools"]]
+        + [_budget_row("total", x) for x in report["budget"]["totals"]],
     )
-    budget.rows += [
-        [
-            "total",
-            x["currency"],
-            x["allocated"],
-            x["committed"],
-            x["actual"],
-            x["forecast_at_completion"],
-            x["remaining"],
-        ]
-        for x in report["budget"]["totals"]
-    ]
     risks = report["risks"]
     found = [
         card,
@@ -98,19 +76,7 @@ def project_sections(report: dict[str, Any]) -> list[Section]:
         Section(
             "risks",
             "Risks",
-            cols(
-                "risk",
-                "project",
-                "title",
-                "kind",
-                "probability:int",
-                "impact:int",
-                "score:int",
-                "zone",
-                "emv:money",
-                "response",
-                "status",
-            ),
+            (*RISK_COLUMNS, *cols("status")),
             [[*risk_row(x), x["status"]] for x in risks["items"]],
             note=f"contingency reserve {money(risks['contingency_reserve'])}",
         ),
@@ -160,3 +126,15 @@ def project_sections(report: dict[str, Any]) -> list[Section]:
     # Closure figures before the decision history, which stays last.
     found[-1:-1] = improvement_sections(report.get("improvement"), one_project=True)
     return found
+
+
+def _budget_row(label: str, x: dict[str, Any]) -> list[Any]:
+    return [
+        label,
+        x["currency"],
+        x["allocated"],
+        x["committed"],
+        x["actual"],
+        x["forecast_at_completion"],
+        x["remaining"],
+    ]

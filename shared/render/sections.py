@@ -7,7 +7,16 @@ from typing import Any
 
 from shared.render.improvement import improvement_sections
 from shared.render.scorecard import project_sections
-from shared.render.values import Section, cols, cut_rows, money, rank_change, risk_row, total_text
+from shared.render.values import (
+    RISK_COLUMNS,
+    Section,
+    cols,
+    cut_rows,
+    money,
+    rank_change,
+    risk_row,
+    total_text,
+)
 
 
 def sections(report: dict[str, Any]) -> list[Section]:
@@ -142,18 +151,7 @@ def _portfolio_sections(report: dict[str, Any]) -> list[Section]:
         Section(
             "risks",
             "Top open risks",
-            cols(
-                "risk",
-                "project",
-                "title",
-                "kind",
-                "probability:int",
-                "impact:int",
-                "score:int",
-                "zone",
-                "emv:money",
-                "response",
-            ),
+            RISK_COLUMNS,
             [risk_row(x) for x in risks["top"]],
             note=f"{risks['open']} open ({risks['open_threats']} threats), contingency "
             f"reserve {money(risks['contingency_reserve'])}, opportunities "

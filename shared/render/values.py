@@ -35,6 +35,21 @@ def cols(*spec: str) -> tuple[Column, ...]:
     return tuple(Column(*s.split(":", 1)) if ":" in s else Column(s) for s in spec)
 
 
+#: The columns of `risk_row`.
+RISK_COLUMNS = cols(
+    "risk",
+    "project",
+    "title",
+    "kind",
+    "probability:int",
+    "impact:int",
+    "score:int",
+    "zone",
+    "emv:money",
+    "response",
+)
+
+
 def cut_rows(cut: dict[str, Any], prefix: str = "") -> list[list[Any]]:
     return [
         [f"{prefix}as of (recorded)", cut.get("as_of") or "now"],
