@@ -545,7 +545,13 @@ def test_compose_variables_are_settings_of_the_service(
     settings = settings_class()
     for field in settings_class.model_fields:
         if env_name(settings_class, field) in ours:
-            assert str(getattr(settings, field)) == ours[env_name(settings_class, field)]
+            value, given = getattr(settings, field), ours[env_name(settings_class, field)]
+            # A dict or list setting is JSON in the environment.
+            assert (
+                value == json.loads(given)
+                if isinstance(value, dict | list)
+                else (str(value) == given)
+            )
 
 
 def test_compose_mentions_no_unknown_portfolio_variable(compose: dict[str, Any]) -> None:
