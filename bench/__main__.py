@@ -20,7 +20,7 @@ from typing import Any
 import nats
 from rich.console import Console
 
-from bench import alert_delivery, decisions, ledger_replay, million
+from bench import alert_delivery, decisions, gateway, ledger_replay, million
 from bench import baselines as raw
 from bench.benchmarks import (
     FULL,
@@ -44,6 +44,7 @@ GROUPS = (
     "prioritization",
     "alert-latency",
     "alert-delivery",
+    "gateway",
     "ledger-replay",
     "big-log",
 )
@@ -160,6 +161,9 @@ async def _measure(
     if "alert-delivery" in selected:
         console.log("[bold]alert delivery[/] (intake, risk monitor, notify; webhook receiver)")
         rows += await _guarded("alert-delivery", alert_delivery.alert_delivery(ctx, progress))
+    if "gateway" in selected:
+        console.log("[bold]gateway[/] (HTTP commands beside NATS request/reply, own processes)")
+        rows += await _guarded("gateway", gateway.gateway_benchmarks(ctx, progress))
     return list(ctx.baselines.values()), rows, payload_bytes
 
 
