@@ -177,7 +177,9 @@ class Gateway:
                 limit = self.settings.webhook_max_bytes
                 raise webhooks.Refused(413, "payload_too_large", f"larger than {limit} bytes")
             webhooks.verify_signature(source, body, request.headers.get(webhooks.SIGNATURE_HEADER))
-            command_id = webhooks.command_id(source, request.headers.get(source.delivery_header))
+            command_id = webhooks.command_id(
+                source, request.headers.get(source.delivery_header), body
+            )
             mapped = webhooks.map_payload(source, webhooks.parse_payload(body))
         except webhooks.Refused as refused:
             details = tuple(

@@ -21,7 +21,8 @@ converted, or is a constant:
 
 The signature (GitHub's `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`)
 is checked with a constant-time compare before anything parses the body. The command id
-derives from the source and the delivery id, so a redelivery is answered as a duplicate.
+is a digest of the signed body, so a redelivery, or a captured delivery replayed under
+another delivery id, is answered as a duplicate.
 """
 
 from __future__ import annotations
@@ -224,8 +225,10 @@ def verify_signature(source: Source, body: bytes, header: str | None) -> None:
         raise Refused(401, "forbidden", f"{SIGNATURE_HEADER} does not match the body")
 
 
-def command_id(source: Source, delivery_id: str | None) -> str:
-    """The same delivery id always gives the same command id: a redelivery is a duplicate."""
+def command_id(source: Source, delivery_id: str | None, body: bytes) -> str:
+    """The command id is a digest of the signed body: a redelivery, and a captured delivery
+    replayed under any other delivery id, is answered as a duplicate (the delivery id is
+    not covered by the signature, so it cannot be what identifies the fact)."""
     if not delivery_id or len(delivery_id) > 200:
         raise Refused(
             400,
@@ -233,10 +236,7 @@ def command_id(source: Source, delivery_id: str | None) -> str:
             f"the delivery id header {source.delivery_header} is missing or too long",
             ({"field": source.delivery_header, "message": "required, at most 200 characters"},),
         )
-    if _COMMAND_ID.fullmatch(delivery_id):
-        return f"wh-{source.name}-{delivery_id}"
-    digest = hashlib.sha256(delivery_id.encode("utf-8", "surrogateescape")).hexdigest()[:40]
-    return f"wh-{source.name}-sha-{digest}"
+    return f"wh-{source.name}-{hashlib.sha256(body).hexdigest()[:48]}"
 
 
 def parse_payload(body: bytes) -> Any:

@@ -5,6 +5,7 @@ unsigned, wrongly signed or unmappable delivery is refused and kept in rejection
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -81,7 +82,8 @@ async def test_a_jira_issue_update_reports_progress_once(
     before = await log_position(nc)
     status, answer, _ = await post(http, f"{backend}/v1/webhooks/jira", body, headers)
     assert status == 200, answer
-    assert answer["command_id"] == "wh-jira-88213" and answer["duplicate"] is False
+    assert answer["command_id"] == f"wh-jira-{hashlib.sha256(body).hexdigest()[:48]}"
+    assert answer["duplicate"] is False
     (event,) = answer["events"]
     assert event["event_type"] == "ProgressReported"
     stored = json.loads((await nc.jetstream().get_msg("PORTFOLIO", event["position"])).data or b"")
@@ -94,6 +96,11 @@ async def test_a_jira_issue_update_reports_progress_once(
     # Jira retries with the same delivery id: the first answer, nothing appended.
     status, again, _ = await post(http, f"{backend}/v1/webhooks/jira", body, headers)
     assert status == 200 and again["duplicate"] is True and again["events"] == answer["events"]
+    # A captured delivery replayed under a new delivery id (not covered by the signature):
+    # the same signed body, so the same command, answered as a duplicate.
+    replayed = signed(body, JIRA, "99999", JIRA_DELIVERY)
+    status, replay, _ = await post(http, f"{backend}/v1/webhooks/jira", body, replayed)
+    assert status == 200 and replay["duplicate"] is True and replay["events"] == answer["events"]
     assert await log_position(nc) == before + 1
 
 
@@ -113,9 +120,18 @@ async def test_a_finance_invoice_records_an_actual_cost(
         "INV-2027-000417",
         "2027-03",
     )
-    # The same invoice under another delivery id is refused by the ledger's rule.
+    # The same delivery under another delivery id is the same command: a duplicate.
     again = signed(body, FINANCE, "d-other", "X-Delivery-Id")
-    status, answer, _ = await post(http, f"{backend}/v1/webhooks/finance", body, again)
+    status, repeat, _ = await post(http, f"{backend}/v1/webhooks/finance", body, again)
+    assert status == 200 and repeat["duplicate"] is True, repeat
+    # The same invoice in another body (re-serialised) is refused by the ledger's rule.
+    reposted = json.dumps(json.loads(body), indent=1).encode()
+    status, answer, _ = await post(
+        http,
+        f"{backend}/v1/webhooks/finance",
+        reposted,
+        signed(reposted, FINANCE, "d-3", "X-Delivery-Id"),
+    )
     assert status in (409, 422) and answer["status"] == "rejected", answer
 
 
