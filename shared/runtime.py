@@ -167,7 +167,9 @@ def _entries(path: Path) -> dict[str, Runtime]:
         return {}
     backends = raw.get("backends") if isinstance(raw, dict) else None
     found: dict[str, Runtime] = {}
-    for key, value in (backends or {}).items():
+    if not isinstance(backends, dict):
+        return found
+    for key, value in backends.items():
         with contextlib.suppress(ValidationError):
             found[key] = Runtime.model_validate(value)
     return found
