@@ -20,7 +20,7 @@ from typing import Any
 import nats
 from rich.console import Console
 
-from bench import alert_delivery, decisions, gateway, ledger_replay, million
+from bench import alert_delivery, decisions, forecast, gateway, ledger_replay, million
 from bench import baselines as raw
 from bench.benchmarks import (
     FULL,
@@ -47,6 +47,7 @@ GROUPS = (
     "gateway",
     "ledger-replay",
     "big-log",
+    "forecast",
 )
 INTAKE = {"intake-throughput", "intake-latency", "inbox"}
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -164,6 +165,12 @@ async def _measure(
     if "gateway" in selected:
         console.log("[bold]gateway[/] (HTTP commands beside NATS request/reply, own processes)")
         rows += await _guarded("gateway", gateway.gateway_benchmarks(ctx, progress))
+    if "forecast" in selected:
+        console.log("[bold]forecast[/] (Monte Carlo, 10,000 iterations x 3,000 projects)")
+        rows += await _guarded(
+            "forecast",
+            asyncio.to_thread(forecast.forecast_benchmarks, ctx.seed, progress, sizes is not FULL),
+        )
     return list(ctx.baselines.values()), rows, payload_bytes
 
 

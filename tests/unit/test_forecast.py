@@ -175,3 +175,53 @@ def test_quantiles_are_ordered_and_within_the_triangles(
     low = sum(t[0] for t in triangles)
     high = sum(t[2] for t in triangles)
     assert low - 1e-6 * (1 + high) <= q.p10 and q.p90 <= high + 1e-6 * (1 + high)
+
+
+def test_budgets_and_programmes_add_up_across_blocks() -> None:
+    # More projects than one block: every budget and programme must still count each of
+    # its projects once, wherever its block falls.
+    from domain.forecast import BLOCK
+
+    count = BLOCK * 2 + 7
+    projects = [
+        ProjectOutlook(f"P{i}", cost=Triangle.point(float(i + 1)), programme=f"G{i % 3}")
+        for i in range(count)
+    ]
+    budgets = [
+        Budget("odd", 1e12, frozenset(f"P{i}" for i in range(1, count, 2))),
+        Budget(
+            "tight", float(count * (count + 1) / 2) - 1, frozenset(p.project_id for p in projects)
+        ),
+    ]
+    forecast = simulate(projects, budgets=budgets, iterations=50, seed=1)
+    assert forecast.budgets["odd"].cost.p50 == sum(i + 1 for i in range(1, count, 2))
+    assert forecast.budgets["tight"].probability_within == 0.0
+    for g in range(3):
+        assert forecast.programmes[f"G{g}"].mean == pytest.approx(
+            sum(i + 1 for i in range(g, count, 3))
+        )
+    assert forecast.total_cost.p50 == count * (count + 1) / 2
+
+
+def test_a_project_no_risk_moves_reports_its_triangles_exact_quantiles() -> None:
+    triangle = Triangle(100.0, 130.0, 250.0)
+    forecast = simulate([ProjectOutlook("P", cost=triangle)], iterations=1_000, seed=4)
+    exact = forecast.projects["P"].cost
+    assert exact.p50 == pytest.approx(250 - math.sqrt((250 - 100) * (250 - 130) / 2))
+    assert exact.mean == pytest.approx(triangle.mean)
+    # With a risk on it, its quantiles are read from the draws instead.
+    risk = Uncertainty("R", 1.0, Triangle.point(10.0), project_id="P", delay_days=5)
+    drawn = simulate([ProjectOutlook("P", cost=triangle)], [risk], iterations=20_000, seed=4)
+    assert drawn.projects["P"].cost.p50 == pytest.approx(exact.p50 + 10, rel=0.01)
+    assert drawn.projects["P"].slip_days.p50 == 5.0
+
+
+def test_the_s_curve_rises_from_the_lowest_to_the_highest_total() -> None:
+    projects = [ProjectOutlook("P", cost=Triangle(0.0, 10.0, 100.0))]
+    forecast = simulate(projects, iterations=4_001, seed=9)
+    probabilities = [q for q, _ in forecast.curve]
+    costs = [c for _, c in forecast.curve]
+    assert probabilities[0] == 0.0 and probabilities[-1] == 1.0
+    assert costs == sorted(costs)
+    assert dict(forecast.curve)[0.5] == forecast.total_cost.p50
+    assert dict(forecast.curve)[0.9] == forecast.total_cost.p90
