@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from contracts.queries import ServiceStatus
+from shared import formatting
 from shared.client import PortfolioClient
 
 from .connection import run
@@ -155,7 +156,7 @@ def budget(
     """Allocated, committed, actual, remaining, forecast and burn rate from the ledger."""
     rows = ask("ledger", "budget", {"by": by}, url)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(formatting.tidy_json(rows), indent=2))
         return
     table = Table(
         by, "amount", "allocated", "committed", "actual", "remaining", "forecast", "burn/month", ""
@@ -164,15 +165,21 @@ def budget(
         amount = row["amount"]
         used = float(row["actual"]) / float(amount) if amount and float(amount) else 0.0
         bar = "█" * min(20, round(20 * used))
+        currency = row.get("currency")
         table.add_row(
             escape(key),
-            amount or "",
-            row["allocated"],
-            row["committed"],
-            row["actual"],
-            row["remaining"],
-            row["forecast_at_completion"],
-            row["burn_rate"] or "",
+            *(
+                formatting.money_text(row[name], currency)
+                for name in (
+                    "amount",
+                    "allocated",
+                    "committed",
+                    "actual",
+                    "remaining",
+                    "forecast_at_completion",
+                    "burn_rate",
+                )
+            ),
             f"[{'red' if used > 1 else 'cyan'}]{bar}[/]",
         )
     console.print(table)
@@ -210,7 +217,7 @@ def risks(as_json: JsonFlag = False, url: UrlOption = None) -> None:
     register = ask("risk", "register", None, url)
     health = ask("risk", "health", None, url)
     if as_json:
-        print(json.dumps({"register": register, "health": health}, indent=2))
+        print(json.dumps(formatting.tidy_json({"register": register, "health": health}), indent=2))
         return
     table = Table("risk", "project", "title", "kind", "score", "zone", "EMV", "open")
     for risk in register["risks"]:
@@ -221,11 +228,12 @@ def risks(as_json: JsonFlag = False, url: UrlOption = None) -> None:
             risk["kind"],
             str(risk["current_score"]),
             risk["zone"],
-            risk["emv"],
+            formatting.money_text(risk["emv"]),
             "yes" if risk["open"] else "closed",
         )
     console.print(table)
-    console.print(f"contingency reserve (open threats): {register['contingency']['reserve']}")
+    reserve = formatting.money_text(register["contingency"]["reserve"])
+    console.print(f"contingency reserve (open threats): {reserve}")
     console.print(escape(health["portfolio"]["explain"]))
     for project_id, found in health["projects"].items():
         console.print(f"  {escape(project_id)}: {escape(found['explain'])}")

@@ -14,6 +14,8 @@ from rich.table import Table
 
 from shared import render, times
 from shared.client import PortfolioClient
+from shared.render import exports
+from shared.render.formats import FILE_FORMATS
 from shared.settings import CliSettings
 
 from .connection import SOURCE, identity, run
@@ -34,8 +36,16 @@ def report(
     business_time: Annotated[
         bool, typer.Option(help="--diff by business time (occurred_at), not recorded time")
     ] = False,
-    fmt: Annotated[str, typer.Option("--format", help="table, json, csv, md or html")] = "table",
-    output: Annotated[Path | None, typer.Option(help="Write the report to this file")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, json, csv, md, html or xlsx (needs --output)")
+    ] = "table",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the report to this file; with csv, a folder (one file per table) "
+            "unless the name ends in .csv"
+        ),
+    ] = None,
     publish: Annotated[
         bool, typer.Option(help="Put the current report on the record (PortfolioReportPublished)")
     ] = False,
@@ -46,11 +56,13 @@ def report(
 ) -> None:
     """The portfolio report (or a project's scorecard, or a diff), at any point in time."""
     fmt = "json" if as_json else fmt
-    if fmt not in render.FORMATS:
+    if fmt not in FILE_FORMATS:
         fail(
             EXIT_USAGE,
-            f"[red]unsupported format {escape(repr(fmt))}[/]; one of {', '.join(render.FORMATS)}",
+            f"[red]unsupported format {escape(repr(fmt))}[/]; one of {', '.join(FILE_FORMATS)}",
         )
+    if fmt == "xlsx" and output is None:
+        fail(EXIT_USAGE, "[red]--format xlsx needs --output FILE.xlsx[/]")
     now = datetime.now(UTC)
     body: dict[str, Any] = {}
     try:
@@ -87,6 +99,9 @@ def report(
     if output is None and fmt == "table":
         render.print_report(answer, console)
         return
+    if output is not None and fmt in ("xlsx", "csv"):
+        _export(answer, fmt, output)
+        return
     text = render.render(answer, fmt)
     if output is None:
         print(text, end="")
@@ -96,6 +111,25 @@ def report(
     except OSError as error:
         fail(EXIT_USAGE, f"[red]cannot write {escape(str(output))}[/]: {escape(str(error))}")
     errors.print(f"wrote {escape(str(output))} ({fmt}, {len(text.encode())} bytes)")
+
+
+def _export(answer: dict[str, Any], fmt: str, output: Path) -> None:
+    """xlsx to a file; csv to a folder of one file per table (or one file named .csv)."""
+    try:
+        if fmt == "xlsx":
+            data = exports.xlsx_bytes(answer)
+            output.write_bytes(data)
+            errors.print(f"wrote {escape(str(output))} (xlsx, {len(data)} bytes)")
+            return
+        if output.suffix.lower() == ".csv" and not output.is_dir():
+            text = render.render(answer, "csv")
+            output.write_text(text, encoding="utf-8")
+            errors.print(f"wrote {escape(str(output))} (csv, every table, {len(text)} bytes)")
+            return
+        written = exports.write_csv_dir(answer, output)
+    except OSError as error:
+        fail(EXIT_USAGE, f"[red]cannot write {escape(str(output))}[/]: {escape(str(error))}")
+    errors.print(f"wrote {len(written)} csv files (one per table) to {escape(str(output))}")
 
 
 def lessons(

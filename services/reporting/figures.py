@@ -20,6 +20,7 @@ from contracts import prioritization as pr
 from contracts import risks as r
 from domain import ledger, risk
 from domain.risk import evm
+from shared import formatting
 from services.reporting.facts import (
     FUNDED,
     INDEX,
@@ -233,21 +234,8 @@ def health_json(health: evm.Health, projects: Mapping[str, ProjectFacts]) -> dic
             }
             for i in health.indicators
         ],
-        "evm": None
-        if ev is None
-        else {
-            "bac": money(ev.bac),
-            "pv": money(ev.pv),
-            "ev": money(ev.ev),
-            "ac": money(ev.ac),
-            "cv": money(ev.cv),
-            "sv": money(ev.sv),
-            "cpi": index(ev.cpi),
-            "spi": index(ev.spi),
-            "eac": None if ev.eac_typical is None else money(ev.eac_typical),
-            "vac": None if ev.vac is None else money(ev.vac),
-            "tcpi": index(ev.tcpi),
-        },
+        # Every figure under the risk monitor's names (`shared.formatting.EARNED_VALUE`).
+        "earned_value": None if ev is None else formatting.earned_value_json(ev.figures()),
         "schedule_slip_days": health.schedule_slip_days,
     }
 

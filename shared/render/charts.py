@@ -1,6 +1,10 @@
 """Hand-written inline SVG charts: risk heat map, budget burn, value vs cost of the
 ranking, capacity by role and month, planned vs actual cost of completed projects, EAC
-convergence. Used by the html format and by the dashboard."""
+convergence. Used by the html format and by the dashboard.
+
+Axes tick at 1-2-5 steps (`nice_ticks`); every series and the bubble size have a legend;
+point labels that would overlap another are left out (each mark keeps its SVG `<title>`).
+A `link` function, when given (the dashboard), makes marks drill-down links."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from domain.risk import DEFAULT_ZONES, RiskZone
+from shared.formatting import compact_text
 from shared.render.values import esc, money, pretty
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -62,12 +67,16 @@ def _svg(chart_id: str, width: int, height: int, label: str, parts: Iterable[str
 
 
 def _text(x: float, y: float, text: Any, **attrs: Any) -> str:
-    extra = "".join(f' {k.replace("_", "-")}="{esc(v)}"' for k, v in attrs.items())
+    extra = "".join(f' {k.rstrip("_").replace("_", "-")}="{esc(v)}"' for k, v in attrs.items())
     return f'<text x="{x:.1f}" y="{y:.1f}"{extra}>{esc(text)}</text>'
 
 
-def heat_map_svg(heat: Sequence[Sequence[int]]) -> str:
-    """5 x 5: probability up (5 at the top), impact right; cells coloured by score zone."""
+def heat_map_svg(
+    heat: Sequence[Sequence[int]], link: Callable[[int, int], str] | None = None
+) -> str:
+    """5 x 5: probability up (5 at the top), impact right; cells coloured by score zone,
+    with a legend of the zones; `link(probability, impact)` makes a cell with open risks a
+    link (the dashboard: to those risks)."""
     cell, left, top = 52, 64, 12
     parts = []
     for probability in range(5, 0, -1):
@@ -77,20 +86,20 @@ def heat_map_svg(heat: Sequence[Sequence[int]]) -> str:
             x = left + (impact - 1) * cell
             count = heat[probability - 1][impact - 1]
             fill = ZONE_FILL[DEFAULT_ZONES.zone(probability * impact)]
-            parts.append(
+            mark = (
                 f'<rect x="{x}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{fill}">'
                 f"<title>probability {probability} x impact {impact}: {count} open</title></rect>"
             )
             if count:
-                parts.append(
-                    _text(
-                        x + cell / 2 - 1,
-                        y + cell / 2 + 5,
-                        count,
-                        text_anchor="middle",
-                        font_weight="bold",
-                    )
+                mark += _text(
+                    x + cell / 2 - 1,
+                    y + cell / 2 + 5,
+                    count,
+                    text_anchor="middle",
+                    font_weight="bold",
                 )
+            href = link(probability, impact) if link and count else None
+            parts.append(_link(href, mark))
     for impact in range(1, 6):
         middle = left + (impact - 1) * cell + cell / 2 - 1
         parts.append(_text(middle, top + 5 * cell + 16, impact, text_anchor="middle"))
@@ -104,14 +113,72 @@ def heat_map_svg(heat: Sequence[Sequence[int]]) -> str:
             transform=f"rotate(-90 16 {top + 2.5 * cell})",
         )
     )
-    return _svg("risk-heat-map", left + 5 * cell + 10, top + 5 * cell + 44, "Risk heat map", parts)
+    zones = [
+        (ZONE_FILL[RiskZone.HIGH], "high (15-25)"),
+        (ZONE_FILL[RiskZone.MEDIUM], "medium (5-14)"),
+        (ZONE_FILL[RiskZone.LOW], "low (1-4)"),
+    ]
+    parts.append(legend(left + 5 * cell + 14, top, zones))
+    return _svg("risk-heat-map", left + 5 * cell + 130, top + 5 * cell + 44, "Risk heat map", parts)
 
 
 def _compact(amount: float) -> str:
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(amount) >= limit:
-            return f"{amount / limit:.3g}{suffix}"
-    return f"{amount:.0f}"
+    return compact_text(amount)
+
+
+def nice_ticks(high: float, count: int = 5) -> list[float]:
+    """Ticks from 0 to at least `high` at a step of 1, 2 or 5 times a power of ten, about
+    `count` of them (0, 250k, 500k, ... never 4.62M)."""
+    if not high > 0 or not math.isfinite(high):
+        return [0.0, 1.0]
+    rough = high / max(1, count - 1)
+    power = 10 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    ticks = [0.0]
+    while ticks[-1] < high - step * 1e-9:
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+class Labels:
+    """Text labels placed only where they overlap none placed before (boxes estimated from
+    the font size); a label that would collide is skipped."""
+
+    def __init__(self) -> None:
+        self.boxes: list[tuple[float, float, float, float]] = []
+
+    def fits(self, x: float, y: float, text: str, size: float = 11) -> bool:
+        box = (x, y - size, x + 0.6 * size * len(text), y + 2)
+        if any(
+            box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in self.boxes
+        ):
+            return False
+        self.boxes.append(box)
+        return True
+
+    def block(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        self.boxes.append((x0, y0, x1, y1))
+
+
+def legend(x: float, y: float, entries: Sequence[tuple[str, str]], dashed: bool = False) -> str:
+    """Swatches with names, one per line from (x, y): (colour, name); `dashed` draws a line
+    (e.g. an allocation) instead of a square."""
+    parts = []
+    for index, (colour, name) in enumerate(entries):
+        top = y + 18 * index
+        if dashed:
+            parts.append(
+                f'<line x1="{x}" y1="{top + 5}" x2="{x + 14}" y2="{top + 5}" stroke="{colour}" '
+                'stroke-width="2" stroke-dasharray="4,3"/>'
+            )
+        else:
+            parts.append(f'<rect x="{x}" y="{top}" width="10" height="10" fill="{colour}"/>')
+        parts.append(_text(x + 18, top + 9, name, font_size=12))
+    return f'<g class="legend">{"".join(parts)}</g>'
+
+
+def _link(href: str | None, mark: str) -> str:
+    return mark if not href else f'<a href="{esc(href)}">{mark}</a>'
 
 
 def _axes(
@@ -119,7 +186,7 @@ def _axes(
     top: int,
     width: int,
     height: int,
-    y_max: float,
+    ticks: Sequence[float],
     scale: Callable[[float], float],
     label: Callable[[float], str] = _compact,
 ) -> list[str]:
@@ -128,13 +195,14 @@ def _axes(
         f'<line x1="{left}" y1="{top + height}" x2="{left + width}" y2="{top + height}" '
         'stroke="#888"/>',
     ]
-    for step in range(5):
-        value = y_max * step / 4
+    for value in ticks:
         y = scale(value)
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + width}" y2="{y:.1f}" stroke="#eee"/>'
         )
-        parts.append(_text(left - 6, y + 4, label(value), text_anchor="end", font_size=11))
+        parts.append(
+            _text(left - 6, y + 4, label(value), text_anchor="end", font_size=11, class_="tick")
+        )
     return parts
 
 
@@ -143,14 +211,15 @@ def _no_data(chart_id: str, label: str, message: str) -> str:
 
 
 def burn_svg(pools: Sequence[dict[str, Any]]) -> str:
-    """Cumulative actual cost per pool by month, its allocation as a dashed line."""
+    """Cumulative actual cost per pool by month (solid), its allocation (dashed), with a
+    legend of both."""
     label = "Budget burn"
     periods = sorted({p for pool in pools for p in pool["actual_by_period"]})
     if not periods:
         return _no_data("budget-burn", label, "no actual costs yet")
     left, top, width, height = 64, 12, 520, 220
     series = []
-    y_max = 1.0
+    high = 1.0
     for pool in pools:
         running, points = 0.0, []
         for period in periods:
@@ -158,8 +227,9 @@ def burn_svg(pools: Sequence[dict[str, Any]]) -> str:
             points.append(running)
         allocated = float(pool["allocated"])
         series.append((pool["pool_id"], points, allocated))
-        y_max = max(y_max, running, allocated)
-    y_max *= 1.05
+        high = max(high, running, allocated)
+    ticks = nice_ticks(high)
+    y_max = ticks[-1]
 
     def x_of(index: int) -> float:
         return left + (width * index / max(1, len(periods) - 1) if len(periods) > 1 else width / 2)
@@ -167,8 +237,8 @@ def burn_svg(pools: Sequence[dict[str, Any]]) -> str:
     def y_of(value: float) -> float:
         return top + height - height * value / y_max
 
-    parts = _axes(left, top, width, height, y_max, y_of)
-    every = max(1, math.ceil(len(periods) / 12))
+    parts = _axes(left, top, width, height, ticks, y_of)
+    every = max(1, math.ceil(len(periods) / 8))
     for index, period in enumerate(periods):
         if index % every == 0:
             parts.append(
@@ -179,35 +249,49 @@ def burn_svg(pools: Sequence[dict[str, Any]]) -> str:
         path = " ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(points))
         parts.append(
             f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2">'
-            f"<title>{esc(pool_id)}: {_compact(points[-1])} actual</title></polyline>"
+            f"<title>{esc(pool_id)}: {money(points[-1])} actual</title></polyline>"
         )
         parts += [
-            f'<circle cx="{x_of(i):.1f}" cy="{y_of(v):.1f}" r="2.5" fill="{colour}"/>'
+            f'<circle cx="{x_of(i):.1f}" cy="{y_of(v):.1f}" r="2.5" fill="{colour}">'
+            f"<title>{esc(pool_id)} {esc(periods[i])}: {money(v)} actual to date</title></circle>"
             for i, v in enumerate(points)
         ]
         y = y_of(allocated)
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + width}" y2="{y:.1f}" stroke="{colour}" '
             f'stroke-dasharray="5,4"><title>{esc(pool_id)} allocated '
-            f"{_compact(allocated)}</title></line>"
+            f"{money(allocated)}</title></line>"
         )
-        parts.append(
-            f'<rect x="{left + width + 12}" y="{top + 18 * index}" width="10" height="10" '
-            f'fill="{colour}"/>'
+    colours = [(PALETTE[i % len(PALETTE)], s[0]) for i, s in enumerate(series)]
+    parts.append(legend(left + width + 12, top, [(c, f"{n} actual") for c, n in colours]))
+    parts.append(
+        legend(
+            left + width + 12,
+            top + 18 * len(series) + 6,
+            [(c, f"{n} allocated") for c, n in colours],
+            dashed=True,
         )
-        parts.append(_text(left + width + 26, top + 18 * index + 9, pool_id, font_size=12))
-    return _svg("budget-burn", left + width + 150, top + height + 30, label, parts)
+    )
+    return _svg(
+        "budget-burn",
+        left + width + 170,
+        max(top + height + 30, top + 36 * len(series) + 20),
+        label,
+        parts,
+    )
 
 
-def bubble_svg(points: Sequence[dict[str, Any]]) -> str:
-    """Each ranked project: cost (x), score (y), expected benefits (bubble area)."""
+def bubble_svg(points: Sequence[dict[str, Any]], link: Callable[[str], str] | None = None) -> str:
+    """Each ranked project: cost (x), score (y), expected benefits (bubble area), with a
+    legend of the bubble sizes; `link(project_id)` makes a bubble a link (its scorecard)."""
     label = "Value vs cost"
     usable = [p for p in points if p.get("cost") is not None]
     if not usable:
         return _no_data("value-vs-cost", label, "no ranking yet")
     left, top, width, height = 64, 12, 520, 260
-    x_max = max(float(p["cost"]) for p in usable) * 1.1 or 1.0
-    y_max = max(max(float(p["score"]) for p in usable) * 1.1, 0.01)
+    x_ticks = nice_ticks(max(float(p["cost"]) for p in usable) * 1.05)
+    y_ticks = nice_ticks(max(max(float(p["score"]) for p in usable) * 1.05, 0.01))
+    x_max, y_max = x_ticks[-1], y_ticks[-1]
     v_max = max(float(p["value"] or 0) for p in usable) or 1.0
 
     def x_of(value: float) -> float:
@@ -216,10 +300,14 @@ def bubble_svg(points: Sequence[dict[str, Any]]) -> str:
     def y_of(value: float) -> float:
         return top + height - height * value / y_max
 
-    parts = _axes(left, top, width, height, y_max, y_of, lambda v: f"{v:.2f}")
-    for step in range(5):
-        cost = x_max * step / 4
-        parts.append(_text(x_of(cost), top + height + 16, _compact(cost), text_anchor="middle"))
+    def radius_of(value: float) -> float:
+        return 4 + 18 * math.sqrt(value / v_max)
+
+    parts = _axes(left, top, width, height, y_ticks, y_of, lambda v: f"{v:g}")
+    for cost in x_ticks:
+        parts.append(
+            _text(x_of(cost), top + height + 16, _compact(cost), text_anchor="middle", font_size=11)
+        )
     parts.append(_text(left + width / 2, top + height + 34, "cost", text_anchor="middle"))
     parts.append(
         _text(
@@ -230,19 +318,39 @@ def bubble_svg(points: Sequence[dict[str, Any]]) -> str:
             transform=f"rotate(-90 14 {top + height / 2})",
         )
     )
-    for index, point in enumerate(sorted(usable, key=lambda p: -float(p["value"] or 0))):
-        radius = 4 + 18 * math.sqrt(float(point["value"] or 0) / v_max)
+    labels = Labels()
+    ordered = sorted(usable, key=lambda p: -float(p["value"] or 0))
+    for index, point in enumerate(ordered):
+        radius = radius_of(float(point["value"] or 0))
         x, y = x_of(float(point["cost"])), y_of(float(point["score"]))
         colour = PALETTE[index % len(PALETTE)]
-        parts.append(
+        mark = (
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" fill="{colour}" '
             f'fill-opacity="0.45" stroke="{colour}"><title>#{point["rank"]} '
-            f"{esc(point['project_id'])}: score {point['score']}, cost "
+            f"{esc(point['project_id'])}: score {pretty(point['score'], 'index')}, cost "
             f"{money(point['cost'])}, value {money(point['value'])}</title></circle>"
         )
-        if point["rank"] <= 10:
-            parts.append(_text(x + radius + 2, y + 4, point["project_id"], font_size=11))
-    return _svg("value-vs-cost", left + width + 90, top + height + 44, label, parts)
+        parts.append(_link(link(point["project_id"]) if link else None, mark))
+    # Labels for the best ranked first, each only where it overlaps no other label.
+    for point in sorted(usable, key=lambda p: p["rank"]):
+        radius = radius_of(float(point["value"] or 0))
+        x, y = x_of(float(point["cost"])), y_of(float(point["score"]))
+        name = str(point["project_id"])
+        if point["rank"] <= 10 and labels.fits(x + radius + 2, y + 4, name):
+            parts.append(_text(x + radius + 2, y + 4, name, font_size=11, class_="point-label"))
+    sizes = [v_max, v_max / 4]
+    legend_x = left + width + 16
+    parts.append(_text(legend_x, top + 10, "bubble: value", font_size=12))
+    offset = top + 24.0
+    for value in sizes:
+        radius = radius_of(value)
+        parts.append(
+            f'<circle cx="{legend_x + 22:.1f}" cy="{offset + radius:.1f}" r="{radius:.1f}" '
+            'fill="#999" fill-opacity="0.3" stroke="#777"/>'
+        )
+        parts.append(_text(legend_x + 48, offset + radius + 4, money(value), font_size=11))
+        offset += 2 * radius + 8
+    return _svg("value-vs-cost", left + width + 150, top + height + 44, label, parts)
 
 
 def capacity_svg(cells: Sequence[dict[str, Any]]) -> str:
@@ -300,8 +408,16 @@ def capacity_svg(cells: Sequence[dict[str, Any]]) -> str:
                         font_size=10,
                     )
                 )
+    key = [
+        ("#a8d5a2", "up to 85%"),
+        ("#ffd27f", "85-100%"),
+        ("#f28b82", "over 100%"),
+        ("#eee", "no capacity"),
+    ]
+    right = left + len(months) * cell_w + 14
+    parts.append(legend(right, top, key))
     return _svg(
-        "capacity", left + len(months) * cell_w + 10, top + len(roles) * cell_h + 10, label, parts
+        "capacity", right + 110, max(top + len(roles) * cell_h + 10, top + 18 * 4 + 6), label, parts
     )
 
 
@@ -314,13 +430,15 @@ def accuracy_svg(rows: Sequence[dict[str, Any]]) -> str:
         return _no_data("estimate-accuracy", label, "no completed project with actual costs")
     left, top, height, group = 64, 12, 220, 44
     width = group * len(usable)
-    y_max = max(max(float(x["planned_cost"]), float(x["actual_cost"])) for x in usable) * 1.1
-    y_max = y_max or 1.0
+    ticks = nice_ticks(
+        max(max(float(x["planned_cost"]), float(x["actual_cost"])) for x in usable) * 1.05
+    )
+    y_max = ticks[-1]
 
     def y_of(value: float) -> float:
         return top + height - height * value / y_max
 
-    parts = _axes(left, top, width, height, y_max, y_of)
+    parts = _axes(left, top, width, height, ticks, y_of)
     for index, row in enumerate(usable):
         x = left + index * group + 6
         planned, actual = float(row["planned_cost"]), float(row["actual_cost"])
@@ -367,7 +485,8 @@ def convergence_svg(rows: Sequence[dict[str, Any]]) -> str:
     if not lines:
         return _no_data("eac-convergence", label, "no completed project with progress reports")
     left, top, width, height = 64, 12, 420, 220
-    y_max = max(150.0, *(y for _, pts in lines for _, y in pts)) * 1.05
+    ticks = nice_ticks(max(150.0, *(y for _, pts in lines for _, y in pts)))
+    y_max = ticks[-1]
 
     def x_of(value: float) -> float:
         return left + width * value / 100
@@ -375,7 +494,7 @@ def convergence_svg(rows: Sequence[dict[str, Any]]) -> str:
     def y_of(value: float) -> float:
         return top + height - height * value / y_max
 
-    parts = _axes(left, top, width, height, y_max, y_of, lambda v: f"{v:.0f}%")
+    parts = _axes(left, top, width, height, ticks, y_of, lambda v: f"{v:.0f}%")
     for step in range(5):
         parts.append(
             _text(x_of(step * 25), top + height + 16, f"{step * 25}%", text_anchor="middle")
@@ -403,4 +522,7 @@ def convergence_svg(rows: Sequence[dict[str, Any]]) -> str:
             f'fill="{colour}"/>'
         )
         parts.append(_text(left + width + 26, top + 18 * index + 9, project_id, font_size=12))
+    parts.append(
+        legend(left + width + 12, top + 18 * len(lines) + 6, [("#333", "final cost")], dashed=True)
+    )
     return _svg("eac-convergence", left + width + 150, top + height + 44, label, parts)

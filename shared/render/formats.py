@@ -1,6 +1,7 @@
 """The formats a report renders to: table (rich), json, csv, md and html. Every format
-but json renders the same `sections`. CSV puts them one after the other, each with its own
-header row, and every row starts with its section name. HTML is one self-contained file:
+but json renders the same `sections`. CSV on stdout puts them one after the other, each with its own
+header row, and every row starts with its section name (`exports` writes one file per
+table, and xlsx). HTML is one self-contained file:
 inline CSS and the inline SVG charts (charts.py), no scripts and nothing fetched from the
 network."""
 
@@ -15,11 +16,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from shared import formatting
 from shared.render.charts import charts_of
 from shared.render.sections import sections
 from shared.render.values import NUMERIC, RAG_HTML, Column, esc, pretty, raw, subtitle_of, title_of
 
+#: The text formats; `xlsx` (and csv as a folder of files) are written by `exports`.
 FORMATS = ("table", "json", "csv", "md", "html")
+FILE_FORMATS = (*FORMATS, "xlsx")
 RAG_COLOURS = {"red": "bold red", "amber": "yellow", "green": "green", "not_available": "dim"}
 
 
@@ -70,7 +74,8 @@ def _table(report: dict[str, Any], width: int) -> str:
 
 
 def _json(report: dict[str, Any], width: int) -> str:
-    return json.dumps(report, indent=2) + "\n"
+    """Decimals as strings at a fixed scale: money 2 places, ratios 4 (shared.formatting)."""
+    return json.dumps(formatting.tidy_json(report), indent=2) + "\n"
 
 
 def _csv(report: dict[str, Any], width: int) -> str:

@@ -89,8 +89,11 @@ def project_sections(report: dict[str, Any]) -> list[Section]:
             else [[i["name"], i["value"], i["status"], i["reason"]] for i in health["indicators"]],
             note="no baseline"
             if health is None
-            else f"{health['status']}: {health['explain']}; EVM "
-            + ", ".join(f"{k.upper()} {v}" for k, v in (health["evm"] or {}).items()),
+            else f"{health['status']}: {health['explain']}; earned value "
+            + ", ".join(
+                f"{k.upper()} {v if v is not None else 'n/a'}"
+                for k, v in (health.get("earned_value") or {}).items()
+            ),
         ),
         Section(
             "capacity",

@@ -363,7 +363,7 @@ def _diff_sections(report: dict[str, Any]) -> list[Section]:
 
 
 def _health_row(x: dict[str, Any]) -> list[Any]:
-    ev = x["evm"] or {}
+    ev = x.get("earned_value") or {}
     return [
         x["project_id"],
         x["name"],
@@ -373,7 +373,7 @@ def _health_row(x: dict[str, Any]) -> list[Any]:
         x["schedule_slip_days"],
         ev.get("ev"),
         ev.get("ac"),
-        ev.get("eac"),
+        ev.get("eac_typical"),
         x["explain"].split(": ", 1)[-1],
     ]
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
+
+from shared import formatting
 
 NUMERIC = frozenset({"money", "int", "pct", "index", "number"})
 RAG_HTML = {"red": "#d9534f", "amber": "#f0ad4e", "green": "#5cb85c", "not_available": "#999"}
@@ -82,19 +83,9 @@ def rank_change(rank: int, previous: int | None) -> str:
     return f"+{moved}" if moved > 0 else str(moved) if moved else "="
 
 
-def _decimal(value: Any) -> Decimal | None:
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def money(value: Any) -> str:
-    """Whole currency units for people (csv and json keep the cents)."""
-    amount = _decimal(value) if value is not None else None
-    if amount is None:
-        return "—" if value is None else str(value)
-    return f"{amount.quantize(Decimal(1), rounding=ROUND_HALF_UP):,}"
+def money(value: Any, currency: str | None = None) -> str:
+    """Whole currency units for people (csv, json and xlsx keep the cents)."""
+    return formatting.money_text(value, currency)
 
 
 def total_text(value: Any) -> str:
@@ -102,38 +93,40 @@ def total_text(value: Any) -> str:
 
 
 def pretty(value: Any, kind: str) -> str:
-    """A cell for people (table, md, html); csv keeps the raw value."""
+    """A cell for people (table, md, html), by `shared.formatting`; csv keeps the raw
+    value. Undefined is `n/a`; lists and mappings read as text, never as a repr."""
     if value is None or value == "":
-        return "—"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
+        return formatting.NA if kind in NUMERIC else "—"
+    if isinstance(value, list | tuple | dict):
+        return formatting.text_of(value)
     if kind == "time":
         try:
             return f"{datetime.fromisoformat(str(value)):%Y-%m-%d %H:%M:%S}"
         except ValueError:
             return str(value)
-    number = _decimal(value) if kind in NUMERIC else None
-    if number is None:
+    if kind in NUMERIC and formatting.decimal_of(value) is None:
         return str(value)
     match kind:
         case "money":
-            return money(number)
+            return formatting.money_text(value)
         case "pct":
-            return f"{number:.0f}%"
+            return formatting.percent_text(value)
         case "index":
-            return f"{number:.3f}"
-        case "number":
-            if number == number.to_integral_value():
-                return f"{number:,.0f}"
-            return f"{number:,.2f}"
-    return str(value)
+            return formatting.ratio_text(value)
+        case "number" | "int":
+            return formatting.number_text(value)
+    return formatting.text_of(value)
 
 
 def raw(value: Any) -> str:
+    """A csv cell: the value as the JSON has it (money with its cents), lists `;`-joined,
+    mappings as `key: value` pairs; empty when undefined."""
     if value is None:
         return ""
     if isinstance(value, list):
-        return "; ".join(map(str, value))
+        return "; ".join(map(formatting.text_of, value))
+    if isinstance(value, dict):
+        return formatting.text_of(value)
     return str(value)
 
 

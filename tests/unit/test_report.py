@@ -24,7 +24,7 @@ from services.reporting import documents, snapshots, timetravel
 from services.reporting.diff import changes, diff_report
 from services.reporting.facts import Cut, UnknownProject
 from services.reporting.report import fold as fold_events
-from shared import render, times
+from shared import formatting, render, times
 
 T0 = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 NOW = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
@@ -396,8 +396,13 @@ def test_risk_exposure_and_heat_map(report: dict[str, Any]) -> None:
 def test_health_from_earned_value(report: dict[str, Any]) -> None:
     (row,) = report["health"]["projects"]
     # BAC 120,000; PV(2027-03) 60,000; EV 40% = 48,000; AC 50,000.
-    assert row["evm"]["ev"] == "48000.00" and row["evm"]["ac"] == "50000.00"
-    assert row["evm"]["cpi"] == "0.9600" and row["evm"]["spi"] == "0.8000"
+    ev = row["earned_value"]
+    assert ev["ev"] == "48000.00" and ev["ac"] == "50000.00"
+    assert ev["cpi"] == "0.9600" and ev["spi"] == "0.8000"
+    # Every figure, under the risk monitor's names: EAC = BAC / CPI = 125,000.
+    assert list(ev) == list(formatting.EARNED_VALUE)
+    assert ev["eac_typical"] == "125000.00" and ev["eac_atypical"] == "122000.00"
+    assert ev["etc"] == "75000.00" and ev["vac"] == "-5000.00" and ev["tcpi"] == "1.0286"
     indicators = {i["name"]: i["status"] for i in row["indicators"]}
     assert indicators == {
         "cpi": "green",
