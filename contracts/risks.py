@@ -53,6 +53,8 @@ Percent = Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)
 #: Non-blank free text (a response plan must say something).
 Plan = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
 Level = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
+#: How many days a risk, when it happens, delays its project's finish.
+DelayDays = Annotated[int, Field(ge=0, le=3650, strict=True)]
 
 
 # --- the risk register -------------------------------------------------------------------
@@ -99,6 +101,38 @@ STRATEGIES: dict[RiskKind, frozenset[ResponseStrategy]] = {
 }
 
 
+class ImpactRange(FrozenModel):
+    """A monetary impact as minimum / most likely / maximum: the triangle the portfolio
+    forecast draws from when the risk happens. Its mean, (min + most likely + max) / 3,
+    is the monetary impact when none is given (so the EMV uses the same figure)."""
+
+    minimum: Money
+    most_likely: Money
+    maximum: Money
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.minimum <= self.most_likely <= self.maximum:
+            raise ValueError("an impact range needs minimum <= most_likely <= maximum")
+        return self
+
+    @property
+    def mean(self) -> Decimal:
+        return ((self.minimum + self.most_likely + self.maximum) / 3).quantize(Decimal("0.01"))
+
+    def holds(self, amount: Decimal) -> bool:
+        return self.minimum <= amount <= self.maximum
+
+
+def _within_range(command: Any, monetary: str, ranged: str, what: str = "monetary_impact") -> None:
+    """A monetary impact given beside a range must lie within it."""
+    found: ImpactRange | None = getattr(command, ranged)
+    amount = getattr(command, monetary)
+    given = monetary in command.model_fields_set and amount is not None
+    if found is not None and given and not found.holds(amount):
+        raise ValueError(f"{what} {amount} lies outside {ranged} {found.minimum}..{found.maximum}")
+
+
 class RiskCommand(Command):
     """A command addressed to one risk."""
 
@@ -121,6 +155,17 @@ class IdentifyRisk(RiskCommand):
     impact: Scale
     monetary_impact: Money = Decimal(0)
     proximity: date | None = Field(default=None, description="When the risk may materialise.")
+    impact_range: ImpactRange | None = Field(
+        default=None, description="Min / most likely / max impact; absent: a single value."
+    )
+    delay_days: DelayDays | None = Field(
+        default=None, description="Days it delays the project's finish when it happens."
+    )
+
+    @model_validator(mode="after")
+    def _monetary_within_range(self) -> Self:
+        _within_range(self, "monetary_impact", "impact_range")
+        return self
 
     def references(self) -> tuple[AggregateKey, ...]:
         return ((PROJECT, self.project_id),) if self.project_id is not None else ()
@@ -133,7 +178,17 @@ class AssessRisk(RiskCommand):
     impact: Scale
     monetary_impact: Money | None = Field(default=None, description="Absent: unchanged.")
     proximity: date | None = Field(default=None, description="Absent: unchanged.")
+    impact_range: ImpactRange | None = Field(
+        default=None,
+        description="Absent: unchanged, unless a monetary impact alone is given (then none).",
+    )
+    delay_days: DelayDays | None = Field(default=None, description="Absent: unchanged.")
     rationale: Rationale
+
+    @model_validator(mode="after")
+    def _monetary_within_range(self) -> Self:
+        _within_range(self, "monetary_impact", "impact_range")
+        return self
 
 
 class ChooseRiskResponse(RiskCommand):
@@ -153,7 +208,22 @@ class ReassessRisk(RiskCommand):
     residual_monetary_impact: Money | None = Field(
         default=None, description="Absent: the monetary impact of the last assessment."
     )
+    residual_impact_range: ImpactRange | None = Field(
+        default=None,
+        description="Absent: the last assessment's range, unless a residual monetary impact "
+        "alone is given (then none).",
+    )
+    residual_delay_days: DelayDays | None = Field(
+        default=None, description="Absent: the delay of the last assessment."
+    )
     rationale: Rationale
+
+    @model_validator(mode="after")
+    def _monetary_within_range(self) -> Self:
+        _within_range(
+            self, "residual_monetary_impact", "residual_impact_range", "residual_monetary_impact"
+        )
+        return self
 
 
 class CloseRisk(RiskCommand):
@@ -173,6 +243,9 @@ class RiskIdentified(FrozenModel):
     monetary_impact: Decimal
     proximity: date | None
     score: int
+    #: Absent from events written before ranges existed: a single value.
+    impact_range: ImpactRange | None = None
+    delay_days: int | None = None
 
 
 class RiskAssessed(FrozenModel):
@@ -185,6 +258,8 @@ class RiskAssessed(FrozenModel):
     score: int
     previous_score: int
     rationale: str
+    impact_range: ImpactRange | None = None
+    delay_days: int | None = None
 
 
 class RiskResponseChosen(FrozenModel):
@@ -204,6 +279,8 @@ class RiskReassessed(FrozenModel):
     residual_monetary_impact: Decimal
     residual_score: int
     rationale: str
+    residual_impact_range: ImpactRange | None = None
+    residual_delay_days: int | None = None
 
 
 class RiskClosed(FrozenModel):

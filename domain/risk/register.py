@@ -128,6 +128,20 @@ class RiskState:
     residual_probability: int | None = None
     residual_impact: int | None = None
     residual_monetary_impact: Decimal | None = None
+    #: Min / most likely / max monetary impact and the delay in days, when given.
+    impact_range: r.ImpactRange | None = None
+    delay_days: int | None = None
+    residual_impact_range: r.ImpactRange | None = None
+    residual_delay_days: int | None = None
+
+    @property
+    def current_impact_range(self) -> r.ImpactRange | None:
+        """The range the current monetary impact comes from (None: a single value)."""
+        return self.residual_impact_range if self.reassessed else self.impact_range
+
+    @property
+    def current_delay_days(self) -> int | None:
+        return self.residual_delay_days if self.reassessed else self.delay_days
 
     @property
     def is_open(self) -> bool:
@@ -187,6 +201,8 @@ def evolve_risk(state: RiskState | None, event: FrozenModel) -> RiskState:
             monetary_impact=event.monetary_impact,
             proximity=event.proximity,
             version=1,
+            impact_range=event.impact_range,
+            delay_days=event.delay_days,
         )
     if state is None:
         raise ValueError(f"{type(event).__name__} before RiskIdentified")
@@ -202,6 +218,10 @@ def evolve_risk(state: RiskState | None, event: FrozenModel) -> RiskState:
                 residual_probability=None,
                 residual_impact=None,
                 residual_monetary_impact=None,
+                impact_range=event.impact_range,
+                delay_days=event.delay_days,
+                residual_impact_range=None,
+                residual_delay_days=None,
             )
         case r.RiskResponseChosen():
             return replace(
@@ -213,6 +233,8 @@ def evolve_risk(state: RiskState | None, event: FrozenModel) -> RiskState:
                 residual_probability=event.residual_probability,
                 residual_impact=event.residual_impact,
                 residual_monetary_impact=event.residual_monetary_impact,
+                residual_impact_range=event.residual_impact_range,
+                residual_delay_days=event.residual_delay_days,
             )
         case r.RiskClosed():
             return replace(state, status=r.RiskStatus.CLOSED)
@@ -244,9 +266,11 @@ def decide_risk(
                 owner=command.owner,
                 probability=command.probability,
                 impact=command.impact,
-                monetary_impact=command.monetary_impact,
+                monetary_impact=_monetary(command.monetary_impact, command, "monetary_impact"),
                 proximity=command.proximity,
                 score=score(command.probability, command.impact),
+                impact_range=command.impact_range,
+                delay_days=command.delay_days,
             )
         ]
     if state is None:
@@ -264,10 +288,11 @@ def decide_risk(
     rid, pid = state.risk_id, state.project_id
     match command:
         case r.AssessRisk():
-            monetary = (
-                command.monetary_impact
-                if command.monetary_impact is not None
-                else state.monetary_impact
+            ranged, monetary = _ranged(
+                command.impact_range,
+                command.monetary_impact,
+                state.impact_range,
+                state.monetary_impact,
             )
             return [
                 r.RiskAssessed(
@@ -280,6 +305,10 @@ def decide_risk(
                     score=score(command.probability, command.impact),
                     previous_score=state.current_score,
                     rationale=command.rationale,
+                    impact_range=ranged,
+                    delay_days=state.delay_days
+                    if command.delay_days is None
+                    else command.delay_days,
                 )
             ]
         case r.ChooseRiskResponse():
@@ -319,10 +348,11 @@ def decide_risk(
                     f"risk {rid} has no response yet: choose one before reassessing the "
                     "residual risk",
                 )
-            residual_monetary = (
-                command.residual_monetary_impact
-                if command.residual_monetary_impact is not None
-                else state.monetary_impact
+            residual_range, residual_monetary = _ranged(
+                command.residual_impact_range,
+                command.residual_monetary_impact,
+                state.impact_range,
+                state.monetary_impact,
             )
             return [
                 r.RiskReassessed(
@@ -333,11 +363,38 @@ def decide_risk(
                     residual_monetary_impact=residual_monetary,
                     residual_score=score(command.residual_probability, command.residual_impact),
                     rationale=command.rationale,
+                    residual_impact_range=residual_range,
+                    residual_delay_days=state.delay_days
+                    if command.residual_delay_days is None
+                    else command.residual_delay_days,
                 )
             ]
         case r.CloseRisk():
             return [r.RiskClosed(risk_id=rid, project_id=pid, rationale=command.rationale)]
     raise Rejected(ErrorCode.UNKNOWN_COMMAND, f"{type(command).__name__} is not handled")
+
+
+def _monetary(amount: Decimal, command: r.IdentifyRisk, name: str) -> Decimal:
+    """The monetary impact: as given, else the range's mean when a range is given."""
+    if command.impact_range is not None and name not in command.model_fields_set:
+        return command.impact_range.mean
+    return amount
+
+
+def _ranged(
+    given_range: r.ImpactRange | None,
+    given: Decimal | None,
+    last_range: r.ImpactRange | None,
+    last: Decimal,
+) -> tuple[r.ImpactRange | None, Decimal]:
+    """(range, monetary impact) of a new assessment: a range given sets both (the
+    monetary impact defaults to its mean); a monetary impact alone drops the range;
+    neither keeps the last ones."""
+    if given_range is not None:
+        return given_range, given if given is not None else given_range.mean
+    if given is not None:
+        return None, given
+    return last_range, last
 
 
 def _a(kind: r.RiskKind) -> str:
