@@ -129,9 +129,11 @@ class Scenario(FrozenModel):
     #: e.g. {"2027/capex": 1500000, "total/total": 4000000}
     budgets: dict[BucketName, Money] = Field(default_factory=dict)
     budget_scale: Annotated[Decimal, Field(gt=0, le=10)] = Decimal(1)
-    #: Capacity per role and month, e.g. {"developer/2027-03": 12.0}
+    #: Capacity available to the candidates per role and month, e.g.
+    #: {"developer/2027-03": 12.0}; replaces the ledger's figure for that cell.
     capacity: dict[CellName, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
-    #: Demand per project on those cells, e.g. {"P-1": {"developer/2027-03": 2.5}}
+    #: Demand per project on those cells, e.g. {"P-1": {"developer/2027-03": 2.5}};
+    #: replaces the ledger's demand of that project in that cell (0 removes it).
     demand: dict[Identifier, dict[CellName, Annotated[float, Field(ge=0)]]] = Field(
         default_factory=dict
     )
@@ -141,6 +143,10 @@ class Scenario(FrozenModel):
     mandatory: tuple[Identifier, ...] = ()
     excluded: tuple[Identifier, ...] = ()
     weights: dict[str, Annotated[Decimal, Field(ge=0, le=1000)]] | None = None
+    #: Start from the resource ledger's capacity and demand by role and month (capacity
+    #: net of time off and of what running projects hold); `capacity` and `demand` then
+    #: replace single cells. False: only the cells typed here.
+    ledger: bool = True
 
     @field_validator("weights")
     @classmethod
@@ -174,6 +180,18 @@ class SelectionOutcome(FrozenModel):
     capacity_use: dict[str, float]
     not_selected: tuple[NotSelected, ...]
     solver_status: str
+    #: Capacity available to the candidates per cell, as used: the ledger's (net of time
+    #: off and of running projects' demand) with the scenario's cells over it.
+    capacity: dict[str, float] = Field(default_factory=dict)
+    #: Whether the ledger's capacity and demand were used (outcomes recorded before the
+    #: ledger was read say False: they used only the scenario's cells).
+    ledger_capacity: bool = False
+    #: Relative gap between this selection's value and the solver's proven bound (0 when
+    #: optimal); above 0 only when the solver stopped at its time limit.
+    mip_gap: float = 0.0
+    time_limit_seconds: float | None = None
+    #: Set when optimality is not proven: what stopped the solver and the proven gap.
+    note: str | None = None
 
 
 class SelectionDecided(FrozenModel):
@@ -209,6 +227,9 @@ class FrontierQuery(FrozenModel):
     budget_from: Money
     budget_to: Money
     steps: int = Field(default=20, ge=2, le=100)
+    #: Within the resource ledger's capacity (net of running projects) and the projects'
+    #: demand by role and month; False: budget only.
+    ledger: bool = True
 
     @model_validator(mode="after")
     def _range(self) -> Self:
@@ -224,10 +245,15 @@ class FrontierPoint(FrozenModel):
     cost: str | None
     selected: tuple[str, ...]
     problem: str | None = None
+    mip_gap: float = 0.0
+    #: Set when optimality is not proven at this level (the solver's time limit).
+    note: str | None = None
 
 
 class FrontierAnswer(FrozenModel):
     points: tuple[FrontierPoint, ...]
+    #: Capacity available to the candidates per cell (empty without the ledger).
+    capacity: dict[str, float] = Field(default_factory=dict)
 
 
 class RankingRequest(FrozenModel):

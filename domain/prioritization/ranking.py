@@ -7,9 +7,11 @@ decision from the log at its position.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from contracts import ledger as lg
 from contracts import objectives as o
 from contracts import prioritization as pr
 from contracts import projects as p
@@ -17,6 +19,7 @@ from contracts.base import ErrorCode, FieldError, RecordedEvent
 from contracts.registry import payload_of
 from domain.kernel import Rejected
 from domain.prioritization import scoring, selection
+from domain.prioritization.capacity import CapacityPicture, LedgerCapacity
 from domain.projects import ProjectProfile, evolve_profile, profile_from
 
 #: Statuses a project can still be ranked and selected in.
@@ -69,6 +72,8 @@ class PortfolioView:
     models: dict[str, ModelData] = field(default_factory=dict)
     #: The ranks of the last decided ranking, per model: what rank changes are measured from.
     last_ranks: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: The ledger's capacity and demand by role and month (selection's default capacity).
+    capacity: LedgerCapacity = field(default_factory=LedgerCapacity)
     position: int = 0
 
     def apply(self, event: RecordedEvent) -> bool:
@@ -101,6 +106,9 @@ class PortfolioView:
             case pr.RankingDecided():
                 self.last_ranks[payload.model_id] = {r.project_id: r.rank for r in payload.ranking}
                 return False
+            case lg.CapacitySet() | lg.DemandAssigned():
+                self.capacity.apply(payload)
+                return False  # capacity bounds a selection; it does not move a ranking
         if event.envelope.aggregate_type == p.AGGREGATE:
             found = self.candidates.get(event.envelope.aggregate_id)
             if found is None:
@@ -115,6 +123,15 @@ class PortfolioView:
         if model_id == DEFAULT_MODEL.model_id:
             return DEFAULT_MODEL
         raise Rejected(ErrorCode.NOT_FOUND, f"no scoring model {model_id!r} is configured")
+
+    def status_of(self, project_id: str) -> p.ProjectStatus | None:
+        found = self.candidates.get(project_id)
+        return None if found is None else found.status
+
+    def ledger_capacity(self) -> CapacityPicture:
+        """The ledger's capacity left once running projects take theirs, and the others'
+        demand (see domain.prioritization.capacity for which statuses hold capacity)."""
+        return self.capacity.picture(self.status_of)
 
     def open_candidates(self) -> list[CandidateData]:
         return [c for _, c in sorted(self.candidates.items()) if c.status in OPEN]
@@ -210,7 +227,49 @@ def _cell(name: str) -> tuple[str, str]:
     return role, period
 
 
-def decide_selection(view: PortfolioView, scenario: pr.Scenario) -> pr.SelectionOutcome:
+def solver_note(status: str, gap: float, time_limit: float | None) -> str | None:
+    """What the answer says when optimality is not proven: the solver stopped at the time
+    limit with the best selection found, at most `gap` below the optimum."""
+    if status != "time_limit":
+        return None
+    limit = "" if time_limit is None else f" of {time_limit:g} s"
+    return (
+        f"the solver stopped at its time limit{limit}: this is the best selection found, "
+        f"proven within {gap * 100:.2f}% of the optimal value"
+    )
+
+
+def _capacity(
+    view: PortfolioView,
+    ledger: bool,
+    capacity: Mapping[str, float],
+    demand: Mapping[str, Mapping[str, float]],
+) -> tuple[dict[selection.Cell, float], dict[str, dict[selection.Cell, float]]]:
+    """Capacity per cell and demand per project: the ledger's (when `ledger`), with every
+    cell the caller names replacing the ledger's figure (a demand of 0 removes it)."""
+    picture = view.ledger_capacity() if ledger else None
+    cells = dict(picture.available) if picture else {}
+    cells.update({_cell(c): v for c, v in capacity.items()})
+    needs: dict[str, dict[selection.Cell, float]] = {}
+    for pid in set(picture.demand if picture else ()) | set(demand):
+        found = dict(picture.demand.get(pid, {})) if picture else {}
+        found.update({_cell(c): v for c, v in demand.get(pid, {}).items()})
+        needs[pid] = {c: v for c, v in sorted(found.items()) if v}
+        # A month of a role the ledger plans, with no figure there: none to give, as the
+        # ledger's over-allocation check says (a role the ledger does not plan is unbound).
+        if ledger:
+            for cell in needs[pid]:
+                if cell not in cells and cell[0] in view.capacity.roles:
+                    cells[cell] = 0.0
+    return dict(sorted(cells.items())), needs
+
+
+def decide_selection(
+    view: PortfolioView,
+    scenario: pr.Scenario,
+    *,
+    time_limit: float | None = selection.DEFAULT_TIME_LIMIT,
+) -> pr.SelectionOutcome:
     model = view.model(scenario.model_id)
     if scenario.weights is not None:
         model = replace(
@@ -230,6 +289,7 @@ def decide_selection(view: PortfolioView, scenario: pr.Scenario) -> pr.Selection
         raise Rejected(
             ErrorCode.NOT_FOUND, f"unknown projects in the scenario: {', '.join(unknown)}"
         )
+    capacity, demand = _capacity(view, scenario.ledger, scenario.capacity, scenario.demand)
     wanted = {_bucket(b) for b in scenario.budgets}
     candidates = []
     for data in view.open_candidates():
@@ -242,14 +302,13 @@ def decide_selection(view: PortfolioView, scenario: pr.Scenario) -> pr.Selection
                 project_id=data.project_id,
                 value=totals[data.project_id],
                 costs=costs,
-                demand={_cell(c): v for c, v in scenario.demand.get(data.project_id, {}).items()},
+                demand=demand.get(data.project_id, {}),
                 mandatory=data.mandatory or data.project_id in scenario.mandatory,
                 excluded=data.project_id in scenario.excluded,
                 dependencies=data.dependencies,
             )
         )
     budgets = {_bucket(b): amount * scenario.budget_scale for b, amount in scenario.budgets.items()}
-    capacity = {_cell(c): v for c, v in scenario.capacity.items()}
     satisfied = [
         c.project_id
         for c in view.candidates.values()
@@ -258,7 +317,9 @@ def decide_selection(view: PortfolioView, scenario: pr.Scenario) -> pr.Selection
         and c.status != p.ProjectStatus.CANCELLED
     ]
     try:
-        result = selection.select(candidates, budgets, capacity, satisfied=satisfied)
+        result = selection.select(
+            candidates, budgets, capacity, satisfied=satisfied, time_limit=time_limit
+        )
     except selection.SelectionError as error:
         raise Rejected(
             ErrorCode.VALIDATION_FAILED,
@@ -287,18 +348,31 @@ def decide_selection(view: PortfolioView, scenario: pr.Scenario) -> pr.Selection
             for pid, reason in sorted(not_selected.items())
         ),
         solver_status=result.status,
+        capacity={selection.cell_label(c): v for c, v in capacity.items()},
+        ledger_capacity=scenario.ledger,
+        mip_gap=result.mip_gap,
+        time_limit_seconds=time_limit,
+        note=solver_note(result.status, result.mip_gap, time_limit),
     )
 
 
-def frontier(view: PortfolioView, query: pr.FrontierQuery) -> pr.FrontierAnswer:
-    """The best value reachable at each budget level: where more money stops buying value."""
+def frontier(
+    view: PortfolioView,
+    query: pr.FrontierQuery,
+    *,
+    time_limit: float | None = selection.DEFAULT_TIME_LIMIT,
+) -> pr.FrontierAnswer:
+    """The best value reachable at each budget level: where more money stops buying value.
+    Within the ledger's capacity (net of running projects) unless `query.ledger` is off."""
     model = view.model(query.model_id)
     totals, _, _ = scores(view, model)
+    capacity, demand = _capacity(view, query.ledger, {}, {})
     candidates = [
         selection.SelectionCandidate(
             project_id=c.project_id,
             value=totals[c.project_id],
             costs={selection.TOTAL: c.cost},
+            demand=demand.get(c.project_id, {}),
             mandatory=c.mandatory,
             dependencies=c.dependencies,
         )
@@ -308,7 +382,9 @@ def frontier(view: PortfolioView, query: pr.FrontierQuery) -> pr.FrontierAnswer:
     step = (query.budget_to - query.budget_from) / (query.steps - 1)
     levels = [query.budget_from + step * i for i in range(query.steps)]
     try:
-        points = selection.efficient_frontier(candidates, levels, satisfied=_delivered(view))
+        points = selection.efficient_frontier(
+            candidates, levels, capacity, satisfied=_delivered(view), time_limit=time_limit
+        )
     except selection.SelectionError as error:
         raise Rejected(ErrorCode.VALIDATION_FAILED, str(error)) from error
     return pr.FrontierAnswer(
@@ -320,9 +396,12 @@ def frontier(view: PortfolioView, query: pr.FrontierQuery) -> pr.FrontierAnswer:
                 cost=None if point.cost is None else str(point.cost),
                 selected=point.selected,
                 problem=point.problem,
+                mip_gap=point.mip_gap,
+                note=solver_note(point.status, point.mip_gap, time_limit),
             )
             for point in points
-        )
+        ),
+        capacity={selection.cell_label(c): v for c, v in capacity.items()},
     )
 
 

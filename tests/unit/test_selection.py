@@ -1,16 +1,24 @@
 """Portfolio selection, pure: the MILP against brute force on small random instances, why
 greedy by value/cost is not enough, the reasons for every miss, infeasible mandatory sets,
-dependency cycles, and the efficient frontier."""
+dependency cycles, and the efficient frontier; then selection on the ledger's capacity
+(net of running projects), a scenario's overrides, and the solver's time limit."""
 
 from __future__ import annotations
 
 import itertools
 import random
 from collections.abc import Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 
 import pytest
 
+from contracts import ledger as lg
+from contracts import prioritization as pr
+from contracts import projects as p
+from domain.prioritization import PortfolioView, decide_selection, frontier
+from domain.prioritization.capacity import HOLDING
+from domain.prioritization.ranking import solver_note
 from domain.prioritization.selection import (
     TOTAL,
     Bucket,
@@ -21,6 +29,7 @@ from domain.prioritization.selection import (
     select,
     synthetic_instance,
 )
+from tests.unit.test_report import Log, project, proposed
 
 CAPEX: Bucket = ("2027", "capex")
 OPEX: Bucket = ("2027", "opex")
@@ -405,3 +414,241 @@ def test_synthetic_instance_is_deterministic_and_solvable() -> None:
     assert feasible(set(result.selected), first.candidates, first.budgets, first.capacity)
     again = select(first.candidates, first.budgets, first.capacity, mip_rel_gap=0.02)
     assert again == result
+
+
+# --- selection on the ledger's capacity (domain.prioritization.capacity) -----------------
+
+MARCH = "2027-03"
+
+
+class Ledger:
+    """A log of proposals (scored on business value alone), statuses, capacity and demand."""
+
+    def __init__(self) -> None:
+        self.log = Log()
+        self.log.add(
+            (pr.SCORING_MODEL, "default"),
+            pr.ScoringModelConfigured(
+                model_id="default",
+                method=pr.ScoringMethod.WEIGHTED,
+                weights={"value": 1.0},
+                consistency_ratio=None,
+                rationale="value only",
+            ),
+        )
+        # The least valuable project scores 0 and anchors the scale for the others.
+        self.propose("FLOOR", 1)
+
+    def propose(self, pid: str, business_value: int) -> Ledger:
+        scoring = p.ScoringInputs(business_value=business_value)
+        self.log.add(project(pid), proposed(pid, 100_000, 0, {}, scoring=scoring))
+        return self
+
+    def status(self, pid: str, *events: object) -> Ledger:
+        for event in events:
+            self.log.add(project(pid), event)  # type: ignore[arg-type]
+        return self
+
+    def start(self, pid: str) -> Ledger:
+        return self.status(
+            pid,
+            p.ProjectSubmittedForReview(project_id=pid),
+            p.ProjectApproved(project_id=pid, rationale="go ahead"),
+            p.ProjectStarted(project_id=pid, started_on=date(2027, 1, 4)),
+        )
+
+    def capacity(self, role: str, period: str, amount: str, time_off: str = "0") -> Ledger:
+        event = lg.CapacitySet(
+            role=role,
+            period=period,
+            amount=Decimal(amount),
+            unit=lg.CapacityUnit.FTE,
+            time_off=Decimal(time_off),
+        )
+        self.log.add((lg.CAPACITY, role), event)
+        return self
+
+    def demand(self, role: str, pid: str, period: str, amount: str, previous: str = "0") -> Ledger:
+        event = lg.DemandAssigned(
+            role=role,
+            project_id=pid,
+            period=period,
+            amount=Decimal(amount),
+            previous_amount=Decimal(previous),
+            unit=lg.CapacityUnit.FTE,
+        )
+        self.log.add((lg.CAPACITY, role), event)
+        return self
+
+    def view(self) -> PortfolioView:
+        view = PortfolioView()
+        for event in self.log.events:
+            view.apply(event)
+        return view
+
+
+def march_team() -> Ledger:
+    """Developers in March: 10 FTE, 2 off, 4 held by RUN (in progress); A (value 8) and B
+    (value 5) need 3 each, so only A fits in the 4 left."""
+    return (
+        Ledger()
+        .propose("RUN", 3)
+        .start("RUN")
+        .propose("A", 8)
+        .propose("B", 5)
+        .capacity("developer", MARCH, "10", time_off="2")
+        .demand("developer", "RUN", MARCH, "4")
+        .demand("developer", "A", MARCH, "3")
+        .demand("developer", "B", MARCH, "3")
+    )
+
+
+def reasons(outcome: pr.SelectionOutcome) -> dict[str, str]:
+    return {n.project_id: n.reason for n in outcome.not_selected}
+
+
+def test_the_ledger_capacity_net_of_running_projects_leaves_a_candidate_out() -> None:
+    outcome = decide_selection(march_team().view(), pr.Scenario())
+    assert outcome.ledger_capacity is True
+    assert outcome.capacity == {"developer/2027-03": 4.0}
+    assert outcome.selected == ("A",)
+    assert reasons(outcome)["B"] == "capacity developer/2027-03"
+    assert outcome.capacity_use == {"developer/2027-03": 3.0}
+    assert "RUN" not in outcome.candidates  # running: holds capacity, is not a candidate
+    assert outcome.solver_status == "optimal" and outcome.note is None
+
+
+def test_which_statuses_hold_capacity() -> None:
+    assert {p.ProjectStatus.IN_PROGRESS, p.ProjectStatus.ON_HOLD} == HOLDING
+    view = march_team().view()
+    assert view.ledger_capacity().held == {("developer", MARCH): 4.0}
+    # On hold: still holds its people.
+    held = march_team().status(
+        "RUN",
+        p.ProjectPutOnHold(project_id="RUN", reason="wait", held_from=p.ProjectStatus.IN_PROGRESS),
+    )
+    assert decide_selection(held.view(), pr.Scenario()).selected == ("A",)
+    # Completed or cancelled: its demand is free again, and both candidates fit.
+    for closing in (
+        p.ProjectCompleted(project_id="RUN", completed_on=date(2027, 2, 1)),
+        p.ProjectCancelled(
+            project_id="RUN", reason="stopped", cancelled_from=p.ProjectStatus.IN_PROGRESS
+        ),
+    ):
+        freed = march_team().status("RUN", closing).view()
+        assert freed.ledger_capacity().held == {}
+        assert decide_selection(freed, pr.Scenario()).selected == ("A", "B")
+    # Approved but not started: a candidate, so its demand is its own, not held.
+    approved = march_team().status(
+        "B",
+        p.ProjectSubmittedForReview(project_id="B"),
+        p.ProjectApproved(project_id="B", rationale="ok"),
+    )
+    picture = approved.view().ledger_capacity()
+    assert picture.available == {("developer", MARCH): 4.0}
+    assert picture.demand["B"] == {("developer", MARCH): 3.0}
+
+
+def test_a_scenario_overrides_single_cells_or_ignores_the_ledger() -> None:
+    view = march_team().view()
+    more = pr.Scenario(capacity={"developer/2027-03": 6})
+    assert decide_selection(view, more).selected == ("A", "B")
+    lighter = pr.Scenario(demand={"B": {"developer/2027-03": 1}})
+    assert decide_selection(view, lighter).selected == ("A", "B")
+    removed = pr.Scenario(demand={"A": {"developer/2027-03": 0}})
+    outcome = decide_selection(view, removed)
+    assert outcome.selected == ("A", "B") and outcome.capacity_use["developer/2027-03"] == 3.0
+    # April has no capacity line for developers: a demand typed there has none to give.
+    heavier = pr.Scenario(demand={"A": {"developer/2027-04": 1}})
+    outcome = decide_selection(view, heavier)
+    assert outcome.selected == ("B",)
+    assert reasons(outcome)["A"] == "capacity developer/2027-03; capacity developer/2027-04"
+    assert decide_selection(view, pr.Scenario(demand={"A": {"tester/2027-03": 9}})).selected == (
+        "A",
+    )  # a role the ledger does not plan bounds nothing unless the scenario types it
+    typed_only = decide_selection(view, pr.Scenario(ledger=False))
+    assert typed_only.selected == ("A", "B") and typed_only.capacity == {}
+    assert typed_only.ledger_capacity is False
+
+
+def test_months_without_a_capacity_line_have_none_to_give() -> None:
+    """Demand in a month the role has no capacity for: the ledger calls it over-allocated,
+    and selection leaves the candidate out for that cell."""
+    view = march_team().demand("developer", "A", "2027-04", "1").view()
+    outcome = decide_selection(view, pr.Scenario())
+    assert outcome.capacity["developer/2027-04"] == 0.0
+    assert "capacity developer/2027-04" in reasons(outcome)["A"]
+    assert outcome.selected == ("B",)
+
+
+def test_an_over_allocated_month_leaves_nothing_not_less_than_nothing() -> None:
+    view = march_team().demand("developer", "RUN", MARCH, "12", previous="4").view()
+    outcome = decide_selection(view, pr.Scenario())
+    assert outcome.capacity == {"developer/2027-03": 0.0}
+    assert outcome.selected == ()
+
+
+def test_the_fold_is_the_ledgers_and_keeps_its_own_running_totals() -> None:
+    ledger = march_team()
+    ledger.demand("developer", "B", MARCH, "0", previous="3")  # removed
+    ledger.demand("developer", "A", MARCH, "2", previous="99")  # a wrong previous figure
+    ledger.demand("tester", "A", MARCH, "1")  # a role without capacity: not folded
+    state = ledger.view().capacity.roles["developer"]
+    assert dict(state.demand) == {("RUN", MARCH): Decimal(4), ("A", MARCH): Decimal(2)}
+    assert state.demand_in(MARCH) == Decimal(6)
+    assert state.net_capacity(MARCH) == Decimal(8)
+    assert "tester" not in ledger.view().capacity.roles
+
+
+def test_the_frontier_stays_within_the_ledgers_capacity() -> None:
+    view = march_team().view()
+    query = pr.FrontierQuery(budget_from=Decimal(0), budget_to=Decimal(1_000_000), steps=3)
+    top = frontier(view, query).points[-1]
+    assert top.selected == ("A",) and top.mip_gap == 0.0 and top.note is None
+    budget_only = frontier(view, query.model_copy(update={"ledger": False})).points[-1]
+    assert budget_only.selected == ("A", "B")
+
+
+def test_at_the_time_limit_the_answer_says_so_with_its_proven_gap() -> None:
+    """Three candidates whose LP relaxation is fractional: with no time at all the solver
+    stops at the greedy selection and the answer names the limit and the gap."""
+    ledger = (
+        Ledger()
+        .propose("A", 20)
+        .propose("B", 13)
+        .propose("C", 8)
+        .capacity("developer", MARCH, "10.5")
+        .demand("developer", "A", MARCH, "6")
+        .demand("developer", "B", MARCH, "5")
+        .demand("developer", "C", MARCH, "5")
+    )
+    view = ledger.view()
+    outcome = decide_selection(view, pr.Scenario(), time_limit=1e-9)
+    assert outcome.solver_status == "time_limit"
+    assert outcome.mip_gap > 0 and outcome.time_limit_seconds == 1e-9
+    assert outcome.note is not None and "time limit" in outcome.note
+    assert f"{outcome.mip_gap * 100:.2f}%" in outcome.note
+    solved = decide_selection(view, pr.Scenario(), time_limit=10)
+    assert solved.solver_status == "optimal" and solved.note is None
+    assert solved.total_value >= outcome.total_value
+    assert solver_note("optimal", 0.0, 2.0) is None
+
+
+def test_an_outcome_recorded_before_the_ledger_was_read_still_folds() -> None:
+    older = {
+        "scenario": {"name": "baseline", "budgets": {"2027/capex": "100"}},
+        "model_id": "default",
+        "model_version": 1,
+        "computed_at_position": 7,
+        "candidates": ["P-1"],
+        "selected": [],
+        "total_value": 0.0,
+        "cost_by_bucket": {"2027/capex": "0"},
+        "capacity_use": {},
+        "not_selected": [{"project_id": "P-1", "reason": "budget 2027/capex"}],
+        "solver_status": "optimal",
+    }
+    decided = pr.SelectionDecided.model_validate({"outcome": older, "rationale": "round 1"})
+    assert decided.outcome.ledger_capacity is False
+    assert decided.outcome.capacity == {} and decided.outcome.note is None
+    assert decided.outcome.mip_gap == 0.0
