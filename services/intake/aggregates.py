@@ -16,6 +16,7 @@ from typing import Any
 from contracts.base import AppendedEvent, CommandAccepted, RecordedEvent
 from contracts.registry import payload_of
 from domain.deciders import evolve
+from shared import chain
 from shared.eventlog import EventLog
 
 
@@ -27,11 +28,14 @@ class Loaded:
     #: Ids of the commands whose events the aggregate's history holds. It grows in place as
     #: commands land (a copy per append would cost as much as the history is long).
     commands: set[str] = field(default_factory=set)
+    #: The hash-chain link of the last event (shared/chain.py): what the next one chains to.
+    #: None: not known here, the log is asked at append.
+    last_link: str | None = None
 
 
 def new_aggregate() -> Loaded:
     """What an aggregate that has no events yet looks like."""
-    return Loaded(state=None, version=0, last_position=0)
+    return Loaded(state=None, version=0, last_position=0, last_link=chain.GENESIS)
 
 
 class AggregateStore:
@@ -77,6 +81,7 @@ def fold(history: list[RecordedEvent]) -> Loaded:
         version=len(history),
         last_position=history[-1].position if history else 0,
         commands={recorded.envelope.causation_id for recorded in history},
+        last_link=chain.link_of(history[-1].envelope) if history else chain.GENESIS,
     )
 
 

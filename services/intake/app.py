@@ -44,10 +44,12 @@ class IntakeParts:
                 aggregates=AggregateStore(self.runtime.log),
                 js=self.runtime.js,
                 limiter=RateLimiter(settings.source_rate_per_second, settings.source_burst),
+                command_ids=self.projection.command_ids,
             )
         return self._intake
 
     async def start(self) -> None:
+        await self._index_current()
         self._inbox = InboxWorker(self.intake, self.runtime.js)
         await self._inbox.start()
         self.runtime.inbox_status = self._inbox.status
@@ -65,6 +67,15 @@ class IntakeParts:
         # What is loaded by now lives as long as the process: kept out of the collector's
         # full passes, which otherwise stop every answer for ~90 ms now and then.
         gc.freeze()
+
+    async def _index_current(self) -> None:
+        """Take no command before the command-id index holds the whole log as it is now
+        (command_ids.py): intake's projection has applied it."""
+        end = await self.runtime.log.last_position()
+        while self.runtime.runner.position < end:  # noqa: ASYNC110 - the runner sets no event per position
+            await asyncio.sleep(0.05)
+        self.intake.command_ids.ready.set()
+        log.info("intake.command_ids_loaded", commands=len(self.intake.command_ids))
 
     async def _on_command(self, msg: Msg) -> None:
         await self._slots.acquire()

@@ -13,13 +13,16 @@ import structlog
 from nats.js import JetStreamContext
 
 from contracts.base import (
+    AggregateKey,
     AppendedEvent,
     Command,
     CommandAccepted,
     CommandRejected,
     ErrorCode,
     ErrorInfo,
+    FieldError,
     FrozenModel,
+    RecordedEvent,
 )
 from domain.deciders import decide, evolve
 from domain.kernel import Rejected
@@ -30,9 +33,10 @@ from services.intake.aggregates import (
     new_aggregate,
     reply_from_history,
 )
+from services.intake.command_ids import CommandIds
 from services.intake.principals import address_of, bind
 from shared.commands import InvalidInput, envelope_for, parse_command
-from shared.eventlog import ConcurrencyConflict
+from shared.eventlog import ConcurrencyConflict, LogUnavailable
 from shared.logging import bind_message_context, clear_message_context
 from shared.ratelimit import RateLimiter
 from shared.rejections import keep_rejection, make_rejection
@@ -44,6 +48,15 @@ log = structlog.get_logger(__name__)
 Reply = CommandAccepted | CommandRejected
 
 
+@dataclass(frozen=True)
+class InFlight:
+    """A command being decided: a second arrival of its id waits for its answer."""
+
+    key: AggregateKey
+    command: str
+    answer: asyncio.Future[Reply]
+
+
 @dataclass
 class Intake:
     runtime: ServiceRuntime
@@ -51,7 +64,9 @@ class Intake:
     aggregates: AggregateStore
     js: JetStreamContext
     limiter: RateLimiter
-    in_flight: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)
+    in_flight: dict[str, InFlight] = field(default_factory=dict)
+    #: Every command id in the log (command_ids.py), shared with intake's projection.
+    command_ids: CommandIds = field(default_factory=CommandIds)
 
 
 async def handle_command(intake: Intake, subject: str, body: bytes) -> Reply:
@@ -77,13 +92,36 @@ async def handle_command(intake: Intake, subject: str, body: bytes) -> Reply:
             ),
         )
         return await reject(intake, subject, body, error, name, command.command_id, command.actor)
-    return await handle_parsed(intake, subject, body, name, command)
+    try:
+        return await handle_parsed(intake, subject, body, name, command)
+    except LogUnavailable as unavailable:
+        # Not kept as a rejection: nothing is wrong with the command, and the stream that
+        # would keep it is as unavailable as the log. The sender tries again, same id.
+        log.warning("command.unavailable", command=name, error=str(unavailable))
+        return unavailable_reply(command.command_id, unavailable)
+
+
+def unavailable_reply(command_id: str, unavailable: LogUnavailable) -> CommandRejected:
+    return CommandRejected(
+        command_id=command_id,
+        error=ErrorInfo(
+            code=ErrorCode.UNAVAILABLE,
+            message=(
+                f"the log did not answer for {unavailable.waited:.0f} s (a leader election, "
+                "a restart): nothing was stored; send the same command, with the same "
+                f"command_id, again in {unavailable.retry_after:g} s"
+            ),
+            retry_after_seconds=unavailable.retry_after,
+        ),
+    )
 
 
 async def handle_parsed(
     intake: Intake, subject: str, body: bytes, name: str, command: Command
 ) -> Reply:
-    """Decide and append a parsed command (the inbox parses a whole batch first)."""
+    """Decide and append a parsed command (the inbox parses a whole batch first). Raises
+    `LogUnavailable` when the log does not answer within its patience (the inbox then
+    redelivers; request/reply answers `unavailable`)."""
     bind_message_context(command.correlation_id or command.command_id, command.command_id)
     try:
         reply = await _accept(intake, command)
@@ -99,15 +137,26 @@ async def handle_parsed(
 
 async def _accept(intake: Intake, command: Command) -> Reply:
     """Decide and append, once per command id even when the same id arrives twice at once:
-    the second arrival waits for the first one's answer."""
+    the second arrival waits for the first one's answer. An id already used, in the log or
+    in flight, for another aggregate or another command is refused."""
+    key, name = command.aggregate_key(), type(command).__name__
     running = intake.in_flight.get(command.command_id)
     if running is not None:
-        first = await asyncio.shield(running)
+        first = await asyncio.shield(running.answer)
+        if (running.key, running.command) != (key, name):
+            return _reused(command, f"{running.command} on {running.key[0]}/{running.key[1]}")
         if isinstance(first, CommandAccepted):
             return first.model_copy(update={"duplicate": True})
         return first
+    await intake.command_ids.ready.wait()
+    earlier = await _first_use(intake, command.command_id)
+    if earlier is not None:
+        e = earlier.envelope
+        if (e.aggregate_type, e.aggregate_id) != key or e.command not in (None, name):
+            return _reused(command, _use(earlier))
+        return await _first_answer(intake, key, command.command_id)
     future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-    intake.in_flight[command.command_id] = future
+    intake.in_flight[command.command_id] = InFlight(key, name, future)
     try:
         reply = await _decide_and_append(intake, command)
         future.set_result(reply)
@@ -118,6 +167,37 @@ async def _accept(intake: Intake, command: Command) -> Reply:
         raise
     finally:
         del intake.in_flight[command.command_id]
+
+
+async def _first_use(intake: Intake, command_id: str) -> RecordedEvent | None:
+    """The first event of an earlier command with this id, read back from the log (only for
+    an id the index knows: a retry or a reuse, never a new command)."""
+    position = intake.command_ids.first_position(command_id)
+    if position is None:
+        return None
+    found = await intake.runtime.log.get(position)
+    return found if found.envelope.causation_id == command_id else None  # a hash collision
+
+
+def _use(recorded: RecordedEvent) -> str:
+    e = recorded.envelope
+    by = e.command or f"the command that caused {e.event_type}"
+    return f"{by} on {e.aggregate_type}/{e.aggregate_id} (position {recorded.position})"
+
+
+def _reused(command: Command, first_use: str) -> CommandRejected:
+    message = (
+        f"command id {command.command_id!r} was already used by {first_use}: a command id "
+        "names one command; send a new command with a new id"
+    )
+    return CommandRejected(
+        command_id=command.command_id,
+        error=ErrorInfo(
+            code=ErrorCode.CONFLICT,
+            message=message,
+            details=(FieldError(field="command_id", message=message, input=command.command_id),),
+        ),
+    )
 
 
 async def _decide_and_append(intake: Intake, command: Command) -> Reply:
@@ -178,19 +258,30 @@ async def _append(
     loaded: Loaded,
     events: list[FrozenModel],
     now: datetime,
-) -> CommandAccepted:
+) -> Reply:
     appended: list[AppendedEvent] = []
     state, version, last = loaded.state, loaded.version, loaded.last_position
+    link = loaded.last_link
+    name = type(command).__name__
     for index, event in enumerate(events):
-        envelope = envelope_for(command, event, key, index, now)
-        result = await intake.runtime.log.append(envelope, expected_last_position=last)
+        envelope = envelope_for(command, event, key, index, now).model_copy(
+            update={"command": name}
+        )
+        result = await intake.runtime.log.append(
+            envelope, expected_last_position=last, previous_link=link
+        )
         if result.duplicate:
+            # The stream already holds this event id: our own earlier attempt, or the same
+            # command id used elsewhere inside the duplicate window. Never "accepted" unless
+            # the events are ours and in the log.
             intake.aggregates.forget(key)
             history = await intake.aggregates.history(key)
             landed = reply_from_history(history, command.command_id)
             if landed is not None:
                 return landed
+            return _reused(command, _use(await intake.runtime.log.get(result.position)))
         state, version, last = evolve(state, event), version + 1, result.position
+        link = result.link
         appended.append(  # from values already checked: not validated again (hot path)
             AppendedEvent.model_construct(
                 event_id=envelope.event_id,
@@ -202,7 +293,9 @@ async def _append(
             )
         )
     loaded.commands.add(command.command_id)  # in the log now, whichever Loaded it is
-    intake.aggregates.advance(key, Loaded(state, version, last, loaded.commands))
+    if appended:
+        intake.command_ids.add(command.command_id, appended[0].position)
+    intake.aggregates.advance(key, Loaded(state, version, last, loaded.commands, link))
     return CommandAccepted.model_construct(command_id=command.command_id, events=tuple(appended))
 
 
