@@ -155,8 +155,9 @@ class ProjectionRunner:
     def _prepare(self, conn: Connection) -> int:
         """Create the tables, load the projection's memory, and say where it stands.
 
-        Tables whose columns differ from the code's (a new version added one) are dropped
-        with the stored position, so the projection is rebuilt from the log."""
+        Tables whose columns differ from the code's (a new version added one), or a table
+        missing beside existing ones, are dropped with the stored position, so the
+        projection is rebuilt from the log."""
         runner_metadata.create_all(conn)
         changed = self._changed_tables(conn)
         if changed:
@@ -174,12 +175,16 @@ class ProjectionRunner:
         return int(stored or 0)
 
     def _changed_tables(self, conn: Connection) -> list[str]:
+        """Tables an older version made differently: other columns, or missing beside
+        tables that exist (a version that added a table has state the log must fill)."""
         found = inspect(conn)
-        return [
+        tables = self.projection.metadata.sorted_tables
+        present = [t for t in tables if found.has_table(t.name)]
+        missing = [t.name for t in tables if present and not found.has_table(t.name)]
+        return missing + [
             table.name
-            for table in self.projection.metadata.sorted_tables
-            if found.has_table(table.name)
-            and {c["name"] for c in found.get_columns(table.name)} != set(table.columns.keys())
+            for table in present
+            if {c["name"] for c in found.get_columns(table.name)} != set(table.columns.keys())
         ]
 
     def _reset(self, conn: Connection) -> None:

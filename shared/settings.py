@@ -125,6 +125,9 @@ class IntakeSettings(ServiceSettings):
 class PrioritizationSettings(ServiceSettings):
     reprioritize_quiet_seconds: float = 1.0
     reprioritize_longest_seconds: float = 30.0
+    #: Seconds the selection solver may take per scenario (and per frontier level); at the
+    #: limit the answer is the best selection found, with its proven gap and a note saying so.
+    selection_time_limit_seconds: float = Field(default=2.0, gt=0, le=3600)
 
 
 class LedgerSettings(ServiceSettings):

@@ -125,7 +125,8 @@ def _compare(outcomes: list[dict[str, Any]]) -> None:
         table.add_row(f"cost {bucket}", *(o["cost_by_bucket"].get(bucket, "") for o in outcomes))
     cells = sorted({c for o in outcomes for c in o["capacity_use"]})
     for cell in cells:
-        table.add_row(f"use {cell}", *(f"{o['capacity_use'].get(cell, 0):g}" for o in outcomes))
+        table.add_row(f"use {cell}", *(_use(o, cell) for o in outcomes))
+    table.add_row("solver", *(_solver(o) for o in outcomes))
     table.add_row(
         "vs first",
         *(
@@ -139,12 +140,29 @@ def _compare(outcomes: list[dict[str, Any]]) -> None:
     )
     console.print(table)
     for outcome in outcomes:
+        if outcome.get("note"):
+            label = escape(outcome["scenario"]["name"])
+            console.print(f"[yellow]{label}[/]: {escape(outcome['note'])}")
+    for outcome in outcomes:
         if not outcome["not_selected"]:
             continue
         missed = Table("not selected", "why", title=outcome["scenario"]["name"])
         for miss in outcome["not_selected"]:
             missed.add_row(miss["project_id"], miss["reason"])
         console.print(missed)
+
+
+def _use(outcome: dict[str, Any], cell: str) -> str:
+    """Capacity used of what was available to the candidates (the ledger's, net)."""
+    used = outcome["capacity_use"].get(cell, 0)
+    available = outcome.get("capacity", {}).get(cell)
+    return f"{used:g}" if available is None else f"{used:g} of {available:g}"
+
+
+def _solver(outcome: dict[str, Any]) -> str:
+    if outcome["solver_status"] == "optimal":
+        return "optimal"
+    return f"[yellow]{outcome['solver_status']}, gap {outcome.get('mip_gap', 0) * 100:.2f}%[/]"
 
 
 def frontier(
@@ -183,3 +201,11 @@ def frontier(
             str(len(point["selected"])),
         )
     console.print(table)
+    stopped = [p for p in points if p.get("note")]
+    if stopped:
+        console.print(
+            f"[yellow]{len(stopped)} level(s) stopped at the time limit[/]: "
+            f"{escape(stopped[0]['note'])}"
+        )
+    if answer.get("capacity"):
+        console.print(f"within the ledger's capacity ({len(answer['capacity'])} role-months)")

@@ -82,6 +82,8 @@ def create_app(settings: PrioritizationSettings | None = None) -> FastStream:
         settings.reprioritize_longest_seconds,
     )
 
+    limit = settings.selection_time_limit_seconds
+
     def register(broker: NatsBroker, runtime: ServiceRuntime) -> None:
         subjects = runtime.settings.subjects
 
@@ -91,14 +93,14 @@ def create_app(settings: PrioritizationSettings | None = None) -> FastStream:
 
         @broker.subscriber(subjects.query(NAME, "scenario"))
         async def scenario(msg: NatsMessage) -> bytes:
-            return await handlers.scenario_query(projection, msg.body)
+            return await handlers.scenario_query(projection, msg.body, limit)
 
         @broker.subscriber(subjects.query(NAME, "frontier"))
         async def frontier(msg: NatsMessage) -> bytes:
-            return await handlers.frontier_query(projection, msg.body)
+            return await handlers.frontier_query(projection, msg.body, limit)
 
         @broker.subscriber(subjects.control(NAME, "commit"))
         async def commit(msg: NatsMessage) -> bytes:
-            return await handlers.commit_scenario(runtime.log, projection, msg.body)
+            return await handlers.commit_scenario(runtime.log, projection, msg.body, limit)
 
     return build_app(runtime, register, workers=[reprioritizer])

@@ -4,6 +4,7 @@ append, reply. Scenarios are answered without touching the log; committing one a
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 import structlog
@@ -12,7 +13,13 @@ from pydantic import BaseModel, ValidationError
 from contracts import prioritization as pr
 from contracts.queries import QueryError
 from domain.kernel import Rejected
-from domain.prioritization import decide_ranking, decide_selection, frontier, same_ranking
+from domain.prioritization import (
+    DEFAULT_TIME_LIMIT,
+    decide_ranking,
+    decide_selection,
+    frontier,
+    same_ranking,
+)
 from services.prioritization.projection import PrioritizationProjection
 from shared.decisions import append_decision
 from shared.eventlog import EventLog
@@ -77,35 +84,52 @@ async def ranking_query(projection: PrioritizationProjection, body: bytes) -> by
     return answer(pr.RankingAnswer(ranking=decided, names=names))
 
 
-async def scenario_query(projection: PrioritizationProjection, body: bytes) -> bytes:
+async def scenario_query(
+    projection: PrioritizationProjection, body: bytes, time_limit: float | None = DEFAULT_TIME_LIMIT
+) -> bytes:
+    """Each scenario solved in a worker thread (up to `time_limit` seconds each), so the
+    service's loop keeps answering and projecting meanwhile."""
     request = _parse(pr.ScenarioQuery, body)
     if isinstance(request, bytes):
         return request
     try:
-        outcomes = tuple(decide_selection(projection.view, s) for s in request.scenarios)
+        outcomes = tuple(
+            [
+                await asyncio.to_thread(decide_selection, projection.view, s, time_limit=time_limit)
+                for s in request.scenarios
+            ]
+        )
     except Rejected as error:
         return _refused(error)
     return answer(pr.ScenarioAnswer(outcomes=outcomes))
 
 
-async def frontier_query(projection: PrioritizationProjection, body: bytes) -> bytes:
+async def frontier_query(
+    projection: PrioritizationProjection, body: bytes, time_limit: float | None = DEFAULT_TIME_LIMIT
+) -> bytes:
     request = _parse(pr.FrontierQuery, body)
     if isinstance(request, bytes):
         return request
     try:
-        return answer(frontier(projection.view, request))
+        found = await asyncio.to_thread(frontier, projection.view, request, time_limit=time_limit)
     except Rejected as error:
         return _refused(error)
+    return answer(found)
 
 
 async def commit_scenario(
-    event_log: EventLog, projection: PrioritizationProjection, body: bytes
+    event_log: EventLog,
+    projection: PrioritizationProjection,
+    body: bytes,
+    time_limit: float | None = DEFAULT_TIME_LIMIT,
 ) -> bytes:
     request = _parse(pr.CommitScenario, body)
     if isinstance(request, bytes):
         return request
     try:
-        outcome = decide_selection(projection.view, request.scenario)
+        outcome = await asyncio.to_thread(
+            decide_selection, projection.view, request.scenario, time_limit=time_limit
+        )
     except Rejected as error:
         return _refused(error)
     decision = pr.SelectionDecided(outcome=outcome, rationale=request.rationale)

@@ -269,3 +269,142 @@ def older_layout(settings: PortfolioSettings) -> None:
                 row["data"] = {k: v for k, v in row["data"].items() if k in kept}
         conn.execute(insert(old), rows)
     engine.dispose()
+
+
+# --- selection on the ledger's capacity ---------------------------------------------------
+
+MARCH = "developer/2027-03"
+
+
+async def value_only(nc: Client) -> None:
+    """Score on business value alone; FLOOR (value 1) scores 0 and anchors the scale."""
+    model = {"method": "weighted", "weights": {"value": 1}, "rationale": "value first"}
+    assert isinstance(await send(nc, "ConfigureScoringModel", model), CommandAccepted)
+    floor = proposal("FLOOR", scoring={"business_value": 1})
+    assert isinstance(await send(nc, "ProposeProject", floor), CommandAccepted)
+
+
+async def ledger_team(nc: Client) -> None:
+    """Developers in March 2027: 10 FTE with 2 off; RUN (in progress) holds 4; A (value 8)
+    and B (value 5) need 3 each: only one of them fits in the 4 left."""
+    await value_only(nc)
+    for pid, value in (("RUN", 3), ("A", 8), ("B", 5)):
+        body = proposal(pid, scoring={"business_value": value})
+        assert isinstance(await send(nc, "ProposeProject", body), CommandAccepted)
+    for command, extra in (
+        ("SubmitProjectForReview", {}),
+        ("ApproveProject", {"rationale": "keep the lights on"}),
+        ("StartProject", {"started_on": "2027-01-04"}),
+    ):
+        assert isinstance(await send(nc, command, {"project_id": "RUN", **extra}), CommandAccepted)
+    capacity = {"role": "developer", "period": "2027-03", "amount": "10", "unit": "fte"}
+    capacity["time_off"] = "2"
+    assert isinstance(await send(nc, "SetCapacity", capacity), CommandAccepted)
+    for pid, amount in (("RUN", "4"), ("A", "3"), ("B", "3")):
+        demand = {"role": "developer", "project_id": pid, "period": "2027-03", "amount": amount}
+        assert isinstance(await send(nc, "AssignDemand", demand), CommandAccepted)
+
+
+async def ledger_selection(nc: Client) -> dict[str, Any]:
+    answered = await ask(nc, "scenario", {"scenarios": [{"name": "ledger"}]})
+    assert "outcomes" in answered, answered
+    outcome: dict[str, Any] = answered["outcomes"][0]
+    return outcome
+
+
+def left_out(outcome: dict[str, Any]) -> dict[str, str]:
+    return {m["project_id"]: m["reason"] for m in outcome["not_selected"]}
+
+
+async def test_selection_reads_the_ledgers_capacity_net_of_running_projects(
+    nc: Client, nats_url: str, tmp_path: Path, event_log: EventLog
+) -> None:
+    """From ledger commands and proposals alone (no capacity typed in the scenario), B is
+    left out for `capacity developer/2027-03`; the answer survives a restart and a database
+    without the capacity table (rebuilt from the log); freeing RUN's demand lets B in."""
+    async with running(nc, "intake", nats_url, tmp_path):
+        await ledger_team(nc)
+        last = (await nc.jetstream().stream_info(LOG_STREAM)).state.last_seq
+        async with running(nc, "prioritization", nats_url, tmp_path, **FAST):
+            await caught_up(nc, "prioritization", last)
+            outcome = await ledger_selection(nc)
+            assert outcome["selected"] == ["A"]
+            assert left_out(outcome)["B"] == f"capacity {MARCH}"
+            assert outcome["capacity"] == {MARCH: 4.0}
+            assert outcome["capacity_use"] == {MARCH: 3.0}
+            assert outcome["ledger_capacity"] is True and outcome["note"] is None
+            assert "RUN" not in outcome["candidates"]
+
+            # Overrides: a cell of capacity, or a candidate's demand; or no ledger at all.
+            overrides = [
+                {"name": "more people", "capacity": {MARCH: 6}},
+                {"name": "B lighter", "demand": {"B": {MARCH: 1}}},
+                {"name": "typed only", "ledger": False},
+            ]
+            answered = await ask(nc, "scenario", {"scenarios": overrides})
+            assert [o["selected"] for o in answered["outcomes"]] == [["A", "B"]] * 3
+            bad_cell = await ask(nc, "scenario", {"scenarios": [{"capacity": {"dev/27-3": 1}}]})
+            assert bad_cell["error"] == "invalid ScenarioQuery query"
+
+            frontier = await ask(nc, "frontier", {"budget_from": "0", "budget_to": "1000000"})
+            assert frontier["points"][-1]["selected"] == ["A"]
+            assert frontier["capacity"] == {MARCH: 4.0}
+            unbound = {"budget_from": "0", "budget_to": "1000000", "ledger": False}
+            frontier = await ask(nc, "frontier", unbound)
+            assert frontier["points"][-1]["selected"] == ["A", "B"]
+
+        # Restarted: loaded from its tables.
+        async with running(nc, "prioritization", nats_url, tmp_path, **FAST):
+            assert await ledger_selection(nc) == outcome
+        # A database from before the capacity table: rebuilt from the log at start.
+        without_capacity_table(SETTINGS_CLASS["prioritization"](data_dir=tmp_path))
+        async with running(nc, "prioritization", nats_url, tmp_path, **FAST):
+            await caught_up(nc, "prioritization", last)
+            assert await ledger_selection(nc) == outcome
+
+            # RUN's demand released in the ledger: B fits now.
+            freed = {"role": "developer", "project_id": "RUN", "period": "2027-03", "amount": "0"}
+            assert isinstance(await send(nc, "AssignDemand", freed), CommandAccepted)
+            last = (await nc.jetstream().stream_info(LOG_STREAM)).state.last_seq
+            await caught_up(nc, "prioritization", last)
+            after = await ledger_selection(nc)
+            assert after["selected"] == ["A", "B"] and after["capacity"] == {MARCH: 8.0}
+
+            # Committed, the decision carries the capacity it was computed on.
+            commit = {"scenario": {"name": "ledger"}, "rationale": "staffed round"}
+            committed = await ask(nc, "commit", commit, True)
+            decided = await event_log.get(committed["appended"]["position"])
+            assert decided.envelope.payload["outcome"]["capacity"] == {MARCH: 8.0}
+
+
+def without_capacity_table(settings: PortfolioSettings) -> None:
+    """Drop the capacity table, as a database written before it existed."""
+    engine = create_engine(settings.database_url_for("prioritization"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE prioritization_capacity")
+    engine.dispose()
+
+
+async def test_at_the_time_limit_the_answer_says_so(
+    nc: Client, nats_url: str, tmp_path: Path
+) -> None:
+    """PORTFOLIO_SELECTION_TIME_LIMIT_SECONDS bounds the solver: with next to no time, the
+    answer is the best selection found, its status, the proven gap and a note."""
+    async with running(nc, "intake", nats_url, tmp_path):
+        await value_only(nc)
+        capacity = {"role": "developer", "period": "2027-03", "amount": "10.5", "unit": "fte"}
+        for pid, value in (("A", 20), ("B", 13), ("C", 8)):
+            body = proposal(pid, scoring={"business_value": value})
+            assert isinstance(await send(nc, "ProposeProject", body), CommandAccepted)
+        assert isinstance(await send(nc, "SetCapacity", capacity), CommandAccepted)
+        for pid, amount in (("A", "6"), ("B", "5"), ("C", "5")):
+            demand = {"role": "developer", "project_id": pid, "period": "2027-03", "amount": amount}
+            assert isinstance(await send(nc, "AssignDemand", demand), CommandAccepted)
+        last = (await nc.jetstream().stream_info(LOG_STREAM)).state.last_seq
+        limited = FAST | {"selection_time_limit_seconds": 1e-6}
+        async with running(nc, "prioritization", nats_url, tmp_path, **limited):
+            await caught_up(nc, "prioritization", last)
+            outcome = await ledger_selection(nc)
+    assert outcome["solver_status"] == "time_limit"
+    assert outcome["mip_gap"] > 0 and outcome["time_limit_seconds"] == 1e-6
+    assert "time limit" in outcome["note"] and f"{outcome['mip_gap'] * 100:.2f}%" in outcome["note"]
