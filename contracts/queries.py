@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from contracts.base import FrozenModel, Identifier, Name
 
@@ -156,3 +156,23 @@ class LessonsAnswer(FrozenModel):
     lessons: tuple[LessonEntry, ...]
     #: How many lessons match (the answer holds at most `limit`, the latest).
     total: int
+
+
+class ForecastQuery(FrozenModel):
+    """`portfolio.query.reporting.forecast`: the seeded Monte Carlo forecast of the
+    committed portfolio (or one project, or one programme). The same seed, iterations and
+    log position give the same answer."""
+
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    iterations: int = Field(default=10_000, ge=100, le=200_000)
+    project_id: Identifier | None = None
+    programme_id: Identifier | None = None
+    #: Also proposed and under-review projects (by default: approved, in progress, on hold).
+    include_pipeline: bool = False
+    as_of: AwareDatetime | None = Field(default=None, description="Recorded time.")
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> ForecastQuery:
+        if self.project_id is not None and self.programme_id is not None:
+            raise ValueError("a forecast takes a project or a programme, not both")
+        return self

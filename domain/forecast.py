@@ -116,6 +116,9 @@ class Budget:
     name: str
     amount: float
     project_ids: frozenset[str]
+    #: What share of each project's cost falls on this budget (absent: all of it). A pool
+    #: that funds a part of a project carries that part (allocation / planned cost).
+    weights: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -407,6 +410,10 @@ class _Groups:
         self.weights = np.zeros((len(self.members), len(projects)), dtype=DTYPE)
         for k, rows in enumerate(self.members):
             self.weights[k, rows] = 1.0
+        for k, found in enumerate(budgets, start=len(self.names)):
+            for project_id, weight in found.weights.items():
+                if project_id in found.project_ids and project_id in index:
+                    self.weights[k, index[project_id]] = weight
         self.sums: FloatArray | None = None
 
     def add(self, start: int, cost: FloatArray) -> None:

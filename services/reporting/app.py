@@ -96,6 +96,10 @@ def create_app(settings: ReportingSettings | None = None) -> FastStream:
         async def report(msg: NatsMessage) -> bytes:
             return await handlers.report(runtime, msg.body, snapshots=snapshotter.store)
 
+        @broker.subscriber(subjects.query(NAME, "forecast"))
+        async def forecast(msg: NatsMessage) -> bytes:
+            return await handlers.forecast(runtime, msg.body, snapshots=snapshotter.store)
+
         @broker.subscriber(subjects.query(NAME, "lessons"))
         async def lessons(msg: NatsMessage) -> bytes:
             return await handlers.lessons(runtime, msg.body, snapshots=snapshotter.store)

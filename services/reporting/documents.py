@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from domain import ledger, risk
-from services.reporting import figures, improvement
+from services.reporting import engagement, figures, forecasting, improvement
 from services.reporting.diff import changes
 from services.reporting.facts import LIST_LIMIT, UnknownProject, iso, money, stage_of
 from services.reporting.report import PortfolioReport
@@ -38,6 +38,8 @@ def portfolio(
         "ranking": figures.ranking(report.latest_ranking(), report.projects),
         "alerts": figures.alerts_json(report.open_alerts()),
         "improvement": improvement.figures(report),
+        "forecast": forecasting.section(report),
+        "stakeholders": engagement.figures(report.stakeholders),
         "changes": {
             "since": dict(since or {"kind": "start"}),
             **changes(baseline, report.summary(healths)),

@@ -107,6 +107,8 @@ class ProjectFacts:
     last_position: int
     started_on: date | None = None
     completed_on: date | None = None
+    #: The programme it was proposed in (the forecast's and roll-ups' grouping).
+    programme: str | None = None
     #: Realised benefits by year (the latest record of each year).
     realised: dict[int, Decimal] = field(default_factory=dict)
 
@@ -147,6 +149,15 @@ class Highlight:
 @dataclass(frozen=True)
 class RaisedAlert:
     event: r.AlertRaised
+    position: int
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class RevisedAlert:
+    """The latest `AlertRevised` of an open alert: it holds under a new rule revision."""
+
+    event: r.AlertRevised
     position: int
     recorded_at: datetime
 

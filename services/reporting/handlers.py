@@ -6,6 +6,7 @@ gets `{"error": ..., "code": ...}` (`invalid_query`, `bad_time`, `not_found`, `t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,13 +19,15 @@ from contracts.queries import (
     AuditAnswer,
     AuditEntry,
     AuditQuery,
+    ForecastQuery,
     LessonEntry,
     LessonsAnswer,
     LessonsQuery,
 )
 from contracts.reports import AGGREGATE as REPORT
 from contracts.reports import PORTFOLIO_REPORTS, PortfolioReportPublished
-from services.reporting import improvement, timetravel
+from domain.forecast import simulate
+from services.reporting import forecasting, improvement, timetravel
 from services.reporting.facts import Cut, UnknownProject
 from services.reporting.projection import ReportingProjection
 from services.reporting.snapshots import SnapshotStore
@@ -85,6 +88,65 @@ async def lessons(
         LessonsAnswer(lessons=tuple(entries), total=len(found)).model_dump(mode="json"),
         message_limit(runtime),
     )
+
+
+# --- the forecast -------------------------------------------------------------------------
+
+
+async def forecast(
+    runtime: ServiceRuntime,
+    body: bytes,
+    now: datetime | None = None,
+    snapshots: SnapshotStore | None = None,
+) -> bytes:
+    """`portfolio.query.reporting.forecast`: the report's fold, its forecast inputs, the
+    simulation (in a thread: the service keeps answering meanwhile)."""
+    try:
+        query = ForecastQuery.model_validate_json(body or b"{}")
+    except ValidationError as error:
+        refused = invalid_query("forecast", error)
+        return _error(refused.error, "invalid_query", refused.details)
+    now = now or datetime.now(UTC)
+    try:
+        cut = Cut(as_of=query.as_of)
+        timetravel.check_cut(cut, await timetravel.first_recorded_at(runtime.log), now)
+        folded = await timetravel.fold(runtime.log, cut, snapshots=snapshots)
+        inputs = forecasting.inputs(
+            folded, query.project_id, query.programme_id, query.include_pipeline
+        )
+        draws = query.iterations * max(1, len(inputs.projects) + len(inputs.risks))
+        if draws > forecasting.MAX_DRAWS:
+            return _error(
+                f"{query.iterations:,} iterations over {len(inputs.projects):,} projects and "
+                f"{len(inputs.risks):,} risks is more than one forecast draws "
+                f"({forecasting.MAX_DRAWS:,}): ask for fewer iterations or one programme",
+                "too_large",
+            )
+        result = await asyncio.to_thread(
+            simulate,
+            inputs.projects,
+            inputs.risks,
+            inputs.budgets,
+            iterations=query.iterations,
+            seed=query.seed,
+        )
+    except timetravel.BadCut as error:
+        return _error(str(error), "bad_time")
+    except forecasting.ScopeError as error:
+        return _error(str(error), "not_found")
+    except Exception as error:  # the caller gets an answer, never a trace
+        log.exception("forecast.failed", query=query.model_dump(mode="json"))
+        return _error(f"the forecast failed: {type(error).__name__}: {error}", "internal")
+    found = forecasting.answer(
+        folded,
+        inputs,
+        result,
+        query.project_id,
+        query.programme_id,
+        query.include_pipeline,
+        now,
+    )
+    return timetravel.fit(found, message_limit(runtime))
 
 
 # --- reports ------------------------------------------------------------------------------

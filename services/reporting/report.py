@@ -9,7 +9,9 @@ fold it, with their own pure functions:
 - budget pools and role capacity: `domain.ledger`;
 - risks and baselines: `domain.risk.evolve_risk` / `evolve_baseline`, health with
   `domain.risk.evm.project_health` on the actual costs (as the risk monitor does);
-- alerts: `domain.risk.alerts.evolve_alerts`;
+- alerts: `domain.risk.alerts.evolve_alerts` (raised, revised under a redefined rule,
+  cleared);
+- stakeholders: `domain.strategy.evolve_stakeholder` (assessment, feedback, plans);
 - the latest `RankingDecided` (or, before any, the ranking `decide_ranking` would decide);
 - the latest `PortfolioReportPublished`: what the next report's changes are measured from.
 
@@ -39,6 +41,7 @@ from contracts import objectives as o
 from contracts import prioritization as pr
 from contracts import projects as p
 from contracts import risks as r
+from contracts import stakeholders as sh
 from contracts.base import FrozenModel, RecordedEvent
 from contracts.registry import EVENTS, UnknownEventType, payload_of
 from contracts.reports import PortfolioReportPublished
@@ -47,6 +50,7 @@ from domain.prioritization import PortfolioView, decide_ranking
 from domain.projects import evolve_profile, profile_from
 from domain.risk import alerts as risk_alerts
 from domain.risk import evm
+from domain.strategy import StakeholderState
 from services.reporting.facts import (
     HIGHLIGHTS,
     TOP,
@@ -58,6 +62,7 @@ from services.reporting.facts import (
     ObjectiveFacts,
     ProjectFacts,
     RaisedAlert,
+    RevisedAlert,
     iso,
     money,
 )
@@ -76,6 +81,7 @@ _USED: tuple[type[FrozenModel], ...] = (
     *r.RISK_EVENTS,
     *r.BASELINE_EVENTS,
     *r.ALERT_EVENTS,
+    *sh.EVENTS,
 )
 USED_EVENTS = frozenset(t.__name__ for t in _USED)
 PUBLISHED = PortfolioReportPublished.__name__
@@ -99,6 +105,8 @@ class PortfolioReport:
     actual_cost: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     alerts: risk_alerts.AlertState = field(default_factory=risk_alerts.AlertState)
     raised: dict[str, RaisedAlert] = field(default_factory=dict)
+    revised: dict[str, RevisedAlert] = field(default_factory=dict)
+    stakeholders: dict[str, StakeholderState] = field(default_factory=dict)
     rankings: dict[str, tuple[int, pr.RankingDecided]] = field(default_factory=dict)
     published: PortfolioReportPublished | None = None
     published_position: int = 0
@@ -183,6 +191,7 @@ class PortfolioReport:
                     proposed=profile,
                     proposed_at=e.recorded_at,
                     last_position=event.position,
+                    programme=payload.programme,
                 )
             case p.ProjectStarted():
                 self.projects[payload.project_id].started_on = payload.started_on
@@ -217,9 +226,19 @@ class PortfolioReport:
             case r.AlertRaised():
                 self.alerts = risk_alerts.evolve_alerts(self.alerts, payload)
                 self.raised[payload.alert_id] = RaisedAlert(payload, event.position, e.recorded_at)
+            case r.AlertRevised():
+                self.alerts = risk_alerts.evolve_alerts(self.alerts, payload)
+                if payload.alert_id in self.raised:
+                    self.revised[payload.alert_id] = RevisedAlert(
+                        payload, event.position, e.recorded_at
+                    )
             case r.AlertCleared():
                 self.alerts = risk_alerts.evolve_alerts(self.alerts, payload)
                 self.raised.pop(payload.alert_id, None)
+                self.revised.pop(payload.alert_id, None)
+            case _ if kind in sh.EVENTS:
+                sid: str = payload.stakeholder_id  # type: ignore[attr-defined]
+                self.stakeholders[sid] = deciders.evolve(self.stakeholders.get(sid), payload)
             case _ if kind in lg.EVENT_AGGREGATE:
                 states: dict[str, Any] = (
                     self.pools if lg.EVENT_AGGREGATE[kind] == lg.POOL else self.roles
@@ -327,25 +346,35 @@ class PortfolioReport:
         return self._computed[1], "computed"
 
     def open_alerts(self) -> list[dict[str, Any]]:
+        """The open alerts as they hold now: a revised one under its rule's current
+        revision (threshold, clear level, severity) with the value it was revised at."""
         found = []
         for _, alert in sorted(self.alerts.open.items()):
             raised = self.raised.get(alert.alert_id)
             if raised is None:
                 continue
             event = raised.event
+            revised = self.revised.get(alert.alert_id)
+            latest: r.AlertRaised | r.AlertRevised = event if revised is None else revised.event
             found.append(
                 {
                     "alert_id": event.alert_id,
-                    "severity": str(event.severity),
+                    "severity": str(alert.severity),
                     "metric": str(event.metric),
                     "rule_id": event.rule_id,
+                    "rule_revision": alert.rule_revision,
                     "subject_id": event.subject_id,
                     "project_id": event.project_id,
-                    "value": event.value,
-                    "threshold": event.threshold,
-                    "message": event.message,
+                    "value": event.value if latest.value is None else latest.value,
+                    "value_shown": latest.value_shown or event.value_shown,
+                    "threshold": latest.threshold,
+                    "clear_at": alert.clear_at,
+                    "message": latest.message or event.message,
+                    "raised_value": event.value,
                     "raised_position": raised.position,
                     "raised_at": iso(raised.recorded_at),
+                    "revised_position": None if revised is None else revised.position,
+                    "revised_at": None if revised is None else iso(revised.recorded_at),
                 }
             )
         return found

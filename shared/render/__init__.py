@@ -31,6 +31,7 @@ from shared.render.formats import (
     render,
     rich_tables,
 )
+from shared.render.outlook import grid_svg, outlook_charts, s_curve_svg
 from shared.render.sections import sections
 from shared.render.values import (
     NUMERIC,
@@ -61,12 +62,15 @@ __all__ = [
     "capacity_svg",
     "charts_of",
     "convergence_svg",
+    "grid_svg",
     "heat_map_svg",
+    "outlook_charts",
     "pretty",
     "print_report",
     "raw",
     "render",
     "rich_tables",
+    "s_curve_svg",
     "sections",
     "subtitle_of",
     "title_of",

@@ -14,6 +14,7 @@ from typing import Any
 
 from domain.risk import DEFAULT_ZONES, RiskZone
 from shared.formatting import compact_text
+from shared.render.outlook import outlook_charts
 from shared.render.values import esc, money, pretty
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -33,7 +34,10 @@ def charts_of(report: dict[str, Any]) -> list[tuple[str, str]]:
                 ),
                 ("Capacity by role and month", capacity_svg(report["capacity"]["cells"])),
                 *_improvement_charts(report.get("improvement")),
+                *outlook_charts(report),
             ]
+        case "forecast":
+            return outlook_charts(report)
         case "project":
             return [
                 ("Risk heat map", heat_map_svg(report["risks"]["heat_map"])),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.render.improvement import improvement_sections
+from shared.render.outlook import forecast_document, forecast_sections, stakeholder_sections
 from shared.render.scorecard import project_sections
 from shared.render.values import (
     RISK_COLUMNS,
@@ -27,6 +28,8 @@ def sections(report: dict[str, Any]) -> list[Section]:
         return project_sections(report)
     if kind == "diff":
         return _diff_sections(report)
+    if kind == "forecast":
+        return forecast_document(report)
     raise ValueError(f"not a report: kind {kind!r}")
 
 
@@ -229,6 +232,9 @@ def _portfolio_sections(report: dict[str, Any]) -> list[Section]:
             ],
         ),
     ]
+    found += forecast_sections(report.get("forecast")) + stakeholder_sections(
+        report.get("stakeholders")
+    )
     return found + improvement_sections(report.get("improvement")) + _change_sections(changes)
 
 

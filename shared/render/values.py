@@ -136,6 +136,8 @@ def title_of(report: dict[str, Any]) -> str:
             return f"Project scorecard {report['project']['project_id']}"
         case "diff":
             return "Portfolio diff"
+        case "forecast":
+            return "Portfolio forecast"
     return "Portfolio report"
 
 

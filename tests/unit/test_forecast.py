@@ -225,3 +225,11 @@ def test_the_s_curve_rises_from_the_lowest_to_the_highest_total() -> None:
     assert costs == sorted(costs)
     assert dict(forecast.curve)[0.5] == forecast.total_cost.p50
     assert dict(forecast.curve)[0.9] == forecast.total_cost.p90
+
+
+def test_a_budget_carries_the_share_of_a_project_it_funds() -> None:
+    projects = [ProjectOutlook("P", cost=Triangle.point(1_000.0))]
+    budgets = [Budget("pool", 250.0, frozenset({"P"}), weights={"P": 0.25})]
+    forecast = simulate(projects, budgets=budgets, iterations=10, seed=0)
+    assert forecast.budgets["pool"].cost.p50 == 250.0
+    assert forecast.budgets["pool"].probability_within == 1.0

@@ -585,6 +585,8 @@ def test_html_is_self_contained_with_a_chart_each(report: dict[str, Any]) -> Non
         "capacity",
         "estimate-accuracy",
         "eac-convergence",
+        "forecast-s-curve",
+        "stakeholder-grid",
     )
     for chart in charts:
         assert f'<svg id="{chart}"' in html
