@@ -105,7 +105,11 @@ class Row:
         data = dict(self.data)
         data.setdefault("command_id", self.command_id)
         data.setdefault("source", DEFAULT_SOURCE)
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode()
+        except UnicodeEncodeError:  # a lone surrogate (`"\ud800"` in the file): sent escaped
+            return json.dumps(data, separators=(",", ":")).encode()
 
     def subject_command(self) -> str:
         """The command subject the row is sent to (a token NATS routes to intake)."""
@@ -117,7 +121,8 @@ class Row:
 def command_id_for(command: str, data: dict[str, Any]) -> str:
     """Deterministic: the same row imported twice is the same command (a duplicate)."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(f"{command}\n{canonical}".encode()).hexdigest()
+    # surrogatepass: a lone surrogate read from the file still gives an id (intake refuses it)
+    digest = hashlib.sha256(f"{command}\n{canonical}".encode("utf-8", "surrogatepass")).hexdigest()
     return f"import-{digest[:20]}"
 
 

@@ -135,7 +135,9 @@ def _load_object(body: bytes) -> dict[str, Any]:
 
 
 def _check_keys_and_nulls(body: bytes, command: Command) -> None:
-    """The checks pydantic's one pass does not make, on a body it accepted."""
+    """The checks pydantic's one pass does not make, on a body it accepted. A refusal
+    carries the command id only when the body gave one (not the default's fresh UUID)."""
+    given = command.command_id if "command_id" in command.model_fields_set else None
     try:
         data = json.loads(body, object_pairs_hook=_unique_keys)
     except _DuplicateKey as error:
@@ -146,17 +148,17 @@ def _check_keys_and_nulls(body: bytes, command: Command) -> None:
                 message=f"key {key!r} is given twice",
                 details=(FieldError(field=key, message="given twice", input=None),),
             ),
-            command_id=command.command_id,
+            command_id=given,
         ) from error
     except (ValueError, RecursionError) as error:  # read by pydantic, not by json: refused
         invalid = _malformed(f"body is not JSON as json reads it: {printable(str(error))}")
-        invalid.command_id = command.command_id
+        invalid.command_id = given
         raise invalid from error
     if b"\\u0000" in body or b"\x00" in body:
         try:
             _refuse_nulls(data)
         except InvalidInput as invalid:
-            invalid.command_id = command.command_id
+            invalid.command_id = given
             raise
 
 

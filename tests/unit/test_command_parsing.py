@@ -285,7 +285,9 @@ def test_envelope_carries_the_command_context() -> None:
     ],
 )
 def test_a_key_given_twice_is_refused_by_name(raw: bytes) -> None:
-    error = error_of("ProposeProject", raw)
+    invalid = refused("ProposeProject", raw)
+    assert invalid.command_id is None  # none given: not the default's fresh UUID
+    error = invalid.error
     assert error.code == ErrorCode.MALFORMED
     assert "given twice" in error.message
     assert fields(error)[0] in ("project_id", "sponsor")
