@@ -258,6 +258,29 @@ def document(api_version: str) -> dict[str, Any]:
             },
         }
     }
+    paths["/v1/forecast"] = {
+        "get": {
+            "operationId": "portfolioForecast",
+            "tags": ["queries"],
+            "summary": "The seeded Monte Carlo forecast: P10/P50/P80/P90 of cost, the chance "
+            "of staying within each pool and objective's funding, the reserve at P80.",
+            "parameters": [
+                _param("seed", "query", "Seed (default 0): the same seed, the same answer.",
+                       type="integer", minimum=0),
+                _param("iterations", "query", "Iterations (default 10,000).", type="integer",
+                       minimum=100, maximum=200_000),
+                _param("project", "query", "One project."),
+                _param("programme", "query", "One programme."),
+                _param("include_pipeline", "query", "Also proposed and under-review projects.",
+                       type="boolean"),
+                *_report_params()[::2],
+            ],
+            "responses": {
+                "200": _report_answer("The forecast."),
+                **_refusals(QUERY_REFUSALS),
+            },
+        }
+    }  # fmt: skip
     paths["/v1/status"] = {
         "get": {
             "operationId": "status",

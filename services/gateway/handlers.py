@@ -23,7 +23,13 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from contracts.base import CommandAccepted, ErrorCode, ErrorInfo, FieldError
-from contracts.queries import PAGE_SIZE, AuditQuery, ProjectsQuery, ServiceStatus
+from contracts.queries import (
+    PAGE_SIZE,
+    AuditQuery,
+    ForecastQuery,
+    ProjectsQuery,
+    ServiceStatus,
+)
 from contracts.registry import COMMANDS
 from contracts.subjects import SERVICES
 from services.gateway import webhooks
@@ -85,6 +91,7 @@ class Gateway:
         app.router.add_get("/v1/audit", self.audit)
         app.router.add_get("/v1/alerts", self.alerts)
         app.router.add_get("/v1/ranking", self.ranking)
+        app.router.add_get("/v1/forecast", self.forecast)
         app.router.add_get("/v1/status", self.status)
         app.router.add_get("/v1/health", self.health)
         app.router.add_get("/v1/openapi.json", self.openapi_document)
@@ -295,6 +302,39 @@ class Gateway:
     async def ranking(self, request: web.Request) -> web.Response:
         return await self.answer(
             "prioritization", "ranking", {"model_id": request.query.get("model", "default")}
+        )
+
+    async def forecast(self, request: web.Request) -> web.Response:
+        """The portfolio forecast (`portfolio forecast`): seed, iterations, project or
+        programme, include_pipeline, as_of; format json, csv, md or html."""
+        params = request.query
+        fmt = params.get("format", "json")
+        if fmt not in REPORT_TYPES:
+            return bad_request(BadParameter("format", "json, csv, md or html"))
+        try:
+            fields: dict[str, Any] = {
+                "seed": _integer(params, "seed", 0),
+                "iterations": _integer(params, "iterations", 10_000),
+                "include_pipeline": params.get("include_pipeline", "false") in ("true", "1"),
+            }
+            for name in ("project", "programme"):
+                if name in params:
+                    fields[f"{name}_id"] = params[name]
+            if "as_of" in params:
+                fields["as_of"] = _time(params, "as_of", datetime.now(UTC))
+            query = ForecastQuery.model_validate(fields)
+        except (ValidationError, BadParameter) as error:
+            return bad_request(error)
+        try:
+            found = await self.query("reporting", "forecast", query.model_dump(mode="json"))
+        except Unanswered as missing:
+            return unavailable(missing)
+        if isinstance(found, dict) and "error" in found:
+            return query_refusal(found)
+        if fmt == "json":
+            return web.json_response(found)
+        return web.Response(
+            text=render.render(found, fmt), content_type=REPORT_TYPES[fmt], charset="utf-8"
         )
 
     async def status(self, _: web.Request) -> web.Response:
