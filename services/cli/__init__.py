@@ -4,6 +4,7 @@
 - commands.py: `send`, `import`
 - audit.py: `audit`
 - reports.py: `report`, `lessons`
+- forecast.py: `forecast`
 - monitor.py: `status`, `alerts`, `risks`, `budget`, `capacity`, `backtest`
 - ranking.py: `ranking`, `scenario`, `frontier`
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from . import audit, commands, monitor, ops, ranking, reports
+from . import audit, commands, forecast, monitor, ops, ranking, reports
 
 app = typer.Typer(
     name="portfolio",
@@ -42,6 +43,7 @@ for verb in (
     monitor.risks,
     reports.report,
     reports.lessons,
+    forecast.forecast,
     monitor.backtest,
 ):
     app.command()(verb)
