@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.test_cli import Backend
 
@@ -50,5 +51,30 @@ def test_rank_compare_and_commit_the_example_portfolio(tmp_path: Path) -> None:
             lambda: "SelectionDecided" in backend.cli("audit", "--type", "SelectionDecided").stdout,
             "the decision in the audit trail",
         )
+
+        # The README's capacity example: from ledger commands alone, SHOP-CHATBOT is left out
+        # for developers in 2027-09 (6 FTE, 1 off, 2 held by the running ERP-UPGRADE).
+        imported = backend.cli("import", str(EXAMPLES / "ledger_capacity.jsonl"))
+        assert imported.returncode == 0, imported.stdout + imported.stderr
+
+        def staffed() -> dict[str, Any]:
+            done = backend.cli("scenario", str(EXAMPLES / "ledger_capacity.json"), "--json")
+            assert done.returncode == 0, done.stdout + done.stderr
+            outcomes: list[dict[str, Any]] = json.loads(done.stdout)
+            return outcomes[0]
+
+        backend.wait_until(
+            lambda: "developer/2027-09" in staffed()["capacity"],
+            "the ledger's capacity in prioritization",
+        )
+        baseline = staffed()
+        assert baseline["capacity"] == {"developer/2027-09": 3.0}
+        assert "FIELD-APP" in baseline["selected"]
+        missed = {m["project_id"]: m["reason"] for m in baseline["not_selected"]}
+        assert missed["SHOP-CHATBOT"] == "capacity developer/2027-09"
+        shown = backend.cli("scenario", str(EXAMPLES / "ledger_capacity.json"))
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "capacity developer/2027-09" in shown.stdout
+        assert "2 of 3" in shown.stdout and "4 of 4" in shown.stdout  # used of available
     finally:
         backend.down()
