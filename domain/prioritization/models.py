@@ -44,7 +44,7 @@ def decide_model(
         raise Rejected(
             ErrorCode.VALIDATION_FAILED,
             str(error),
-            (FieldError(field=field_name, message=str(error)),),
+            (FieldError(field=field_name, message=str(error), input=error.figures),),
         ) from error
     return [
         pr.ScoringModelConfigured(

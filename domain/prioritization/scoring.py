@@ -55,7 +55,12 @@ _WSJF_FIELDS: Final = ("business_value", "time_criticality", "risk_reduction", "
 
 
 class ScoringError(ValueError):
-    """The inputs cannot be scored; the message names the cause."""
+    """The inputs cannot be scored; the message names the cause, `figures` the numbers
+    behind it (e.g. an AHP matrix's CR), for the refusal's details."""
+
+    def __init__(self, message: str, figures: dict[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.figures = figures
 
 
 def _round(value: float) -> float:
@@ -402,7 +407,13 @@ def ahp_weights(criteria: Sequence[str], matrix: Sequence[Sequence[float]]) -> A
     if cr >= MAX_CONSISTENCY_RATIO:
         raise ScoringError(
             f"AHP matrix is inconsistent: CR = {cr:.4f} >= {MAX_CONSISTENCY_RATIO} "
-            f"(λmax = {lambda_max:.4f}, CI = {ci:.4f}); revise the comparisons"
+            f"(λmax = {lambda_max:.4f}, CI = {ci:.4f}); revise the comparisons",
+            {
+                "consistency_ratio": round(cr, 4),
+                "max_consistency_ratio": MAX_CONSISTENCY_RATIO,
+                "lambda_max": round(lambda_max, 4),
+                "consistency_index": round(ci, 4),
+            },
         )
     return AhpResult(
         weights={c: _round(float(w)) for c, w in zip(criteria, weights, strict=True)},

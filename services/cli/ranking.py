@@ -3,7 +3,9 @@ side, committed as the decision with --commit) and `frontier` (value by budget).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from contracts import prioritization as pr
+from contracts.queries import PAGE_SIZE, AuditQuery
+from shared import formatting
 from shared.client import PortfolioClient
+from shared.commands import EVENT_ID_NAMESPACE
 from shared.settings import CliSettings
 
 from .connection import SOURCE, identity, run
@@ -79,40 +84,110 @@ def ranking(
 def scenario(
     file: Annotated[Path, typer.Argument(help="JSON: one scenario or a list of them")],
     commit: Annotated[
-        bool, typer.Option(help="Commit the (first) scenario as the decision")
+        bool, typer.Option(help="Commit one scenario as the decision (see --scenario)")
     ] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--scenario", help="The scenario to commit, by name (needed when the file has several)"
+        ),
+    ] = None,
     rationale: Annotated[str | None, typer.Option(help="Why, when committing")] = None,
     actor: ActorOption = None,
     as_json: JsonFlag = False,
     url: UrlOption = None,
 ) -> None:
     """What-if: the optimal selection for each scenario, side by side. Nothing is recorded
-    unless --commit."""
+    unless --commit; committing the same scenario with the same rationale again records
+    nothing more."""
     try:
         loaded = json.loads(file.read_text())
     except (OSError, ValueError) as error:
         fail(EXIT_USAGE, f"[red]cannot read {escape(str(file))}[/]: {escape(str(error))}")
     scenarios = loaded if isinstance(loaded, list) else [loaded]
+    if not scenarios or not all(isinstance(x, dict) for x in scenarios):
+        fail(EXIT_USAGE, f"[red]{escape(str(file))}: a scenario object or a list of them[/]")
+    if name is not None and not commit:
+        fail(EXIT_USAGE, "[red]--scenario names the scenario to commit: add --commit[/]")
     if commit:
+        chosen = _chosen(scenarios, name)
         if not rationale:
             fail(EXIT_USAGE, "[red]--commit needs --rationale[/]")
         who = identity(actor, None, CliSettings())
+        command_id = commit_id(chosen, rationale)
         body = {
-            "scenario": scenarios[0],
+            "command_id": command_id,
+            "scenario": chosen,
             "rationale": rationale,
             "actor": who.actor,
             "source": SOURCE,
         }
-        answer = _ask("commit", body, url, control=True)
-        outcomes = [answer["outcome"]]
-        console.print(f"[bold green]committed[/] at log position {answer['appended']['position']}")
+        label = escape(str(chosen.get("name", "baseline")))
+        earlier = _committed_before(command_id, url)
+        if earlier is not None:
+            console.print(
+                f"[yellow]already committed[/] scenario {label} with this rationale, at log "
+                f"position {earlier}: nothing appended"
+            )
+            answer = _ask("scenario", {"scenarios": [chosen]}, url)
+            outcomes = answer["outcomes"]
+        else:
+            answer = _ask("commit", body, url, control=True)
+            outcomes = [answer["outcome"]]
+            console.print(
+                f"[bold green]committed[/] scenario {label} at log position "
+                f"{answer['appended']['position']}"
+            )
     else:
         answer = _ask("scenario", {"scenarios": scenarios}, url)
         outcomes = answer["outcomes"]
     if as_json:
-        print(json.dumps(outcomes, indent=2))
+        print(json.dumps(formatting.tidy_json(outcomes), indent=2))
         return
     _compare(outcomes)
+
+
+def _chosen(scenarios: list[dict[str, Any]], name: str | None) -> dict[str, Any]:
+    """The scenario to commit: the one named, or the only one; a usage error otherwise."""
+    names = [str(x.get("name", "baseline")) for x in scenarios]
+    if name is None:
+        if len(scenarios) > 1:
+            fail(
+                EXIT_USAGE,
+                f"[red]the file has {len(scenarios)} scenarios: name one with --scenario[/] "
+                f"({escape(', '.join(names))})",
+            )
+        return scenarios[0]
+    found = [x for x, n in zip(scenarios, names, strict=True) if n == name]
+    if len(found) != 1:
+        why = "no scenario" if not found else f"{len(found)} scenarios"
+        fail(
+            EXIT_USAGE,
+            f"[red]{why} named {escape(repr(name))}[/]; the file has {escape(', '.join(names))}",
+        )
+    return found[0]
+
+
+def commit_id(chosen: dict[str, Any], rationale: str) -> str:
+    """The commit's command id, from what is committed (the scenario and the rationale):
+    a repeat is the same command, recorded once."""
+    canonical = json.dumps({"scenario": chosen, "rationale": rationale}, sort_keys=True)
+    return "scenario-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
+def _committed_before(command_id: str, url: str | None) -> int | None:
+    """The log position of the decision this commit already made, if any (its event id
+    derives from the command id: `shared.decisions`)."""
+    event_id = str(uuid.uuid5(EVENT_ID_NAMESPACE, f"SelectionDecided/commit/{command_id}"))
+
+    async def work(client: PortfolioClient) -> int | None:
+        entries = await client.audit_entries(
+            AuditQuery(event_type="SelectionDecided", limit=PAGE_SIZE), limit=100_000
+        )
+        return next((e.position for e in entries if e.event_id == event_id), None)
+
+    found: int | None = run(work, url)
+    return found
 
 
 def _compare(outcomes: list[dict[str, Any]]) -> None:
@@ -122,7 +197,10 @@ def _compare(outcomes: list[dict[str, Any]]) -> None:
     table.add_row("total value", *(f"{o['total_value']:.3f}" for o in outcomes))
     buckets = sorted({b for o in outcomes for b in o["cost_by_bucket"]})
     for bucket in buckets:
-        table.add_row(f"cost {bucket}", *(o["cost_by_bucket"].get(bucket, "") for o in outcomes))
+        table.add_row(
+            f"cost {bucket}",
+            *(formatting.money_text(o["cost_by_bucket"].get(bucket)) for o in outcomes),
+        )
     cells = sorted({c for o in outcomes for c in o["capacity_use"]})
     for cell in cells:
         table.add_row(f"use {cell}", *(_use(o, cell) for o in outcomes))
@@ -182,22 +260,25 @@ def frontier(
     }
     answer = _ask("frontier", query, url)
     if as_json:
-        print(json.dumps(answer, indent=2))
+        print(json.dumps(formatting.tidy_json(answer), indent=2))
         return
     points = answer["points"]
     best = max((p["value"] or 0 for p in points), default=0) or 1
     table = Table("budget", "value", "", "spent", "projects")
+    for column in (0, 1, 3, 4):
+        table.columns[column].justify = "right"
     for point in points:
         if point["status"] == "infeasible":
             problem = escape(point["problem"] or "")
-            table.add_row(point["budget"], "—", "[red]infeasible[/]", "", problem)
+            budget = formatting.money_text(point["budget"])
+            table.add_row(budget, formatting.NA, "[red]infeasible[/]", "", problem)
             continue
         bar = "█" * round(30 * point["value"] / best)
         table.add_row(
-            point["budget"],
-            f"{point['value']:.3f}",
+            formatting.money_text(point["budget"]),
+            formatting.ratio_text(point["value"]),
             f"[cyan]{bar}[/]",
-            point["cost"],
+            formatting.money_text(point["cost"]),
             str(len(point["selected"])),
         )
     console.print(table)

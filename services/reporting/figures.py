@@ -20,7 +20,6 @@ from contracts import prioritization as pr
 from contracts import risks as r
 from domain import ledger, risk
 from domain.risk import evm
-from shared import formatting
 from services.reporting.facts import (
     FUNDED,
     INDEX,
@@ -32,11 +31,11 @@ from services.reporting.facts import (
     ObjectiveFacts,
     ProjectFacts,
     Status,
-    index,
     money,
     stage_of,
     text,
 )
+from shared import formatting
 
 
 def project_counts(projects: Mapping[str, ProjectFacts]) -> dict[str, Any]:
@@ -47,11 +46,31 @@ def project_counts(projects: Mapping[str, ProjectFacts]) -> dict[str, Any]:
         by_status[str(facts.profile.status)] += 1
         by_stage[stage_of(facts.profile.status)] += 1
         by_category[facts.profile.category] += 1
+    listed = sorted(projects.values(), key=lambda f: f.profile.project_id)
     return {
         "total": len(projects),
         "by_status": by_status,
         "by_stage": by_stage,
         "by_category": dict(sorted(by_category.items())),
+        # Every project with its status and stage, and its dates (the dashboard's roadmap).
+        "items": [_project_item(f) for f in listed[:LIST_LIMIT]],
+        "more": max(0, len(listed) - LIST_LIMIT),
+    }
+
+
+def _project_item(facts: ProjectFacts) -> dict[str, Any]:
+    profile = facts.profile
+    return {
+        "project_id": profile.project_id,
+        "name": profile.name,
+        "status": str(profile.status),
+        "stage": stage_of(profile.status),
+        "programme": facts.programme,
+        "category": profile.category,
+        "planned_start": profile.planned_start.isoformat(),
+        "planned_end": profile.planned_end.isoformat(),
+        "started_on": None if facts.started_on is None else facts.started_on.isoformat(),
+        "completed_on": None if facts.completed_on is None else facts.completed_on.isoformat(),
     }
 
 
@@ -175,6 +194,8 @@ def risk_exposure(risks: Mapping[str, risk.RiskState]) -> dict[str, Any]:
         "by_zone": by_zone,
         "heat_map": heat(open_risks),
         "top": [risk_json(x) for x in top[:TOP]],
+        # Every open risk (the heat map's cells drill down to them).
+        "open_items": [risk_json(x) for x in top if x.is_open][:LIST_LIMIT],
     }
 
 

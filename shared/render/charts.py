@@ -9,7 +9,8 @@ A `link` function, when given (the dashboard), makes marks drill-down links."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, timedelta
 from typing import Any
 
 from domain.risk import DEFAULT_ZONES, RiskZone
@@ -530,3 +531,127 @@ def convergence_svg(rows: Sequence[dict[str, Any]]) -> str:
         legend(left + width + 12, top + 18 * len(lines) + 6, [("#333", "final cost")], dashed=True)
     )
     return _svg("eac-convergence", left + width + 150, top + height + 44, label, parts)
+
+
+#: Status colours of the roadmap (and its legend), by project status.
+STATUS_COLOURS = {
+    "proposed": "#c7d2e0",
+    "under_review": "#9fb4d4",
+    "approved": "#5b8def",
+    "in_progress": "#2ca02c",
+    "on_hold": "#f0ad4e",
+    "completed": "#6c757d",
+    "rejected": "#d9534f",
+    "cancelled": "#b07aa1",
+}
+
+
+def _day(text: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(text)[:10]) if text else None
+    except ValueError:
+        return None
+
+
+def roadmap_svg(
+    items: Sequence[dict[str, Any]],
+    slips: Mapping[str, int | None] | None = None,
+    link: Callable[[str], str] | None = None,
+    today: date | None = None,
+) -> str:
+    """Projects on a timeline, grouped by programme: the baseline (planned start to end) as
+    an outline, the forecast (actual start, completion or the planned end moved by the
+    schedule slip) as a bar in the status colour; a legend of both and of the statuses."""
+    label = "Roadmap"
+    slips = slips or {}
+    rows: list[tuple[str, dict[str, Any], date, date, date, date]] = []
+    for item in items:
+        start, end = _day(item.get("planned_start")), _day(item.get("planned_end"))
+        if start is None or end is None:
+            continue
+        slip = slips.get(item["project_id"]) or 0
+        f_start = _day(item.get("started_on")) or start
+        f_end = _day(item.get("completed_on")) or end + timedelta(days=slip)
+        rows.append((item.get("programme") or "no programme", item, start, end, f_start, f_end))
+    if not rows:
+        return _no_data("roadmap", label, "no projects yet")
+    rows.sort(key=lambda r: (r[0] == "no programme", r[0], r[2], r[1]["project_id"]))
+    first = min(min(r[2], r[4]) for r in rows).replace(day=1)
+    last = max(max(r[3], r[5]) for r in rows)
+    span = max(1, (last - first).days)
+    left, top, width, row_h = 200, 30, 760, 18
+
+    def x_of(day: date) -> float:
+        return left + width * (day - first).days / span
+
+    parts = []
+    # Quarter ticks along the top, at most ~12 labels.
+    quarters = []
+    cursor = date(first.year, 3 * ((first.month - 1) // 3) + 1, 1)
+    while cursor <= last:
+        quarters.append(cursor)
+        month = cursor.month + 3
+        cursor = date(cursor.year + (month > 12), (month - 1) % 12 + 1, 1)
+    every = max(1, math.ceil(len(quarters) / 12))
+    y = top
+    height = 0
+    programme = None
+    marks = []
+    for name, item, start, end, f_start, f_end in rows:
+        if name != programme:
+            programme = name
+            y += 6
+            marks.append(_text(8, y + 12, name, font_weight="bold", font_size=12))
+            y += row_h
+        status = str(item.get("status"))
+        colour = STATUS_COLOURS.get(status, "#999")
+        tip = (
+            f"{item['project_id']} {item.get('name', '')}: {status}; baseline {start} to {end}; "
+            f"forecast {f_start} to {f_end}"
+        )
+        row = _text(16, y + 12, item["project_id"], font_size=11)
+        forecast_w = max(2.0, x_of(f_end) - x_of(f_start))
+        baseline_w = max(2.0, x_of(end) - x_of(start))
+        row += (
+            f'<rect x="{x_of(f_start):.1f}" y="{y + 3}" width="{forecast_w:.1f}" '
+            f'height="{row_h - 6}" fill="{colour}" class="forecast">'
+            f"<title>{esc(tip)}</title></rect>"
+            f'<rect x="{x_of(start):.1f}" y="{y + 1}" width="{baseline_w:.1f}" '
+            f'height="{row_h - 2}" fill="none" stroke="#333" stroke-dasharray="3,2" '
+            f'class="baseline"><title>{esc(tip)}</title></rect>'
+        )
+        marks.append(_link(link(item["project_id"]) if link else None, f"<g>{row}</g>"))
+        y += row_h
+    height = y + 8
+    for index, quarter in enumerate(quarters):
+        x = x_of(quarter)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height}" stroke="#eee"/>'
+        )
+        if index % every == 0:
+            text = f"{quarter.year} Q{(quarter.month - 1) // 3 + 1}"
+            parts.append(_text(x + 2, top - 8, text, font_size=11, class_="tick"))
+    if today is not None and not first <= today <= last:
+        today = None  # off the timeline: neither drawn nor in the legend
+    if today is not None:
+        x = x_of(today)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height}" stroke="#d9534f" '
+            f'stroke-width="1.5"><title>today {today}</title></line>'
+        )
+    parts += marks
+    used = [s for s in STATUS_COLOURS if any(str(r[1].get("status")) == s for r in rows)]
+    key_x = left + width + 20
+    parts.append(
+        f'<rect x="{key_x}" y="{top}" width="14" height="10" fill="none" stroke="#333" '
+        f'stroke-dasharray="3,2"/>' + _text(key_x + 18, top + 9, "baseline", font_size=12)
+    )
+    parts.append(legend(key_x, top + 18, [(STATUS_COLOURS[s], f"forecast: {s}") for s in used]))
+    if today is not None:
+        y_today = top + 18 * (len(used) + 1) + 5
+        parts.append(
+            f'<line x1="{key_x}" y1="{y_today}" x2="{key_x + 14}" y2="{y_today}" '
+            'stroke="#d9534f" stroke-width="1.5"/>'
+            + _text(key_x + 18, y_today + 4, "today", font_size=12)
+        )
+    return _svg("roadmap", key_x + 160, max(height, top + 18 * (len(used) + 2)), label, parts)

@@ -1,11 +1,14 @@
 """The dashboard in a real browser: Chromium from Debian (/usr/bin/chromium) driven by
 Playwright, against `portfolio up` with the example portfolio imported. Every page loads,
 its charts are drawn (SVG with shapes), and a command sent meanwhile shows up without a
-reload.
+reload. The drill-downs are clicked through: a bubble of the value vs cost chart to its
+project's scorecard, a heat-map cell to its risks, an alert to its project, a roadmap row
+to its scorecard.
 
 Without /usr/bin/chromium the test is skipped, unless PORTFOLIO_REQUIRE_BROWSER=1 (CI),
-which makes it a failure. PORTFOLIO_DASHBOARD_SCREENSHOT=docs/dashboard.png also writes
-the overview's screenshot there (the README shows it)."""
+which makes it a failure. PORTFOLIO_DASHBOARD_SCREENSHOTS=docs also writes a screenshot of
+every page there (`dashboard-<page>.png`, the overview as `dashboard.png`; the README
+shows them)."""
 
 from __future__ import annotations
 
@@ -39,6 +42,8 @@ PAGES = {
         {"risk-heat-map": "rect", "budget-burn": "polyline", "value-vs-cost": "circle"}
         | {"capacity": "rect"},
     ),
+    "projects": ("Replace the legacy CRM", {}),
+    "roadmap": ("Forecast to finish late", {"roadmap": "rect.baseline"}),
     "ranking": ("Replace the legacy CRM", {"value-vs-cost": "circle"}),
     "risks": ("R-DATA-MIG", {"risk-heat-map": "rect"}),
     "budget": ("CAPEX-2027", {"budget-burn": "polyline"}),
@@ -101,19 +106,56 @@ def test_dashboard_in_a_browser(
                 "console",
                 lambda msg: failures.append(msg.text) if msg.type == "error" else None,
             )
+            shots = os.environ.get("PORTFOLIO_DASHBOARD_SCREENSHOTS")
             for name, (text, charts) in PAGES.items():
                 response = page.goto(f"{base}/{name}")
                 assert response is not None and response.status == 200, name
                 expect(page.locator("#content")).to_contain_text(text)
                 expect(page.locator("#live")).to_have_class("live ok")  # the stream is open
                 charts_drawn(page, charts)
+                content = page.locator("#content").inner_text()
+                for repr_mark in ("{'", "['", "None"):
+                    assert repr_mark not in content, (name, repr_mark)
+                if shots and name != "overview":  # the overview: dashboard.png, below
+                    page.screenshot(path=f"{shots}/dashboard-{name}.png", full_page=True)
+
+            # Drill-downs. A bubble of the ranking chart: its project's scorecard.
+            page.goto(f"{base}/overview")
+            bubble = page.locator("svg#value-vs-cost a").first
+            href = bubble.get_attribute("href")
+            assert href is not None and href.startswith("/projects?project=")
+            bubble.locator("circle").dispatch_event("click")
+            page.wait_for_url(f"**{href}")
+            expect(page.locator("#content")).to_contain_text("Decision history")
+            # A heat-map cell with open risks: those risks, only.
+            page.goto(f"{base}/risks")
+            cell = page.locator("svg#risk-heat-map a").first
+            target = cell.get_attribute("href")
+            assert target is not None and "probability=" in target
+            cell.locator("rect").dispatch_event("click")
+            page.wait_for_url(f"**{target}")
+            expect(page.locator("#content")).to_contain_text("Open risks with probability")
+            assert page.locator("#content table").first.locator("tbody tr").count() >= 1
+            # An alert: its project.
+            page.goto(f"{base}/alerts")
+            link = page.locator("#content td a[href^='/projects?project=']").first
+            project = link.inner_text()
+            link.click()
+            page.wait_for_url("**/projects?project=*")
+            expect(page.locator("#content h2").first).to_contain_text(project)
+            # A roadmap row: its scorecard.
+            page.goto(f"{base}/roadmap")
+            row = page.locator("svg#roadmap a").first
+            row.locator("rect.forecast").dispatch_event("click")
+            page.wait_for_url("**/projects?project=*")
+            expect(page.locator("#content")).to_contain_text("Decision history")
 
             page.goto(f"{base}/overview")
             expect(page.locator("#live")).to_have_class("live ok")
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
-            if target := os.environ.get("PORTFOLIO_DASHBOARD_SCREENSHOT"):
-                shutil.copyfile(shot, target)
+            if shots:
+                shutil.copyfile(shot, f"{shots}/dashboard.png")
 
             # A command through intake: the open page shows it, and was not reloaded.
             page.evaluate("window.notReloaded = true")
@@ -139,6 +181,10 @@ def test_dashboard_in_a_browser(
             charts_drawn(page, PAGES["overview"][1])  # still drawn after the swap
             assert not failures, failures  # no script errors, no failed requests
 
+            # A project that does not exist: 400 with the reason.
+            response = page.goto(f"{base}/projects?project=NOPE")
+            assert response is not None and response.status == 400
+            expect(page.locator("#content")).to_contain_text("no such project")
             response = page.goto(f"{base}/nowhere")
             assert response is not None and response.status == 404
             expect(page.locator("#content")).to_contain_text("there is no page")

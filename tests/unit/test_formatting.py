@@ -139,3 +139,28 @@ def test_xlsx_has_a_sheet_per_table_with_numbers_as_numbers(
     assert isinstance(cell.value, int | float) and cell.value == float(expected)
     assert cell.number_format == "#,##0.00"
     assert budget.cell(row=2, column=1).value == "CAPEX-27"
+
+
+def test_the_ahp_refusal_gives_its_cr_as_a_field_not_only_in_the_message() -> None:
+    from datetime import UTC, datetime
+
+    from contracts import prioritization as pr
+    from domain.kernel import Rejected
+    from domain.prioritization.models import decide_model
+
+    command = pr.ConfigureScoringModel.model_validate(
+        {
+            "method": "ahp",
+            "rationale": "intransitive on purpose",
+            "ahp_criteria": ["value", "cost", "risk"],
+            "ahp_matrix": [[1, 9, 1 / 9], [1 / 9, 1, 9], [9, 1 / 9, 1]],
+        }
+    )
+    with pytest.raises(Rejected) as caught:
+        decide_model(command, None, datetime.now(UTC), {})
+    [detail] = caught.value.details
+    assert detail.field == "ahp_matrix" and isinstance(detail.input, dict)
+    cr = detail.input["consistency_ratio"]
+    assert cr >= detail.input["max_consistency_ratio"] == 0.10
+    assert f"CR = {cr:.4f}" in caught.value.message
+    assert set(detail.input) >= {"lambda_max", "consistency_index"}

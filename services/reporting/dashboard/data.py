@@ -101,6 +101,16 @@ class Sources:
         found: dict[str, Any] = await self.cache.get("report", compute)
         return found
 
+    async def scorecard(self, project_id: str) -> dict[str, Any]:
+        """A project's scorecard now (`portfolio report --project`); `UnknownProject` if the
+        log has no such project."""
+
+        async def compute() -> dict[str, Any]:
+            return await timetravel.scorecard(self.runtime.log, Cut(), project_id, _now())
+
+        found: dict[str, Any] = await self.cache.get(f"scorecard:{project_id}", compute)
+        return found
+
     async def ask(self, service: str, name: str, body: dict[str, Any] | None = None) -> Any:
         """A service's answer to one of its queries, once it has applied the log so far."""
         data = json.dumps(body or {}, sort_keys=True).encode()

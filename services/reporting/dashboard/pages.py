@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
+from datetime import date
 from string import Template
 from typing import Any
 from urllib.parse import urlencode
 
 from contracts.queries import AuditEntry
+from shared import formatting
 from shared.render import (
     NUMERIC,
     RAG_HTML,
@@ -20,11 +22,15 @@ from shared.render import (
     charts_of,
     heat_map_svg,
     pretty,
+    sections,
 )
+from shared.render.charts import STATUS_COLOURS, roadmap_svg
 
 #: Page name -> title, in the order of the navigation bar.
 PAGES = {
     "overview": "Overview",
+    "projects": "Projects",
+    "roadmap": "Roadmap",
     "ranking": "Ranking",
     "risks": "Risks",
     "budget": "Budget",
@@ -152,7 +158,7 @@ def overview(report: dict[str, Any], latest: Sequence[AuditEntry]) -> str:
         figures.append((f"allocated {currency}", esc(pretty(total["allocated"], "money"))))
         figures.append((f"actual {currency}", esc(pretty(total["actual"], "money"))))
         figures.append((f"remaining {currency}", esc(pretty(total["remaining"], "money"))))
-    charts = "".join(chart(title, svg) for title, svg in charts_of(report))
+    charts = "".join(chart(title, svg) for title, svg in linked_charts(report))
     return fragment(
         "overview",
         report["cut"]["position"],
@@ -182,6 +188,27 @@ def overview(report: dict[str, Any], latest: Sequence[AuditEntry]) -> str:
     )
 
 
+def linked_charts(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The report's charts, with drill-downs: a heat-map cell to its risks, a bubble to its
+    project's scorecard."""
+    found = []
+    for title, svg in charts_of(report):
+        if svg.startswith('<svg id="risk-heat-map"'):
+            svg = heat_map_svg(report["risks"]["heat_map"], link=risks_link)
+        elif svg.startswith('<svg id="value-vs-cost"'):
+            svg = bubble_svg((report["ranking"] or {}).get("points", []), link=project_href)
+        found.append((title, svg))
+    return found
+
+
+def risks_link(probability: int, impact: int) -> str:
+    return f"/risks?probability={probability}&impact={impact}"
+
+
+def project_href(project_id: str) -> str:
+    return "/projects?" + urlencode({"project": project_id})
+
+
 def ranking(answer: dict[str, Any] | None, report: dict[str, Any], problem: str = "") -> str:
     """The prioritization service's ranking, with the report's value vs cost chart."""
     parts = [subtitle(_subtitle(report))]
@@ -197,12 +224,12 @@ def ranking(answer: dict[str, Any] | None, report: dict[str, Any], problem: str 
         )
         parts.append(
             table(
-                ("rank:int", "change", "project", "name", "score:index", *map(_num, criteria)),
+                ("rank:int", "change", "project:html", "name", "score:index", *map(_num, criteria)),
                 (
                     [
                         r["rank"],
                         _rank_change(r["rank"], r["previous_rank"]),
-                        r["project_id"],
+                        project_link(r["project_id"]),
                         names.get(r["project_id"], ""),
                         r["score"],
                         *(r["breakdown"].get(c) for c in criteria),
@@ -217,7 +244,7 @@ def ranking(answer: dict[str, Any] | None, report: dict[str, Any], problem: str 
                 notice(f"not scorable {missing['project_id']}: {', '.join(missing['missing'])}")
             )
     points = (report["ranking"] or {}).get("points", [])
-    parts.append(chart("Value vs cost of the ranking", bubble_svg(points)))
+    parts.append(chart("Value vs cost of the ranking", bubble_svg(points, link=project_href)))
     return fragment("ranking", report["cut"]["position"], parts)
 
 
@@ -237,28 +264,44 @@ def risks(
     health: dict[str, Any] | None,
     report: dict[str, Any],
     problem: str = "",
+    cell: tuple[int, int] | None = None,
 ) -> str:
     """The risk register and project health from the risk monitor; the heat map from the
-    report."""
+    report, each cell a link to its risks (`cell`: only the open risks of that cell)."""
     parts = [subtitle(_subtitle(report))]
     parts.append(
         '<div class="charts">'
-        + chart("Risk heat map (open risks)", heat_map_svg(report["risks"]["heat_map"]))
+        + chart(
+            "Risk heat map (open risks)",
+            heat_map_svg(report["risks"]["heat_map"], link=risks_link),
+        )
         + "</div>"
     )
     if register is None or health is None:
         parts.append(notice(f"no register: {problem}", "warn"))
         return fragment("risks", report["cut"]["position"], parts)
-    by_score = sorted(register["risks"], key=lambda x: (not x["open"], -x["current_score"]))
+    found = register["risks"]
+    title = "Risk register"
+    if cell is not None:
+        probability, impact = cell
+        here = {
+            x["risk_id"]
+            for x in report["risks"].get("open_items", [])
+            if (x["probability"], x["impact"]) == (probability, impact)
+        }
+        found = [x for x in found if x["risk_id"] in here]
+        title = f"Open risks with probability {probability} and impact {impact}"
+        parts.append('<div class="note"><a href="/risks">all risks</a></div>')
+    by_score = sorted(found, key=lambda x: (not x["open"], -x["current_score"]))
     parts.append(
         section(
-            "Risk register",
+            title,
             table(
-                ("risk", "project", "title", "kind", "score:int", "zone", "emv:money", "open"),
+                ("risk", "project:html", "title", "kind", "score:int", "zone", "emv:money", "open"),
                 (
                     [
                         x["risk_id"],
-                        x["project_id"] or "portfolio",
+                        project_link(x["project_id"]) or "portfolio",
                         x["title"],
                         x["kind"],
                         x["current_score"],
@@ -280,14 +323,25 @@ def risks(
             "Project health (earned value)",
             f'<div class="note">{rag(portfolio["status"])} {esc(portfolio["explain"])}</div>',
             table(
-                ("project", "rag:rag", "cpi:index", "spi:index", "eac:money", "why:long"),
+                (
+                    "project:html",
+                    "rag:rag",
+                    "cpi:index",
+                    "spi:index",
+                    "eac (typical):money",
+                    "vac:money",
+                    "tcpi:index",
+                    "why:long",
+                ),
                 (
                     [
-                        project_id,
+                        project_link(project_id),
                         found["status"],
                         (found["earned_value"] or {}).get("cpi"),
                         (found["earned_value"] or {}).get("spi"),
                         (found["earned_value"] or {}).get("eac_typical"),
+                        (found["earned_value"] or {}).get("vac"),
+                        (found["earned_value"] or {}).get("tcpi"),
                         found["explain"].split(": ", 1)[-1],
                     ]
                     for project_id, found in health["projects"].items()
@@ -297,6 +351,105 @@ def risks(
         )
     )
     return fragment("risks", report["cut"]["position"], parts)
+
+
+def projects(report: dict[str, Any]) -> str:
+    """Every project with its status and stage, each a link to its scorecard."""
+    listing = report["projects"]
+    items = listing.get("items", [])
+    parts = [subtitle(_subtitle(report))]
+    parts.append(
+        tiles(
+            [("projects", str(listing["total"]))]
+            + [(stage, str(count)) for stage, count in listing["by_stage"].items()]
+        )
+    )
+    parts.append(
+        table(
+            (
+                "project:html",
+                "name",
+                "status:html",
+                "stage",
+                "programme",
+                "category",
+                "planned start",
+                "planned end",
+            ),
+            (
+                [
+                    project_link(x["project_id"]),
+                    x["name"],
+                    status_badge(x["status"]),
+                    x["stage"],
+                    x.get("programme") or "—",
+                    x.get("category") or "—",
+                    x["planned_start"],
+                    x["planned_end"],
+                ]
+                for x in items
+            ),
+            empty="no projects yet",
+        )
+    )
+    if listing.get("more"):
+        parts.append(notice(f"{listing['more']} more projects not listed"))
+    return fragment("projects", report["cut"]["position"], parts)
+
+
+def status_badge(status: str) -> str:
+    colour = STATUS_COLOURS.get(status, "#999")
+    return f'<span class="rag" style="background:{colour}">{esc(status)}</span>'
+
+
+def scorecard(card: dict[str, Any]) -> str:
+    """One project's scorecard: the report's own sections (`portfolio report --project`),
+    as tables, with its charts."""
+    project = card["project"]
+    trail = "/audit?" + urlencode({"project": project["project_id"]})
+    parts = [
+        subtitle(f"log position {card['cut']['position']}, as of {card['generated_at'][:19]}Z"),
+        f'<div class="note"><a href="/projects">all projects</a> · '
+        f'<a href="/roadmap">roadmap</a> · <a href="{esc(trail)}">audit trail</a></div>',
+        f"<h2>{esc(project['project_id'])} {esc(project.get('name', ''))}</h2>",
+    ]
+    charts = "".join(chart(title, svg) for title, svg in charts_of(card))
+    if charts:
+        parts.append(f'<div class="charts">{charts}</div>')
+    for found in sections(card):
+        spec = [f"{c.name}:{c.kind}" if c.kind != "text" else c.name for c in found.columns]
+        parts.append(
+            section(
+                found.title,
+                *([f'<div class="note">{esc(found.note)}</div>'] if found.note else []),
+                table(spec, found.rows, empty="none"),
+            )
+        )
+    return fragment("projects", card["cut"]["position"], parts)
+
+
+def roadmap(report: dict[str, Any]) -> str:
+    """Projects on a timeline by programme: baseline against forecast, in status colours;
+    each row a link to the project's scorecard."""
+    items = report["projects"].get("items", [])
+    slips = {x["project_id"]: x.get("schedule_slip_days") for x in report["health"]["projects"]}
+    today = date.fromisoformat(report["generated_at"][:10])
+    parts = [
+        subtitle(_subtitle(report)),
+        '<div class="note">dashed outline: the baseline (planned start to end); bar: the '
+        "forecast (actual start, completion, or the planned end moved by the schedule slip "
+        "of earned value), in the colour of the status; click a project for its "
+        "scorecard</div>",
+        chart("Roadmap by programme", roadmap_svg(items, slips, project_href, today)),
+    ]
+    late = [[project_link(pid), slip] for pid, slip in sorted(slips.items()) if slip and slip > 0]
+    parts.append(
+        section(
+            "Forecast to finish late",
+            table(("project:html", "slip (days):int"), late, empty="none forecast late"),
+        )
+    )
+    return fragment("roadmap", report["cut"]["position"], parts)
 
 
 BUDGET_VIEWS = ("pool", "project", "pool_project", "category", "fiscal_period")
@@ -435,7 +588,7 @@ def project_link(project_id: str | None) -> str:
     """A link to the project's page (alerts on pools and role-months have none)."""
     if not project_id:
         return ""
-    return f'<a href="/projects?project={esc(project_id)}">{esc(project_id)}</a>'
+    return f'<a href="{esc(project_href(project_id))}">{esc(project_id)}</a>'
 
 
 #: The audit search form's fields: (query parameter, label, placeholder).
@@ -511,8 +664,17 @@ def audit(
 
 
 def _details(payload: dict[str, Any], limit: int = 160) -> str:
-    text = ", ".join(f"{k}={v}" for k, v in payload.items() if v not in (None, "", [], {}))
+    text = ", ".join(
+        f"{k}: {_value_text(v)}" for k, v in payload.items() if v not in (None, "", [], {})
+    )
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _value_text(value: Any) -> str:
+    """A payload value as text: lists and mappings spelled out (`[...]`), never a repr."""
+    if isinstance(value, dict | list):
+        return f"[{formatting.text_of(value)}]"
+    return formatting.text_of(value)
 
 
 def error_page(status: int, title: str, message: str) -> str:

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from contracts.queries import PAGE_SIZE, AuditQuery
 from services.reporting.dashboard import pages
 from services.reporting.dashboard.data import NotAnswered, SnapshotsOf, Sources
+from services.reporting.facts import UnknownProject
 from services.reporting.projection import ReportingProjection
 from shared import times
 from shared.httpauth import HttpAuth
@@ -259,6 +260,17 @@ class Dashboard:
             case "overview":
                 report = await sources.report()
                 return pages.overview(report, await sources.latest_events(LATEST_EVENTS))
+            case "projects":
+                project_id = query.get("project", "").strip()
+                if not project_id:
+                    return pages.projects(await sources.report())
+                try:
+                    card = await sources.scorecard(project_id)
+                except UnknownProject:
+                    raise BadRequest(f"project={project_id!r}: no such project") from None
+                return pages.scorecard(card)
+            case "roadmap":
+                return pages.roadmap(await sources.report())
             case "ranking":
                 report = await sources.report()
                 try:
@@ -267,13 +279,14 @@ class Dashboard:
                     return pages.ranking(None, report, str(error))
                 return pages.ranking(answer, report)
             case "risks":
+                cell = parse_cell(query)
                 report = await sources.report()
                 try:
                     register = await sources.ask("risk", "register")
                     health = await sources.ask("risk", "health")
                 except NotAnswered as error:
                     return pages.risks(None, None, report, str(error))
-                return pages.risks(register, health, report)
+                return pages.risks(register, health, report, cell=cell)
             case "budget":
                 by = query.get("by", "pool")
                 if by not in pages.BUDGET_VIEWS:
@@ -307,6 +320,23 @@ class Dashboard:
                 next_after = entries[-1].position if more and entries else None
                 return pages.audit(dict(query), entries, next_after, position=position)
         raise AssertionError(f"unhandled page {page}")
+
+
+def parse_cell(params: Mapping[str, str]) -> tuple[int, int] | None:
+    """`?probability=P&impact=I` (a heat-map cell, both 1..5) or nothing."""
+    if "probability" not in params and "impact" not in params:
+        return None
+    values = {k: v.strip() for k, v in params.items()}
+    return (
+        _whole(values, "probability", 0, 1, 5)
+        if "probability" in values
+        else _missing("probability"),
+        _whole(values, "impact", 0, 1, 5) if "impact" in values else _missing("impact"),
+    )
+
+
+def _missing(name: str) -> int:
+    raise BadRequest(f"{name}: a heat-map cell needs both probability and impact (1 to 5)")
 
 
 def parse_audit(params: Mapping[str, str], now: datetime) -> AuditQuery:
