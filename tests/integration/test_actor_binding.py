@@ -1,4 +1,5 @@
-"""Actor binding against a real nats-server with users and permissions.
+"""Actor binding against a real nats-server with users and permissions: the tool user is
+the shipped one of deploy/nats/auth.conf, under another name.
 
 Each tool's NATS user may publish commands only under its own name
 (`portfolio.cmd.<Command>.<user>`, `portfolio.inbox.<Command>.<user>`); intake reads that
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,23 +33,31 @@ from shared.rejections import read_rejections
 from tests.integration.helpers import REPLY, SUBJECTS, proposal, running
 from tests.integration.test_inbox import result_of
 
-#: What a tool user needs: its own command and inbox subjects, its inbox results, replies.
-TOOL = """
-    {{
-      user: {name}
-      password: {password}
-      permissions: {{
-        publish: {{
-          allow: [
-            "portfolio.cmd.*.{name}"
-            "portfolio.inbox.*.{name}"
-            "$JS.API.STREAM.MSG.GET.PORTFOLIO_RESULTS"
-          ]
-        }}
-        subscribe: {{ allow: ["_INBOX.>"] }}
-      }}
-    }}
-"""
+AUTH_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "auth.conf"
+
+
+def shipped_tool_as(name: str, password: str) -> tuple[str, str]:
+    """The shipped `tool` user of deploy/nats/auth.conf under another name (its own command
+    subjects and reply inbox renamed with it), and the variables its permissions use."""
+    text = AUTH_CONF.read_text()
+    found = re.search(r"^    \{\n      user: tool\n.*?^    \}\n", text, re.MULTILINE | re.DOTALL)
+    assert found, "no tool user in auth.conf"
+    block = (
+        found.group(0)
+        .replace("user: tool", f"user: {name}")
+        .replace("$NATS_PASSWORD_TOOL", password)
+        .replace('.tool"', f'.{name}"')
+        .replace("_INBOX.tool.", f"_INBOX.{name}.")
+    )
+    assert f"portfolio.cmd.*.{name}" in block and f"_INBOX.{name}.>" in block
+    variables = "\n".join(
+        m.group(0)
+        for m in re.finditer(r"^([A-Z_]+) = \[.*?^\]", text, re.MULTILINE | re.DOTALL)
+        if f"${m.group(1)}" in block
+    )
+    return block, variables
+
+
 #: Intake and the test's own observer: everything (auth.conf narrows intake in production).
 TRUSTED = """
     {{ user: {name}, password: {password}, permissions: {{ publish: ">", subscribe: ">" }} }}
@@ -77,6 +87,7 @@ class Server:
             password=self.passwords[user],
             error_cb=record,
             allow_reconnect=False,
+            inbox_prefix=f"_INBOX.{user}",
         )
         self.clients.append(nc)
         return nc
@@ -98,9 +109,10 @@ class Server:
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     passwords = {user: "p" + secrets.token_hex(12) for user in ("intake", "admin", "finance")}
     users = [TRUSTED.format(name=u, password=passwords[u]) for u in ("intake", "admin")]
-    users.append(TOOL.format(name="finance", password=passwords["finance"]))
+    finance, variables = shipped_tool_as("finance", passwords["finance"])
+    users.append(finance)
     config = tmp_path / "server.conf"
-    config.write_text("authorization {\n  users = [" + "".join(users) + "  ]\n}\n")
+    config.write_text(variables + "\nauthorization {\n  users = [" + "".join(users) + "  ]\n}\n")
     embedded = EmbeddedNats(tmp_path / "nats", extra_args=("-c", str(config)))
     embedded.start()
     found = Server(embedded.url, passwords)

@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.errors import APIError
 
-from contracts.base import CommandAccepted
+from contracts.base import CommandAccepted, CommandRejected, ErrorCode
 from contracts.projects import ProposeProject
 from contracts.subjects import (
     ALERTS_STREAM,
@@ -42,7 +42,8 @@ from shared.client import PortfolioClient
 from shared.embedded_nats import EmbeddedNats, nats_server_binary
 from shared.eventlog import EventLog, log_stream_config
 from shared.settings import PortfolioSettings
-from tests.integration.helpers import SUBJECTS, caught_up, proposal, running, send
+from tests.integration.helpers import REPLY, SUBJECTS, caught_up, proposal, running
+from tests.unit.test_deploy_files import compose_service_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH_CONF = ROOT / "deploy" / "nats" / "auth.conf"
@@ -85,6 +86,9 @@ class AuthServer:
         async def record(error: Exception) -> None:
             errors.append(str(error).lower())
 
+        # Each user's replies on its own inbox subjects, as PortfolioSettings.nats_options
+        # connects every service and the CLI.
+        options.setdefault("inbox_prefix", f"_INBOX.{user}")
         nc = await nats.connect(
             self.url,
             user=user,
@@ -257,7 +261,7 @@ async def test_a_tool_sends_commands_queries_and_reads_alerts(
     async def answer_query(msg: Msg) -> None:
         await msg.respond(b'{"entries": []}')
 
-    await intake.subscribe(SUBJECTS.commands_all, queue="intake", cb=answer_command)
+    await intake.subscribe(f"{SUBJECTS.commands_all}.*", queue="intake", cb=answer_command)
     await reporting.subscribe(SUBJECTS.query("reporting", "audit"), cb=answer_query)
     await intake.flush()
     await reporting.flush()
@@ -272,7 +276,7 @@ async def test_a_tool_sends_commands_queries_and_reads_alerts(
     await tool.subscribe(SUBJECTS.alerts_all, cb=collect)
     await tool.flush()
 
-    reply = await tool.request(SUBJECTS.command("ProposeProject"), b"{}", timeout=5)
+    reply = await tool.request(SUBJECTS.command("ProposeProject") + ".tool", b"{}", timeout=5)
     assert json.loads(reply.data)["status"] == "accepted"
     reply = await tool.request(SUBJECTS.query("reporting", "audit"), b"{}", timeout=5)
     assert json.loads(reply.data) == {"entries": []}
@@ -280,7 +284,7 @@ async def test_a_tool_sends_commands_queries_and_reads_alerts(
     # Fire-and-forget: the inbox stream takes it (the ack proves it), and the tool reads
     # the result intake writes under the command id.
     ack = await js.publish(
-        SUBJECTS.inbox("ProposeProject"), b"{}", headers={"Nats-Msg-Id": "cmd-1"}
+        SUBJECTS.inbox("ProposeProject") + ".tool", b"{}", headers={"Nats-Msg-Id": "cmd-1"}
     )
     assert ack.stream == INBOX_STREAM
     await intake.jetstream().publish(SUBJECTS.result("cmd-1"), b'{"status": "accepted"}')
@@ -484,13 +488,13 @@ async def test_the_services_run_with_their_own_users(
             ),
         ]
         for command, body in commands:
-            reply = await send(tool, command, body)
+            reply = await send_as(tool, "tool", command, body)
             assert isinstance(reply, CommandAccepted), (command, reply)
 
         # Fire-and-forget through the inbox, the result read back by command id.
-        client = PortfolioClient(tool)
+        client = PortfolioClient(tool, principal="tool", actor="tool")
         command_id = await client.send_to_inbox(
-            ProposeProject.model_validate(proposal("P-2", scoring=SCORING))
+            ProposeProject.model_validate(unnamed(proposal("P-2", scoring=SCORING)))
         )
         assert isinstance(await client.result(command_id, timeout=15), CommandAccepted)
 
@@ -509,7 +513,7 @@ async def test_the_services_run_with_their_own_users(
             await asyncio.sleep(0.1)
         assert wanted <= decided, decided
         last = await reader.last_position()
-        for name in SERVICES:
+        for name in ("intake", "prioritization", "ledger", "risk", "reporting"):
             await caught_up(tool, name, last)
 
         # The alert went out on portfolio.alerts and waits in the stream for the tool.
@@ -524,8 +528,11 @@ async def test_the_services_run_with_their_own_users(
         # The portfolio CLI as an operator sees every service; with the tool's user it
         # cannot reach the control subjects, and without a user it cannot connect.
         status = await _cli(auth, "admin", "status", "--json")
-        assert status.returncode == 0, status.stderr
-        assert all(s["state"] == "running" for s in json.loads(status.stdout).values())
+        ran = ("intake", "prioritization", "ledger", "risk", "reporting")
+        states = {name: s and s.get("state") for name, s in json.loads(status.stdout).items()}
+        assert all(states[name] == "running" for name in ran), (states, status.stderr)
+        # notify is not run here: the only reason for a non-zero exit.
+        assert status.returncode == (0 if set(states) <= set(ran) else 1), status.stderr
         rejections = await _cli(auth, "admin", "audit", "--rejections", "--json")
         assert rejections.returncode == 0, rejections.stderr
         anonymous = await _cli(auth, None, "status")
@@ -652,7 +659,7 @@ async def test_tls_with_the_ca_from_the_settings(
                 nats_password=passwords["intake"],
                 nats_tls_ca_file=pki["ca"],
             ):
-                reply = await send(nc, "ProposeProject", proposal("TLS-1"))
+                reply = await send_as(nc, "tool", "ProposeProject", proposal("TLS-1"))
                 assert isinstance(reply, CommandAccepted)
         finally:
             await nc.close()
@@ -695,4 +702,125 @@ def _is_certificate_error(error: BaseException) -> bool:
 def test_nats_options_are_empty_by_default() -> None:
     assert PortfolioSettings(nats_url="nats://127.0.0.1:14222").nats_options() == {}
     options = PortfolioSettings(nats_user="tool", nats_password="x").nats_options()
-    assert options == {"user": "tool", "password": "x"}
+    # A user's replies arrive under its own inbox prefix, the only one it may read.
+    assert options == {"user": "tool", "password": "x", "inbox_prefix": "_INBOX.tool"}
+    other = PortfolioSettings(nats_user="tool", nats_inbox_prefix="_INBOX.tool.ci")
+    assert other.nats_options()["inbox_prefix"] == "_INBOX.tool.ci"
+
+
+# --- identity: nobody sends or reads as another user ------------------------------------
+
+
+def shipped_identity(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Intake's identity settings exactly as docker-compose.yml gives them."""
+    env = compose_service_environment("intake")
+    identity = {k: env[k] for k in ("PORTFOLIO_REQUIRE_PRINCIPAL", "PORTFOLIO_ACTOR_BINDINGS")}
+    for key, value in identity.items():
+        monkeypatch.setenv(key, value)
+    return identity
+
+
+def unnamed(body: dict[str, Any]) -> dict[str, Any]:
+    """A command body that claims no actor or source (the principal is both then)."""
+    return {k: v for k, v in body.items() if k not in ("actor", "source")}
+
+
+async def send_as(nc: Client, user: str, command: str, body: dict[str, Any]) -> Any:
+    """A command on the sender's own subject, `portfolio.cmd.<Command>.<user>`."""
+    msg = await nc.request(
+        f"{SUBJECTS.command(command)}.{user}", json.dumps(unnamed(body)).encode(), timeout=10
+    )
+    return REPLY.validate_json(msg.data)
+
+
+async def test_each_impersonation_is_refused_by_the_server_or_by_intake(
+    auth: AuthServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the shipped auth.conf and compose's intake settings: a tool sending as admin or
+    as intake, on the plain subject, or claiming the CFO as its actor; the same from the
+    inbox. Only commands under the sender's own name, for an actor it may act for, land."""
+    identity = shipped_identity(monkeypatch)
+    assert identity["PORTFOLIO_REQUIRE_PRINCIPAL"].lower() == "true"
+    admin = await auth.connect("admin")
+    tool = await auth.connect("tool")
+    settings = {"nats_user": "intake", "nats_password": auth.passwords["intake"]}
+    body = json.dumps(proposal("P-X", actor="cfo")).encode()
+    async with running(admin, "intake", auth.url, tmp_path, **settings):
+        # Refused by the server: another user's name, no name at all.
+        for subject in (
+            "portfolio.cmd.ProposeProject.admin",
+            "portfolio.cmd.ProposeProject.intake",
+            "portfolio.cmd.ProposeProject",
+            "portfolio.inbox.ProposeProject.admin",
+            "portfolio.inbox.ProposeProject",
+        ):
+            with pytest.raises(nats.errors.TimeoutError):
+                await tool.request(subject, body, timeout=REFUSED_WITHIN)
+            await auth.violation("tool", subject)
+        # The operator cannot send as the tool either.
+        with pytest.raises(nats.errors.TimeoutError):
+            await admin.request("portfolio.cmd.ProposeProject.tool", body, timeout=REFUSED_WITHIN)
+        await auth.violation("admin", "portfolio.cmd.ProposeProject.tool")
+
+        # Refused by intake: the tool under its own name, claiming the CFO.
+        claimed = await tool.request("portfolio.cmd.ProposeProject.tool", body, timeout=10)
+        claimed_reply = REPLY.validate_json(claimed.data)
+        assert isinstance(claimed_reply, CommandRejected)
+        assert claimed_reply.error.code == ErrorCode.FORBIDDEN
+        assert "'tool' may not act for 'cfo'" in claimed_reply.error.message
+        # And from the durable inbox, under its own name, claiming the CFO.
+        client = PortfolioClient(tool, principal="tool", actor="tool")
+        queued = await client.send_to_inbox(
+            ProposeProject.model_validate(proposal("P-Y", actor="cfo", command_id="inbox-cfo"))
+        )
+        from_inbox = await client.result(queued, timeout=15)
+        assert isinstance(from_inbox, CommandRejected)
+        assert from_inbox.error.code == ErrorCode.FORBIDDEN
+
+        # What lands: the tool as itself; the operator for the person it names.
+        itself = await send_as(tool, "tool", "ProposeProject", proposal("P-T"))
+        person = await admin.request(
+            "portfolio.cmd.ProposeProject.admin",
+            json.dumps(proposal("P-A", actor="alice", source="cli")).encode(),
+            timeout=10,
+        )
+        assert isinstance(itself, CommandAccepted)
+        assert isinstance(REPLY.validate_json(person.data), CommandAccepted)
+    reader = EventLog(admin.jetstream(), SUBJECTS)
+    stored = [(e.envelope.aggregate_id, e.envelope.actor) async for e in reader.read()]
+    assert stored == [("P-T", "tool"), ("P-A", "alice")]
+
+
+async def test_nobody_reads_another_users_replies(auth: AuthServer, intake_log: EventLog) -> None:
+    """Every user may subscribe to its own `_INBOX.<user>.>` only: the tool cannot listen
+    to the operator's or a service's replies, nor to every reply; a client left on the
+    default `_INBOX.` prefix gets no reply at all."""
+    tool = await auth.connect("tool")
+    for subject in ("_INBOX.>", "_INBOX.admin.>", "_INBOX.intake.*", "_INBOX.*.>"):
+        await tool.subscribe(subject)
+        await auth.violation("tool", subject, kind="subscription")
+
+    # The operator asks a question; the tool's wildcard listener hears nothing of it.
+    reporting = await auth.connect("reporting")
+
+    async def answer(msg: Msg) -> None:
+        await msg.respond(b'{"entries": ["secret"]}')
+
+    await reporting.subscribe(SUBJECTS.query("reporting", "audit"), cb=answer)
+    await reporting.flush()
+    overheard: list[bytes] = []
+
+    async def listen(msg: Msg) -> None:
+        overheard.append(msg.data)
+
+    await tool.subscribe("_INBOX.tool.>", cb=listen)  # its own: allowed
+    admin = await auth.connect("admin")
+    reply = await admin.request(SUBJECTS.query("reporting", "audit"), b"{}", timeout=5)
+    assert reply.subject.startswith("_INBOX.admin.") and b"secret" in reply.data
+    await asyncio.sleep(0.3)
+    assert overheard == []
+
+    # Connected with the default prefix, the tool's requests get no answer.
+    default = await auth.connect("tool", inbox_prefix="_INBOX")
+    with pytest.raises(nats.errors.TimeoutError):
+        await default.request(SUBJECTS.query("reporting", "audit"), b"{}", timeout=REFUSED_WITHIN)

@@ -30,6 +30,7 @@ from shared.projection import RunnerState
 from shared.settings import (
     IntakeSettings,
     LedgerSettings,
+    NotifySettings,
     PortfolioSettings,
     PrioritizationSettings,
     ReportingSettings,
@@ -52,6 +53,7 @@ SETTINGS_CLASS: dict[str, type[PortfolioSettings]] = {
     "ledger": LedgerSettings,
     "risk": RiskSettings,
     "reporting": ReportingSettings,
+    "notify": NotifySettings,
 }
 #: Read by the image's health check script, not by the settings classes.
 IMAGE_ONLY_VARIABLES = {"PORTFOLIO_SERVICE"}
@@ -338,13 +340,24 @@ def top_level(config: str, name: str) -> str:
     return found.group(1)
 
 
-def routes(config: str) -> set[tuple[str, int]]:
+def routes(config: str, env: dict[str, str]) -> set[tuple[str, int, str, str]]:
+    """(host, port, user, password) of each route: each is a `$VARIABLE` holding the whole
+    URL (the server expands no variable inside a string), resolved from `env`."""
     listed = re.search(r"routes\s*[:=]?\s*\[(.*?)\]", block(config, "cluster"), re.DOTALL)
     assert listed, "the cluster lists no routes"
-    return {
-        (host, int(port))
-        for host, port in re.findall(r"nats(?:-route)?://([\w.-]+):(\d+)", listed.group(1))
-    }
+    names = re.findall(r"\$(\w+)", listed.group(1))
+    assert names and not re.findall(r"nats(?:-route)?://", listed.group(1))
+    found = set()
+    for name in names:
+        url = re.fullmatch(r"nats-route://(\w+):(\w+)@([\w.-]+):(\d+)", env[name])
+        assert url, f"{name}={env[name]} is not a route URL with credentials"
+        found.add((url[3], int(url[4]), url[1], url[2]))
+    return found
+
+
+def node_environment(node: str) -> dict[str, str]:
+    """The node's environment as docker-compose.yml gives it (deploy/env.example's values)."""
+    return compose_service_environment(node)
 
 
 @pytest.mark.parametrize("node", NATS_NODES)
@@ -359,22 +372,31 @@ def test_nats_node_config(node: str) -> None:
     cluster = block(config, "cluster")
     assert setting(cluster, "listen").endswith(f":{ROUTE_PORT}")
     assert setting(cluster, "name") == "portfolio"
-    assert routes(config) == {(peer, ROUTE_PORT) for peer in NATS_NODES if peer != node}
+    env = node_environment(node)
+    # Routes authenticate, with the route user and password in both directions.
+    authorization = re.search(r"authorization\s*\{(.*?)\}", cluster, re.DOTALL)
+    assert authorization, "cluster routes are not authenticated"
+    assert setting(authorization.group(1), "user") == "route"
+    assert setting(authorization.group(1), "password") == "$NATS_ROUTE_PASSWORD"
+    password = env["NATS_ROUTE_PASSWORD"]
+    assert routes(config, env) == {
+        (peer, ROUTE_PORT, "route", password) for peer in NATS_NODES if peer != node
+    }
     assert re.search(r"^include\s+\"?auth\.conf\"?\s*$", config, re.MULTILINE), "no auth.conf"
 
 
 @pytest.mark.parametrize("node", NATS_NODES)
 def test_nats_server_accepts_the_config(node: str) -> None:
-    """With the passwords of deploy/env.example in its environment, as Compose gives them."""
-    bare = {k: v for k, v in os.environ.items() if not k.startswith("NATS_PASSWORD_")}
-    passwords = {k: v for k, v in example_env().items() if k.startswith("NATS_PASSWORD_")}
-    assert set(passwords) == auth_password_variables()
+    """With the node's environment exactly as Compose gives it (deploy/env.example's values)."""
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("NATS_")}
+    env = node_environment(node)
+    assert auth_password_variables() <= set(env)
     result = subprocess.run(
         [nats_server_binary(), "-t", "-c", str(NATS_DIR / f"{node}.conf")],
         capture_output=True,
         text=True,
         timeout=30,
-        env=bare | passwords,
+        env=bare | env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -406,6 +428,15 @@ def interpolate(text: str, env: dict[str, str]) -> str:
         return str(argument)
 
     return REFERENCE.sub(value, text)
+
+
+def compose_service_environment(name: str) -> dict[str, str]:
+    """A container's environment as docker-compose.yml gives it (with deploy/env.example's
+    values): what other tests run a service with, rather than their own copy."""
+    import yaml
+
+    loaded = yaml.safe_load(interpolate(COMPOSE_FILE.read_text(), example_env()))
+    return environment(loaded["services"][name])
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -550,8 +581,10 @@ def test_compose_variables_are_settings_of_the_service(
             assert (
                 value == json.loads(given)
                 if isinstance(value, dict | list)
+                else value == (given.lower() in ("1", "true", "yes", "on"))
+                if isinstance(value, bool)
                 else (str(value) == given)
-            )
+            ), field
 
 
 def test_compose_mentions_no_unknown_portfolio_variable(compose: dict[str, Any]) -> None:
@@ -581,3 +614,18 @@ def test_operations_guide_cites_only_tests_that_exist() -> None:
     assert [t for t in sorted(cited) if not (ROOT / t).is_file()] == []
     for file in ("deploy/env.example", "deploy/healthcheck.py", "deploy/nats/auth.conf"):
         assert file in guide and (ROOT / file).is_file()
+
+
+def test_compose_intake_requires_a_principal() -> None:
+    """Identity as shipped: intake refuses a command that does not name its sender, and only
+    the operator (`admin`, the CLI) may record another actor (a person)."""
+    env = compose_service_environment("intake")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for key in [k for k in os.environ if k.startswith("PORTFOLIO_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            if key.startswith("PORTFOLIO_"):
+                monkeypatch.setenv(key, value)
+        settings = IntakeSettings()
+    assert settings.require_principal is True
+    assert settings.actor_bindings == {"admin": ["*"]}
