@@ -2,7 +2,10 @@
 
 `PortfolioReportPublished` is appended by the reporting service (never by a command), on
 request (`portfolio report --publish --rationale ...`) or on a schedule, to the aggregate
-`report/portfolio`. Its `summary` is the compact report (statuses, budget figures, open
+`report/portfolio`. The notify service then sends it to the recipients of the stakeholders'
+communication plans whose content is `report`, and records each delivery under
+`report_delivery/<stakeholder id>`: `ReportDelivered`, or `ReportDeadLettered` with why.
+Its `summary` is the compact report (statuses, budget figures, open
 risks and alerts, health, the top of the ranking) that the next report's "changes since
 the previous report" are measured against.
 """
@@ -36,5 +39,39 @@ class PortfolioReportPublished(FrozenModel):
     summary: dict[str, Any]
 
 
+#: Where the notify service records what became of a report sent to a stakeholder.
+DELIVERY = "report_delivery"
+
+
+class ReportDelivered(FrozenModel):
+    """A published report reached a stakeholder through their communication plan."""
+
+    report_id: str
+    stakeholder_id: str
+    plan_id: str
+    delivery_id: str
+    channel: str
+    attempts: int
+    #: The HTTP status, or 250 for a mail the SMTP server accepted.
+    status: int
+
+
+class ReportDeadLettered(FrozenModel):
+    """A published report could not be sent: retries spent, refused for good, or too old
+    by the time it could be sent."""
+
+    report_id: str
+    stakeholder_id: str
+    plan_id: str
+    delivery_id: str
+    channel: str
+    attempts: int
+    reason: str
+
+
 COMMANDS: tuple[type[Command], ...] = ()
-EVENTS: tuple[type[FrozenModel], ...] = (PortfolioReportPublished,)
+EVENTS: tuple[type[FrozenModel], ...] = (
+    PortfolioReportPublished,
+    ReportDelivered,
+    ReportDeadLettered,
+)

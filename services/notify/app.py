@@ -10,7 +10,7 @@ from __future__ import annotations
 from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
 
-from services.notify import handlers
+from services.notify import handlers, reports
 from services.notify.projection import NAME, NotifyProjection
 from shared.service import ServiceRuntime, build_app
 from shared.settings import NotifySettings
@@ -21,10 +21,14 @@ def create_app(settings: NotifySettings | None = None) -> FastStream:
     projection = NotifyProjection()
     runtime = ServiceRuntime(NAME, settings, projection)
     deliveries = handlers.Deliveries(settings, projection)
+    report_deliveries = reports.ReportDeliveries(settings, deliveries.sender, projection)
 
     async def sync() -> None:
         deliveries.js, deliveries.event_log = runtime.js, runtime.log
+        report_deliveries.event_log = runtime.log
         await deliveries.sync()
+        if projection.owed:
+            report_deliveries.start()
 
     class Workers:
         async def start(self) -> None:
@@ -32,6 +36,7 @@ def create_app(settings: NotifySettings | None = None) -> FastStream:
             await sync()
 
         async def stop(self) -> None:
+            await report_deliveries.stop()
             await deliveries.stop()
 
     runtime.after_batch = sync

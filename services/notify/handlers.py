@@ -356,5 +356,16 @@ def deliveries_query(projection: NotifyProjection, body: bytes) -> bytes:
         }
         for _, s in sorted(projection.subscriptions.items())
     ]
-    body_out = {"deliveries": found[-query.limit :], "subscriptions": subscriptions}
+    reports = [
+        x
+        for x in projection.report_outcomes
+        if query.outcome is None or x["outcome"] == query.outcome
+    ]
+    body_out = {
+        "deliveries": found[-query.limit :],
+        "subscriptions": subscriptions,
+        # Published reports sent to the stakeholders' communication plans.
+        "report_deliveries": reports[-query.limit :],
+        "reports_owed": len(projection.owed),
+    }
     return json.dumps(body_out).encode()

@@ -1,5 +1,7 @@
 """The notify service's read model: the subscriptions and every delivery outcome, folded
-from the log (kept in a table, so a restart folds them again without reading the log)."""
+from the log (kept in a table, so a restart folds them again without reading the log);
+and for published reports, the stakeholders' communication plans and which reports each
+plan is still owed (services/notify/reports.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,24 @@ from typing import Any
 from sqlalchemy import JSON, Column, Connection, DateTime, Integer, MetaData, String, Table, select
 
 from contracts import notify as n
+from contracts import reports as rp
+from contracts import stakeholders as sh
 from contracts.base import FrozenModel, RecordedEvent
 from contracts.registry import parse_payload
 from domain.subscriptions import SubscriptionState, evolve_subscription
+from services.notify.reports import Pending, digest, period
 from shared.projection import CannotApply, Projection
 
 NAME = "notify"
-TYPES = frozenset(t.__name__ for t in n.EVENTS)
+REPORT_TYPES: tuple[type[FrozenModel], ...] = (
+    sh.CommunicationPlanned,
+    sh.CommunicationStopped,
+    rp.PortfolioReportPublished,
+    rp.ReportDelivered,
+    rp.ReportDeadLettered,
+)
+TYPES = frozenset(t.__name__ for t in (*n.EVENTS, *REPORT_TYPES))
+PUBLISHED = rp.PortfolioReportPublished.__name__
 
 
 @dataclass
@@ -49,6 +62,13 @@ class NotifyProjection(Projection):
         self.done: set[tuple[str, str]] = set()
         #: Set when subscriptions changed: the workers are brought in line after the batch.
         self.changed = True
+        #: Communication plans by (stakeholder, plan), the period each last got a report
+        #: in, the reports owed by (stakeholder, plan, report), and their outcomes.
+        self.plans: dict[tuple[str, str], sh.CommunicationPlanned] = {}
+        self.last_period: dict[tuple[str, str], str] = {}
+        self.owed: dict[tuple[str, str, str], Pending] = {}
+        self.reports_done: set[tuple[str, str, str]] = set()
+        self.report_outcomes: list[dict[str, Any]] = []
 
     def load(self, conn: Connection) -> None:
         self.reset()
@@ -61,13 +81,14 @@ class NotifyProjection(Projection):
         if e.event_type not in TYPES:
             return
         try:
-            self._fold(
-                parse_payload(e.event_type, e.payload, e.schema_version),
-                event.position,
-                e.recorded_at,
-            )
+            parsed = parse_payload(e.event_type, e.payload, e.schema_version)
+            self._fold(parsed, event.position, e.recorded_at)
         except (ValueError, KeyError) as error:
             raise CannotApply(f"{e.event_type} on {e.aggregate_id}: {error}") from error
+        payload = e.payload
+        if isinstance(parsed, rp.PortfolioReportPublished):
+            # Kept as the digest its message needs, not the whole summary.
+            payload = {**e.payload, "summary": digest(parsed.summary)}
         self.insert_later(
             self.facts,
             {
@@ -75,7 +96,7 @@ class NotifyProjection(Projection):
                 "event_type": e.event_type,
                 "schema_version": e.schema_version,
                 "recorded_at": e.recorded_at,
-                "payload": e.payload,
+                "payload": payload,
             },
         )
 
@@ -89,6 +110,56 @@ class NotifyProjection(Projection):
                 self.changed = True
             case n.AlertDelivered() | n.AlertDeadLettered():
                 self.record(event, position, at)
+            case sh.CommunicationPlanned():
+                self.plans[(event.stakeholder_id, event.plan_id)] = event
+            case sh.CommunicationStopped():
+                key = (event.stakeholder_id, event.plan_id)
+                self.plans.pop(key, None)
+                self.last_period.pop(key, None)
+                self.owed = {k: v for k, v in self.owed.items() if k[:2] != key}
+            case rp.PortfolioReportPublished():
+                self._published(event, position)
+            case rp.ReportDelivered() | rp.ReportDeadLettered():
+                self.record_report(event, position, at)
+
+    def _published(self, report: rp.PortfolioReportPublished, position: int) -> None:
+        """Owe the report to every plan for reports, one per period of its frequency."""
+        if "open_risks" not in report.summary:  # folded from the log: keep the digest only
+            report = report.model_copy(update={"summary": digest(report.summary)})
+        for key, plan in sorted(self.plans.items()):
+            if plan.content != sh.Content.REPORT:
+                continue
+            when = period(plan.frequency, report.generated_at)
+            if self.last_period.get(key) == when:
+                continue
+            self.last_period[key] = when
+            owed = Pending(position, report, plan)
+            if owed.key not in self.reports_done:
+                self.owed[owed.key] = owed
+
+    def record_report(
+        self,
+        event: rp.ReportDelivered | rp.ReportDeadLettered,
+        position: int | None,
+        at: datetime | None,
+    ) -> None:
+        key = (event.stakeholder_id, event.plan_id, event.report_id)
+        self.owed.pop(key, None)
+        if key in self.reports_done:
+            return
+        self.reports_done.add(key)
+        self.report_outcomes.append(
+            {
+                "outcome": "delivered" if isinstance(event, rp.ReportDelivered) else "dead_letter",
+                "position": position,
+                "at": None if at is None else at.isoformat(),
+                **event.model_dump(mode="json"),
+            }
+        )
+
+    def pending_reports(self) -> list[Pending]:
+        """What is owed, in log order."""
+        return sorted(self.owed.values(), key=lambda x: (x.position, x.key))
 
     def record(
         self,

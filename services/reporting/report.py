@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts import ledger as lg
+from contracts import notify
 from contracts import objectives as o
 from contracts import prioritization as pr
 from contracts import projects as p
@@ -44,7 +45,7 @@ from contracts import risks as r
 from contracts import stakeholders as sh
 from contracts.base import FrozenModel, RecordedEvent
 from contracts.registry import EVENTS, UnknownEventType, payload_of
-from contracts.reports import PortfolioReportPublished
+from contracts.reports import PortfolioReportPublished, ReportDeadLettered, ReportDelivered
 from domain import deciders, ledger, risk
 from domain.prioritization import PortfolioView, decide_ranking
 from domain.projects import evolve_profile, profile_from
@@ -85,6 +86,17 @@ _USED: tuple[type[FrozenModel], ...] = (
 )
 USED_EVENTS = frozenset(t.__name__ for t in _USED)
 PUBLISHED = PortfolioReportPublished.__name__
+#: What became of a delivery (a report or an alert sent to someone): not the portfolio's
+#: content, so it neither changes a report nor makes a scheduled publication due.
+DELIVERIES = frozenset(
+    t.__name__
+    for t in (
+        ReportDelivered,
+        ReportDeadLettered,
+        notify.AlertDelivered,
+        notify.AlertDeadLettered,
+    )
+)
 #: The model whose ranking a report shows when it has one.
 DEFAULT_MODEL = "default"
 
@@ -167,6 +179,8 @@ class PortfolioReport:
         if e.event_type == PUBLISHED:
             self.published = PortfolioReportPublished.model_validate(e.payload)
             self.published_position = event.position
+            return
+        if e.event_type in DELIVERIES:
             return
         self.content_position = event.position
         if e.event_type not in USED_EVENTS:
