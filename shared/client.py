@@ -67,22 +67,34 @@ class PortfolioClient:
         actor: str | None = None,
         source: str | None = None,
         principal: str | None = None,
+        budget: float = 30.0,
     ) -> None:
         """`principal`: the NATS user this client connects as, named in the subject of every
         command (`portfolio.cmd.<Command>.<user>`) when the server lets each user publish
-        only under its own name; intake then knows who sent it (actor binding)."""
+        only under its own name; intake then knows who sent it (actor binding).
+        `budget`: seconds a command keeps being resent, with the same command id, while
+        there is no answer or the answer is `unavailable` (a leader election takes 4-9 s,
+        intake waits out 20 s itself); at least `attempts` sends either way."""
         self.nc = nc
         self.subjects = subjects or Subjects()
         self.timeout = timeout
         self.attempts = attempts
+        self.budget = budget
         self.actor = actor
         self.source = source
         self.principal = principal
         self._owns_connection = False
 
     @classmethod
-    async def connect(cls, servers: str | list[str], **options: Any) -> PortfolioClient:
-        client = cls(await nats.connect(servers), **options)
+    async def connect(
+        cls,
+        servers: str | list[str],
+        nats_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> PortfolioClient:
+        """`nats_options`: for `nats.connect`, e.g. `PortfolioSettings.nats_options()` (the
+        user, and its own reply inbox prefix, which the shipped permissions require)."""
+        client = cls(await nats.connect(servers, **(nats_options or {})), **options)
         client._owns_connection = True
         return client
 
@@ -123,22 +135,32 @@ class PortfolioClient:
         command = self._stamped(command)
         subject = self._named(self.subjects.command(type(command).__name__))
         body = command.model_dump_json(exclude_none=True).encode()
-        for attempt in range(1, self.attempts + 1):
+        deadline = asyncio.get_running_loop().time() + self.budget
+        attempt = 0
+        while True:
+            attempt += 1
+            hint = None
             try:
                 raw = await self._request(subject, body)
             except NoAnswer:
-                if attempt == self.attempts:
+                if not self._again(attempt, deadline):
                     raise
             else:
                 reply = REPLY.validate_json(raw)
-                limited = (
-                    isinstance(reply, CommandRejected)
-                    and reply.error.code == ErrorCode.RATE_LIMITED
-                )
-                if not limited or attempt == self.attempts:
+                again = isinstance(reply, CommandRejected) and reply.error.code in RETRIED
+                if not again or not self._again(attempt, deadline):
                     return reply
-            await asyncio.sleep(0.1 * 2**attempt)
-        raise AssertionError("unreachable")
+                assert isinstance(reply, CommandRejected)
+                hint = reply.error.retry_after_seconds
+            await asyncio.sleep(self._pause(attempt, deadline, hint))
+
+    def _again(self, attempt: int, deadline: float) -> bool:
+        """Send once more: fewer than `attempts` sends so far, or the budget not spent."""
+        return attempt < self.attempts or asyncio.get_running_loop().time() < deadline
+
+    def _pause(self, attempt: int, deadline: float, hint: float | None) -> float:
+        left = max(0.0, deadline - asyncio.get_running_loop().time())
+        return min(hint if hint is not None else 0.1 * 2 ** min(attempt, 4), max(left, 0.1))
 
     def stamped_json(self, body: bytes) -> tuple[bytes, bool]:
         """A command written as JSON, with this client's actor and source where it names
@@ -167,12 +189,17 @@ class PortfolioClient:
         `unavailable` answer, up to `attempts` times."""
         subject = self._named(self.subjects.command(command))
         body, resendable = self.stamped_json(body)
+        deadline = asyncio.get_running_loop().time() + (self.budget if resendable else 0.0)
         attempts = self.attempts if resendable else 1
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
+            hint = None
+            more = attempt < attempts or asyncio.get_running_loop().time() < deadline
             try:
                 raw = await self._request(subject, body, timeout)
             except NoAnswer:
-                if attempt == attempts:
+                if not more:
                     raise
             else:
                 try:
@@ -180,10 +207,11 @@ class PortfolioClient:
                 except ValidationError:
                     return raw
                 again = isinstance(reply, CommandRejected) and reply.error.code in RETRIED
-                if not again or attempt == attempts:
+                if not again or not more:
                     return raw
-            await asyncio.sleep(0.1 * 2**attempt)
-        raise AssertionError("unreachable")
+                assert isinstance(reply, CommandRejected)
+                hint = reply.error.retry_after_seconds
+            await asyncio.sleep(self._pause(attempt, deadline, hint))
 
     async def send_to_inbox(self, command: Command) -> str:
         """Fire-and-forget into the durable inbox; returns the id to fetch the result by."""
