@@ -4,7 +4,7 @@
 request (`portfolio report --publish --rationale ...`) or on a schedule, to the aggregate
 `report/portfolio`. The notify service then sends it to the recipients of the stakeholders'
 communication plans whose content is `report`, and records each delivery under
-`report_delivery/<stakeholder id>`: `ReportDelivered`, or `ReportDeadLettered` with why.
+`delivery/report-<stakeholder id>`: `ReportDelivered`, or `ReportDeadLettered` with why.
 Its `summary` is the compact report (statuses, budget figures, open
 risks and alerts, health, the top of the ranking) that the next report's "changes since
 the previous report" are measured against.
@@ -39,8 +39,14 @@ class PortfolioReportPublished(FrozenModel):
     summary: dict[str, Any]
 
 
-#: Where the notify service records what became of a report sent to a stakeholder.
-DELIVERY = "report_delivery"
+#: Where the notify service records what became of a report sent to a stakeholder: the
+#: aggregate `delivery` (which its NATS user may write, beside the alerts' outcomes), id
+#: `report-<stakeholder id>`.
+DELIVERY = "delivery"
+
+
+def delivery_aggregate(stakeholder_id: str) -> tuple[str, str]:
+    return (DELIVERY, f"report-{stakeholder_id}")
 
 
 class ReportDelivered(FrozenModel):

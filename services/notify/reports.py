@@ -5,7 +5,7 @@ gets it (`on_publish`: every report; `daily`, `weekly`, `monthly`: the first rep
 day, ISO week or month), through the plan's channel, with the alert channels' senders: a
 signed webhook (the secret named `reports` in PORTFOLIO_NOTIFY_WEBHOOK_SECRETS), Slack,
 Teams, or a mail over SMTP. Each delivery is retried with backoff like an alert's, then
-recorded under `report_delivery/<stakeholder>`: `ReportDelivered` or `ReportDeadLettered`
+recorded under `delivery/report-<stakeholder>`: `ReportDelivered` or `ReportDeadLettered`
 with the reason. A delivery already recorded is never sent again; one whose report is
 older than `MAX_AGE` when it could be sent (e.g. the first start on an old log) is
 dead-lettered as too old rather than sent late.
@@ -343,7 +343,7 @@ class ReportDeliveries:
             try:
                 await append_decision(
                     self.event_log,
-                    (rp.DELIVERY, pending.plan.stakeholder_id),
+                    rp.delivery_aggregate(pending.plan.stakeholder_id),
                     outcome,
                     "/".join(pending.key),
                     None,

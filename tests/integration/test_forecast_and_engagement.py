@@ -16,9 +16,11 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from nats.aio.client import Client
 
 from shared.eventlog import EventLog
+from tests.integration.gateway_support import TOKEN, bearer, gateway, tokens
 from tests.integration.helpers import SUBJECTS, accepted, budget_pool, proposal, query, running
 from tests.integration.test_notify import Mailbox, Receiver, receiver, smtp, until
 
@@ -309,13 +311,16 @@ async def test_published_reports_reach_the_plans_recipients_once_each(
             mail = message_from_bytes(box.messages[0])
             assert "Portfolio report" in mail["Subject"] and mail["To"] == "ana@example.org"
 
-            # The outcomes are in the log, under report_delivery/<stakeholder>.
+            # The outcomes are in the log, under delivery/report-<stakeholder>.
             recorded = [
                 e.envelope
                 async for e in event_log.read(1)
-                if e.envelope.aggregate_type == "report_delivery"
+                if e.envelope.event_type in ("ReportDelivered", "ReportDeadLettered")
             ]
-            assert sorted(e.aggregate_id for e in recorded) == ["S-1"] * 3 + ["S-2"] * 2
+            assert [e.aggregate_type for e in recorded] == ["delivery"] * 5
+            assert (
+                sorted(e.aggregate_id for e in recorded) == ["report-S-1"] * 3 + ["report-S-2"] * 2
+            )
 
             # A second publication: on_publish plans get it, the daily one does not.
             await accepted(
@@ -356,3 +361,77 @@ async def wait_async(check: Any, timeout: float = 30.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition never held")
         await asyncio.sleep(0.1)
+
+
+async def test_the_dashboard_and_the_gateway_show_the_forecast_and_the_stakeholders(
+    nc: Client, nats_url: str, tmp_path: Path
+) -> None:
+    async with (
+        running(nc, "intake", nats_url, tmp_path),
+        running(nc, "reporting", nats_url, tmp_path, dashboard_port=0),
+        gateway(nats_url, http_tokens=tokens(tracker=TOKEN)) as api,
+        aiohttp.ClientSession() as http,
+    ):
+        await portfolio(nc)
+        name = "<script>x()</script> & co"
+        await accepted(
+            nc, "RegisterStakeholder", {"stakeholder_id": "S-1", "name": name, "role": "CFO"}
+        )
+        await accepted(
+            nc,
+            "AssessStakeholder",
+            {
+                "stakeholder_id": "S-1",
+                "influence": 2,
+                "interest": 5,
+                "current_engagement": "resistant",
+                "desired_engagement": "supportive",
+            },
+        )
+        await accepted(
+            nc,
+            "GiveFeedback",
+            {
+                "stakeholder_id": "S-1",
+                "feedback_id": "F-1",
+                "concerns": {"kind": "programme", "id": "PRG-1"},
+                "text": "Too slow <b>really</b>",
+            },
+        )
+        base = json.loads(await query(nc, "reporting", "dashboard"))["url"].rstrip("/")
+        async with http.get(f"{base}/forecast") as response:
+            assert response.status == 200
+            page = await response.text()
+        assert 'id="forecast-s-curve"' in page and page.count('class="p-line"') == 4
+        assert "CAPEX-27" in page and "reserve needed at P80" in page and "P-1" in page
+        async with http.get(f"{base}/stakeholders") as response:
+            assert response.status == 200
+            page = await response.text()
+        assert 'id="stakeholder-grid"' in page and page.count('class="stakeholder"') == 1
+        assert "keep informed" in page and "Too slow &lt;b&gt;really&lt;/b&gt;" in page
+        assert "<script>x()" not in page and "<b>really" not in page
+        async with http.get(f"{base}/fragment/stakeholders") as response:
+            assert response.status == 200 and "<html" not in await response.text()
+
+        # The gateway: the same answer as the query, rendered on request; bad input is a 400.
+        headers = bearer(TOKEN)
+        async with http.get(f"{api}/v1/forecast?seed=3&iterations=500", headers=headers) as got:
+            assert got.status == 200
+            answer = await got.json()
+        assert (answer["seed"], answer["iterations"]) == (3, 500)
+        direct = await forecast(nc, {"seed": 3, "iterations": 500})
+        assert answer["total_cost"] == direct["total_cost"]
+        async with http.get(f"{api}/v1/forecast?format=md&project=P-1", headers=headers) as got:
+            assert got.status == 200 and "Portfolio forecast" in await got.text()
+        for bad, status in (
+            ("iterations=abc", 400),
+            ("iterations=5", 400),
+            ("seed=-1", 400),
+            ("format=pdf", 400),
+            ("project=NOPE", 404),
+            ("project=P-1&programme=PRG-1", 400),
+        ):
+            async with http.get(f"{api}/v1/forecast?{bad}", headers=headers) as got:
+                assert got.status == status, (bad, await got.text())
+        async with http.get(f"{api}/v1/forecast") as got:
+            assert got.status == 401

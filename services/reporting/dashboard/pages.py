@@ -35,6 +35,8 @@ PAGES = {
     "risks": "Risks",
     "budget": "Budget",
     "capacity": "Capacity",
+    "forecast": "Forecast",
+    "stakeholders": "Stakeholders",
     "alerts": "Alerts",
     "audit": "Audit search",
 }

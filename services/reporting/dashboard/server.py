@@ -22,7 +22,7 @@ from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
 from contracts.queries import PAGE_SIZE, AuditQuery
-from services.reporting.dashboard import pages
+from services.reporting.dashboard import outlook_pages, pages
 from services.reporting.dashboard.data import NotAnswered, SnapshotsOf, Sources
 from services.reporting.facts import UnknownProject
 from services.reporting.projection import ReportingProjection
@@ -307,6 +307,10 @@ class Dashboard:
                 except NotAnswered as error:
                     return pages.capacity(None, position, str(error))
                 return pages.capacity(cells, position)
+            case "forecast":
+                return outlook_pages.forecast(await sources.report())
+            case "stakeholders":
+                return outlook_pages.stakeholders(await sources.report())
             case "alerts":
                 try:
                     found = await sources.ask("risk", "alerts")
