@@ -52,14 +52,14 @@ def owed(projection: NotifyProjection) -> list[tuple[str, str]]:
 
 def test_frequencies_decide_which_reports_a_plan_is_owed() -> None:
     projection = NotifyProjection()
-    for found in (
+    for planned in (
         plan("each", "on_publish"),
         plan("day", "daily"),
         plan("week", "weekly"),
         plan("month", "monthly"),
         plan("alerts", "on_publish", "alert_digest"),
     ):
-        projection._fold(found, 1, T0)
+        projection._fold(planned, 1, T0)
     moments = [T0, T0 + timedelta(hours=2), T0 + timedelta(days=1), T0 + timedelta(days=7)]
     for n, moment in enumerate(moments, start=10):
         projection._fold(published(n, moment), n, moment)
