@@ -24,6 +24,13 @@ AGGREGATE = "report"
 PORTFOLIO_REPORTS = "portfolio"
 
 
+class ChainHead(FrozenModel):
+    """Where the log-wide hash chain stood: `portfolio audit --verify` recomputes it."""
+
+    position: int = Field(ge=0)
+    hash: str
+
+
 class PortfolioReportPublished(FrozenModel):
     report_id: str
     #: The log position the report was computed at (the last event it folded).
@@ -37,6 +44,9 @@ class PortfolioReportPublished(FrozenModel):
     rationale: str
     scheduled: bool = False
     summary: dict[str, Any]
+    #: The log-wide hash-chain head at `position` (shared/chain.py): pins the history the
+    #: report was computed from. None on reports published before the chain.
+    chain_head: ChainHead | None = None
 
 
 #: Where the notify service records what became of a report sent to a stakeholder: the

@@ -25,7 +25,7 @@ from contracts.queries import (
     LessonsQuery,
 )
 from contracts.reports import AGGREGATE as REPORT
-from contracts.reports import PORTFOLIO_REPORTS, PortfolioReportPublished
+from contracts.reports import PORTFOLIO_REPORTS, ChainHead, PortfolioReportPublished
 from domain.forecast import simulate
 from services.reporting import forecasting, improvement, timetravel
 from services.reporting.facts import Cut, UnknownProject
@@ -311,6 +311,10 @@ async def publish_report(
         rationale=request.rationale,
         scheduled=scheduled,
         summary=folded.summary(),
+        # What stakeholders are told pins the history it was computed from.
+        chain_head=ChainHead(position=folded.chain_position, hash=folded.chain_head)
+        if folded.chain_position == folded.position
+        else None,
     )
     size = len(event.model_dump_json())
     if size > limit:

@@ -68,6 +68,7 @@ from services.reporting.facts import (
     money,
 )
 from services.reporting.highlights import highlight_text
+from shared import chain
 
 #: What PortfolioView folds (projects, objectives, scoring models, rankings).
 VIEW_AGGREGATES = frozenset({p.AGGREGATE, o.AGGREGATE, pr.SCORING_MODEL, pr.RANKING})
@@ -122,6 +123,9 @@ class PortfolioReport:
     rankings: dict[str, tuple[int, pr.RankingDecided]] = field(default_factory=dict)
     published: PortfolioReportPublished | None = None
     published_position: int = 0
+    #: The log-wide hash-chain head after the last event read (shared/chain.py), and where.
+    chain_head: str = chain.GENESIS
+    chain_position: int = 0
     #: The last event folded, and the last one that was not a published report.
     position: int = 0
     content_position: int = 0
@@ -147,6 +151,9 @@ class PortfolioReport:
     def apply(self, event: RecordedEvent) -> bool:
         """Fold one event if the cut includes it; True when it did."""
         e = event.envelope
+        if event.position == self.chain_position + 1:  # every event read, in log order
+            self.chain_head = chain.advance(self.chain_head, event.position, chain.link_of(e))
+            self.chain_position = event.position
         if not self.cut.includes(e):
             return False
         self.position = event.position

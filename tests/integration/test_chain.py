@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from contracts.subjects import Subjects
 from shared import chain
 from shared.embedded_nats import EmbeddedNats
 from shared.eventlog import EventLog
-from tests.integration.helpers import fill_log, proposed_envelope
+from tests.integration.helpers import SUBJECTS, caught_up, fill_log, proposed_envelope, running
 
 
 @pytest.fixture(autouse=True)
@@ -178,4 +179,50 @@ async def test_an_event_changed_in_a_restored_copy_breaks_the_chain(
         assert "does not match" in result.broken.reason
     finally:
         await nc.close()
+        copy_server.stop()
+
+
+async def test_a_published_report_pins_the_head_and_verify_checks_it(
+    nc: Client, nats_url: str, tmp_path: Path, event_log: EventLog
+) -> None:
+    """The report carries the log-wide head at the position it was computed at; a copy
+    whose history before it was rewritten with every hash recomputed (so each aggregate's
+    chain holds) still fails, at the report."""
+    await fill_log(event_log, 12)
+    async with running(nc, "reporting", nats_url, tmp_path):
+        await caught_up(nc, "reporting", 12)
+        msg = await nc.request(
+            SUBJECTS.control("reporting", "publish"),
+            json.dumps({"rationale": "board pack", "actor": "cfo"}).encode(),
+            timeout=20,
+        )
+    published = json.loads(msg.data)["appended"]["position"]
+    report = await event_log.get(published)
+    pinned = report.envelope.payload["chain_head"]
+    assert pinned["position"] == 12
+    verified = await verify(event_log)
+    assert verified.broken is None and verified.reports_checked == 1
+    # The head the report pinned is the one recomputed at that position.
+    walked = await chain.verify_chain(event_log)
+    assert walked.checked == published
+
+    # A copy with event 5 changed and resealed (its aggregate has no later event, so no
+    # per-aggregate link notices): only the pinned head does.
+    copy_server = EmbeddedNats(tmp_path / "copy")
+    copy_nc = await nats.connect(copy_server.start())
+    try:
+        copied = EventLog(copy_nc.jetstream(), Subjects())
+        await copied.ensure_streams()
+        async for position, subject, data in event_log.read_raw():
+            if position == 5:
+                document = json.loads(data)
+                del document["chain_hash"]
+                document["payload"]["capex"] = "1.00"
+                data, _ = chain.seal(json.dumps(document).encode(), chain.GENESIS)
+            await copy_nc.jetstream().publish(subject, data)
+        result = await verify(copied)
+        assert result.broken is not None and result.broken.position == published
+        assert "history up to 12 was rewritten" in result.broken.reason
+    finally:
+        await copy_nc.close()
         copy_server.stop()
