@@ -53,28 +53,47 @@ class CapacityPicture:
 
 @dataclass
 class LedgerCapacity:
-    """Every role's capacity and demand, one `CapacityState` per role."""
+    """Every role's capacity and demand, one `CapacityState` per role and month.
 
-    roles: dict[str, CapacityState] = field(default_factory=dict)
+    Per month rather than per role: the ledger's fold copies a state's demand map on every
+    change, so a state per role would make folding a role's demand quadratic in the
+    months x projects it has seen; a month holds only that month's projects."""
+
+    cells: dict[Cell, CapacityState] = field(default_factory=dict)
+    #: The unit of every role that has capacity (the ledger keeps a role in one unit).
+    units: dict[str, lg.CapacityUnit] = field(default_factory=dict)
 
     def apply(self, event: FrozenModel) -> bool:
         """Fold a `CapacitySet` or `DemandAssigned`; False for anything else (and for demand
         on a role that has no capacity yet, which the ledger never decides)."""
         if isinstance(event, lg.CapacitySet):
-            self.roles[event.role] = evolve_capacity(self.roles.get(event.role), event)
+            cell = (event.role, event.period)
+            self.units.setdefault(event.role, event.unit)
+            self.cells[cell] = evolve_capacity(self.cells.get(cell), event)
             return True
         if isinstance(event, lg.DemandAssigned):
-            state = self.roles.get(event.role)
-            if state is None:
+            unit = self.units.get(event.role)
+            if unit is None:
                 return False
-            # The running totals follow this fold's own previous figure, so they stay
+            cell = (event.role, event.period)
+            state = self.cells.get(cell)
+            if state is None:
+                # A month without a capacity line: 0, as the ledger reads it.
+                empty = lg.CapacitySet(
+                    role=event.role, period=event.period, amount=_ZERO, unit=unit, time_off=_ZERO
+                )
+                state = evolve_capacity(None, empty)
+            # The running total follows this fold's own previous figure, so it stays
             # consistent whatever the event says the previous figure was.
             previous = state.demand.get((event.project_id, event.period), _ZERO)
             if previous != event.previous_amount:
                 event = event.model_copy(update={"previous_amount": previous})
-            self.roles[event.role] = evolve_capacity(state, event)
+            self.cells[cell] = evolve_capacity(state, event)
             return True
         return False
+
+    def knows(self, role: str) -> bool:
+        return role in self.units
 
     def picture(self, status_of: Callable[[str], p.ProjectStatus | None]) -> CapacityPicture:
         """Available capacity per cell once running projects take theirs, and every other
@@ -82,21 +101,18 @@ class LedgerCapacity:
         available: dict[Cell, float] = {}
         held_cells: dict[Cell, float] = {}
         demand: dict[str, dict[Cell, float]] = {}
-        for role in sorted(self.roles):
-            state = self.roles[role]
-            held: dict[str, Decimal] = {}
-            for (project_id, period), amount in state.demand.items():
+        for cell in sorted(self.cells):
+            state = self.cells[cell]
+            held = _ZERO
+            for (project_id, _), amount in state.demand.items():
                 status = status_of(project_id)
                 if status is None or status in HOLDING:
-                    held[period] = held.get(period, _ZERO) + amount
+                    held += amount
                 elif status not in p.TERMINAL_STATUSES:
-                    demand.setdefault(project_id, {})[(role, period)] = float(amount)
-            for period in state.periods():
-                taken = held.get(period, _ZERO)
-                left = state.net_capacity(period) - taken
-                available[(role, period)] = float(max(left, _ZERO))
-                if taken:
-                    held_cells[(role, period)] = float(taken)
+                    demand.setdefault(project_id, {})[cell] = float(amount)
+            available[cell] = float(max(state.net_capacity(cell[1]) - held, _ZERO))
+            if held:
+                held_cells[cell] = float(held)
         return CapacityPicture(
             available=available,
             held=held_cells,

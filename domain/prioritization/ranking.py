@@ -259,7 +259,7 @@ def _capacity(
         # ledger's over-allocation check says (a role the ledger does not plan is unbound).
         if ledger:
             for cell in needs[pid]:
-                if cell not in cells and cell[0] in view.capacity.roles:
+                if cell not in cells and view.capacity.knows(cell[0]):
                     cells[cell] = 0.0
     return dict(sorted(cells.items())), needs
 

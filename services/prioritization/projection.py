@@ -204,7 +204,7 @@ class PrioritizationProjection(Projection):
         """The row of the cell an event changed, as the view now holds it."""
         role, period = str(payload["role"]), str(payload["period"])
         project = str(payload.get("project_id", ""))
-        state = self.view.capacity.roles.get(role)
+        state = self.view.capacity.cells.get((role, period))
         if state is None:
             return  # demand on a role without capacity: not folded, nothing to keep
         key = (role, period, project)

@@ -593,11 +593,16 @@ def test_the_fold_is_the_ledgers_and_keeps_its_own_running_totals() -> None:
     ledger.demand("developer", "B", MARCH, "0", previous="3")  # removed
     ledger.demand("developer", "A", MARCH, "2", previous="99")  # a wrong previous figure
     ledger.demand("tester", "A", MARCH, "1")  # a role without capacity: not folded
-    state = ledger.view().capacity.roles["developer"]
+    capacity = ledger.view().capacity
+    state = capacity.cells[("developer", MARCH)]
     assert dict(state.demand) == {("RUN", MARCH): Decimal(4), ("A", MARCH): Decimal(2)}
     assert state.demand_in(MARCH) == Decimal(6)
     assert state.net_capacity(MARCH) == Decimal(8)
-    assert "tester" not in ledger.view().capacity.roles
+    assert not capacity.knows("tester") and ("tester", MARCH) not in capacity.cells
+    # Demand in a month without a capacity line: a cell with no capacity.
+    ledger.demand("developer", "A", "2027-04", "1")
+    april = ledger.view().capacity.cells[("developer", "2027-04")]
+    assert april.net_capacity("2027-04") == 0 and april.demand_in("2027-04") == 1
 
 
 def test_the_frontier_stays_within_the_ledgers_capacity() -> None:
