@@ -9,14 +9,25 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from contracts.base import Rejection
 from contracts.queries import AuditEntry, AuditQuery
+from shared.chain import ChainVerification, verify_chain
 from shared.client import PortfolioClient
+from shared.eventlog import EventLog, LogUnavailable
 
 from .connection import run
-from .output import EXIT_USAGE, JsonFlag, UrlOption, console, fail
+from .output import (
+    EXIT_REJECTED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    JsonFlag,
+    UrlOption,
+    console,
+    fail,
+)
 
 
 def audit(
@@ -43,10 +54,21 @@ def audit(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
     rejections: Annotated[bool, typer.Option(help="Show refused inputs instead")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Recompute the log's hash chain over the whole log; exit 1 naming the first "
+            "position where it breaks",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
     url: UrlOption = None,
 ) -> None:
     """The decision history: who did what, when, why, and what it caused."""
+    if verify:
+        _verify_chain(as_json, url)
+        return
     if rejections:
         _print_rejections(as_json, limit, url)
         return
@@ -117,3 +139,60 @@ def _print_rejections(as_json: bool, limit: int, url: str | None) -> None:
         )
     console.print(table)
     console.print(f"{len(found)} rejections")
+
+
+def _verify_chain(as_json: bool, url: str | None) -> None:
+    """`--verify`: shared/chain.py's verify_chain over the whole log, with a progress bar."""
+
+    async def work(client: PortfolioClient) -> ChainVerification:
+        log = EventLog(client.nc.jetstream(timeout=10), client.subjects)
+        if as_json:
+            return await verify_chain(log)
+        with Progress(
+            TextColumn("verifying the hash chain"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("verify", total=None)
+
+            def advance(position: int, end: int) -> None:
+                progress.update(task, completed=position, total=end)
+
+            return await verify_chain(log, progress=advance)
+
+    try:
+        result = run(work, url, timeout=30)
+    except LogUnavailable as error:
+        fail(EXIT_UNREACHABLE, f"[red]log_unavailable: {escape(str(error))}[/]")
+    broken = result.broken
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": broken is None,
+                    "checked": result.checked,
+                    "end": result.end,
+                    "head": result.head,
+                    "pre_chain": result.pre_chain,
+                    "reports_checked": result.reports_checked,
+                    "broken_at": broken.position if broken else None,
+                    "reason": broken.reason if broken else None,
+                },
+                indent=2,
+            )
+        )
+    elif broken is None:
+        console.print(
+            f"[green]the chain holds[/]: {result.checked} events, head {result.head} "
+            f"at position {result.checked} ({result.pre_chain} from before the chain, "
+            f"{result.reports_checked} published report heads checked)"
+        )
+    else:
+        console.print(
+            f"[red]the chain breaks at position {broken.position}[/]: {escape(broken.reason)} "
+            f"({result.checked} events before it hold)"
+        )
+    if broken is not None:
+        raise typer.Exit(EXIT_REJECTED)

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nats
@@ -226,3 +230,31 @@ async def test_a_published_report_pins_the_head_and_verify_checks_it(
     finally:
         await copy_nc.close()
         copy_server.stop()
+
+
+def portfolio(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTFOLIO_")}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "portfolio"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+async def test_portfolio_audit_verify(event_log: EventLog, nc: Client, nats_url: str) -> None:
+    """The CLI verb: exit 0 with the head on a sound log; exit 1 naming the first position
+    where the chain breaks."""
+    end = await fill_log(event_log, 30)
+    sound = await asyncio.to_thread(portfolio, "audit", "--verify", "--json", "--url", nats_url)
+    assert sound.returncode == 0, sound.stderr
+    found = json.loads(sound.stdout)
+    assert found["ok"] and found["checked"] == end and found["broken_at"] is None
+    assert found["head"] == (await verify(event_log)).head
+
+    ack = await nc.jetstream().publish("portfolio.events.project.X", b'{"forged": true}')
+    await fill_log(event_log, 3, start=500)
+    broken = await asyncio.to_thread(portfolio, "audit", "--verify", "--url", nats_url)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"breaks at position {ack.seq}" in " ".join(broken.stdout.split())
