@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import shutil
 import socket
@@ -26,24 +27,30 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError
 
-from contracts.base import EventEnvelope
+from contracts.base import CommandAccepted, EventEnvelope
+from contracts.projects import ProposeProject
 from contracts.subjects import LOG_STREAM
+from shared.client import PortfolioClient
 from shared.embedded_nats import EmbeddedNats
 from shared.eventlog import Appended, EventLog, log_stream_config
 from tests.e2e import load
-from tests.integration.helpers import SUBJECTS, proposed_envelope
+from tests.integration.helpers import SUBJECTS, proposal, proposed_envelope
+from tests.unit.test_deploy_files import compose_service_environment
 
 pytestmark = pytest.mark.e2e
 
-NODES = ("n1", "n2", "n3")
-AUTH_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "auth.conf"
-USERS = ("intake", "prioritization", "ledger", "risk", "reporting", "tool", "admin")
+NODES = ("nats-1", "nats-2", "nats-3")
+NATS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "nats"
+AUTH_CONF = NATS_DIR / "auth.conf"
+#: Every user of the shipped auth.conf (the server refuses to start without each password).
+USERS = tuple(
+    u.lower() for u in re.findall(r"password:\s*\$NATS_PASSWORD_(\w+)", AUTH_CONF.read_text())
+)
 RATE = 50  # appends a second
-#: EventLog.append's retries of timeouts (2 s each, short backoff) and ours of "no
-#: responders" must outlast the election of a new stream leader: a few seconds.
-ATTEMPTS = 6
+#: EventLog.append's patience (PORTFOLIO_LOG_PATIENCE_SECONDS, default 20 s) must outlast
+#: the election of a new stream leader: a few seconds.
 FAILOVER_BUDGET = 20.0
 SERVICES_UNDER_TEST = ("intake", "reporting")
 
@@ -77,41 +84,57 @@ class Cluster:
         self.client_ports = dict(zip(NODES, ports[:n], strict=True))
         self.route_ports = dict(zip(NODES, ports[n : 2 * n], strict=True))
         self.monitor_ports = dict(zip(NODES, ports[2 * n :], strict=True))
-        self.passwords = {user: f"pw{secrets.token_hex(8)}" for user in USERS}
+        self.passwords = {user: f"pw{secrets.token_hex(8)}" for user in (*USERS, "route")}
         shutil.copy(AUTH_CONF, self.root / "auth.conf")
 
     def credentials(self, user: str) -> dict[str, str]:
-        return {"user": user, "password": self.passwords[user]}
+        """A user's credentials and its own reply inbox (the only one it may read)."""
+        return {"user": user, "password": self.passwords[user], "inbox_prefix": f"_INBOX.{user}"}
 
     def service_env(self, service: str) -> dict[str, str]:
-        """What compose gives a service: its own user, the log on three replicas."""
-        return {
-            "PORTFOLIO_NATS_USER": service,
-            "PORTFOLIO_NATS_PASSWORD": self.passwords[service],
-            "PORTFOLIO_LOG_REPLICAS": "3",
-        }
+        """What compose gives a service (its own user, the log on three replicas, intake's
+        identity settings), with this cluster's addresses and passwords."""
+        shipped = compose_service_environment(service)
+        env = {k: v for k, v in shipped.items() if k.startswith("PORTFOLIO_")}
+        for local in ("PORTFOLIO_NATS_URL", "PORTFOLIO_DATABASE_URL", "PORTFOLIO_SERVICE"):
+            env.pop(local, None)
+        env["PORTFOLIO_NATS_PASSWORD"] = self.passwords[service]
+        assert env["PORTFOLIO_NATS_USER"] == service and env["PORTFOLIO_LOG_REPLICAS"] == "3"
+        return env
+
+    @property
+    def route_password(self) -> str:
+        return self.passwords["route"]
+
+    def node_env(self) -> dict[str, str]:
+        """What compose gives each node: the users' passwords, the route password and the
+        route URLs (here on loopback ports)."""
+        env = {f"NATS_PASSWORD_{u.upper()}": pw for u, pw in self.passwords.items() if u in USERS}
+        env["NATS_ROUTE_PASSWORD"] = self.route_password
+        for n, node in enumerate(NODES, start=1):
+            port = self.route_ports[node]
+            env[f"NATS_ROUTE_{n}"] = f"nats-route://route:{self.route_password}@127.0.0.1:{port}"
+        return env
 
     @property
     def urls(self) -> list[str]:
         return [f"nats://127.0.0.1:{self.client_ports[n]}" for n in NODES]
 
     def config(self, node: str) -> Path:
-        routes = "\n".join(
-            f"    nats-route://127.0.0.1:{self.route_ports[peer]}" for peer in NODES if peer != node
-        )
+        """The shipped deploy/nats/<node>.conf, with only its addresses moved to loopback
+        ports and its store left to the command line (each replaced exactly once)."""
+        text = (NATS_DIR / f"{node}.conf").read_text()
+        for pattern, replacement in (
+            (r"^listen: 0\.0\.0\.0:4222$", f"listen: 127.0.0.1:{self.client_ports[node]}"),
+            (r"^http: 0\.0\.0\.0:8222$", f"http: 127.0.0.1:{self.monitor_ports[node]}"),
+            # EmbeddedNats gives the store on its command line (--store_dir <node>/jetstream).
+            (r"^  store_dir: /data$", "  # store_dir: on the command line"),
+            (r"^  listen: 0\.0\.0\.0:6222$", f"  listen: 127.0.0.1:{self.route_ports[node]}"),
+        ):
+            text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+            assert count == 1, f"{node}.conf: {pattern} not found once"
         path = self.root / f"{node}.conf"
-        # The store dir comes from EmbeddedNats (--store_dir <node>/jetstream).
-        path.write_text(
-            "include auth.conf\n"
-            f"server_name: {node}\n"
-            f"http: 127.0.0.1:{self.monitor_ports[node]}\n"
-            "jetstream {\n  sync_interval: always\n}\n"
-            "cluster {\n"
-            "  name: portfolio-test\n"
-            f"  listen: 127.0.0.1:{self.route_ports[node]}\n"
-            f"  routes: [\n{routes}\n  ]\n"
-            "}\n"
-        )
+        path.write_text(text)
         return path
 
     def start(self, node: str) -> None:
@@ -119,7 +142,7 @@ class Cluster:
             self.root / node,
             port=self.client_ports[node],
             extra_args=("-c", str(self.config(node))),
-            env={f"NATS_PASSWORD_{user.upper()}": pw for user, pw in self.passwords.items()},
+            env=self.node_env(),
         )
         server.start()
         self.servers[node] = server
@@ -224,21 +247,9 @@ async def caught_up(nc: Client, node: str, timeout: float = 30.0) -> None:
 
 
 async def append(log: EventLog, envelope: EventEnvelope) -> Appended:
-    """EventLog.append, also retried while the stream has no leader.
-
-    EventLog.append retries timeouts, but during a leader election JetStream answers a
-    publish with 503 "no responders", which nats-py raises as NoStreamResponseError, and
-    EventLog.append does not retry that. Nothing was stored then, and the event id is the
-    message id, so retrying is safe.
-    """
-    deadline = time.monotonic() + FAILOVER_BUDGET
-    while True:
-        try:
-            return await log.append(envelope, 0, attempts=ATTEMPTS)
-        except NoStreamResponseError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+    """EventLog.append: it waits out a leader election itself, for its patience (no answer,
+    or "no responders" while the stream has no leader, retried with the same message id)."""
+    return await log.append(envelope, 0)
 
 
 @dataclass
@@ -288,7 +299,7 @@ async def steady_appends(
             kill()
             killed_at = time.monotonic()
         tasks.append(asyncio.create_task(one(n)))
-    await asyncio.wait_for(asyncio.gather(*tasks), FAILOVER_BUDGET + ATTEMPTS * 3)
+    await asyncio.wait_for(asyncio.gather(*tasks), FAILOVER_BUDGET + 10)
     return killed_at
 
 
@@ -320,7 +331,7 @@ async def test_killing_a_node_under_load_loses_nothing(cluster: Cluster) -> None
     nc = await connect(cluster.urls, **cluster.credentials("intake"))
     try:
         await create_replicated_log(nc)
-        log = EventLog(nc.jetstream(timeout=5), SUBJECTS)
+        log = EventLog(nc.jetstream(timeout=5), SUBJECTS, patience=FAILOVER_BUDGET)
 
         # 1. SIGKILL the log's leader 2 s into 6 s of appends.
         first = await leader(nc)
@@ -356,6 +367,51 @@ async def test_killing_a_node_under_load_loses_nothing(cluster: Cluster) -> None
 
 
 SERVICE_RATE = 20  # commands a second
+#: PortfolioClient's budget: every command sent while a node is killed is answered within it.
+CLIENT_BUDGET = 30.0
+
+
+@dataclass
+class ClientSender:
+    """Sends ProposeProject at a steady rate through PortfolioClient, as the operator (the
+    shipped `admin` user, on its own subject, for a person): the client resends with the
+    same command id until it is answered, within its budget. Every command must be
+    answered accepted (a resend of one that landed: accepted, duplicate)."""
+
+    nc: Client
+    prefix: str
+    acked: dict[str, CommandAccepted] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+    async def one(self, n: int) -> None:
+        client = PortfolioClient(
+            self.nc, principal="admin", timeout=3.0, attempts=1, budget=CLIENT_BUDGET
+        )
+        project_id = f"{self.prefix}-{n:04d}"
+        command = ProposeProject.model_validate(
+            proposal(project_id, command_id=f"cmd-{project_id}")
+        )
+        try:
+            reply = await client.send(command)
+        except Exception as error:  # noqa: BLE001 - counted: no answer within the budget
+            self.failed.append(f"{command.command_id}: {error!r}")
+            return
+        if isinstance(reply, CommandAccepted):
+            self.acked[command.command_id] = reply
+        else:
+            self.failed.append(f"{command.command_id}: {reply}")
+
+    async def run(self, rate: float, seconds: float, at: float, action: Callable[[], None]) -> None:
+        started = time.monotonic()
+        done = False
+        tasks = []
+        for n in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
+            if not done and time.monotonic() - started >= at:
+                action()
+                done = True
+            tasks.append(asyncio.create_task(self.one(n)))
+        await asyncio.wait_for(asyncio.gather(*tasks), CLIENT_BUDGET + 15)
 
 
 async def converged(nc: Client, services: tuple[str, ...]) -> int:
@@ -392,9 +448,9 @@ async def test_services_ride_out_node_kills(cluster: Cluster, tmp_path: Path) ->
 
         # 1. The log's leader dies 1 s into 4 s of commands.
         first = await leader(nc)
-        a = load.Sender(nc, "A")
+        a = ClientSender(nc, "A")
         await a.run(SERVICE_RATE, 4, at=1, action=lambda: cluster.kill(first))
-        load.check_log(await load.read_log(nc), [a], 4 * SERVICE_RATE)
+        load.check_log(await load.read_log(nc), [a], 4 * SERVICE_RATE)  # type: ignore[list-item]
         # Both caught up (compared with a rebuild once, at the end, covering both rounds).
         await converged(nc, SERVICES_UNDER_TEST)
 
@@ -407,9 +463,9 @@ async def test_services_ride_out_node_kills(cluster: Cluster, tmp_path: Path) ->
         holding = [n for n in live if "portfolio-intake" in await cluster.clients(n)]
         assert holding, "intake is connected to no live node"
         second = holding[0]
-        b = load.Sender(nc, "B")
+        b = ClientSender(nc, "B")
         await b.run(SERVICE_RATE, 4, at=1, action=lambda: cluster.kill(second))
-        load.check_log(await load.read_log(nc), [a, b], 8 * SERVICE_RATE)
+        load.check_log(await load.read_log(nc), [a, b], 8 * SERVICE_RATE)  # type: ignore[list-item]
         end = await converged(nc, SERVICES_UNDER_TEST)
         await load.live_equals_rebuild(nc, data, tmp_path / "rebuild", end)
         for process in processes:
@@ -417,3 +473,44 @@ async def test_services_ride_out_node_kills(cluster: Cluster, tmp_path: Path) ->
     finally:
         load.stop(processes)
         await nc.close()
+
+
+async def test_a_server_without_the_route_password_cannot_join(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Routes authenticate (deploy/nats/nats-<n>.conf): a server that knows where the
+    cluster listens but not the route password (none, or a wrong one) is refused, and the
+    cluster's nodes keep routes to each other only."""
+    rogues = []
+    for n, credentials in enumerate(("", "route:guessed@")):
+        port = free_ports(1)[0]
+        config = tmp_path / f"rogue-{n}.conf"
+        config.write_text(
+            f"server_name: rogue-{n}\n"
+            "cluster {\n  name: portfolio\n"
+            f"  listen: 127.0.0.1:{port}\n"
+            f"  routes: [ nats-route://{credentials}127.0.0.1:{cluster.route_ports['nats-1']} ]\n"
+            "}\n"
+        )
+        rogue = EmbeddedNats(tmp_path / f"rogue-{n}", extra_args=("-c", str(config)))
+        rogue.start()
+        rogues.append(rogue)
+    try:
+        url = f"http://127.0.0.1:{cluster.monitor_ports['nats-1']}/routez"
+        deadline = time.monotonic() + 20
+        while True:
+            logs = [(r.data_dir / "nats-server.log").read_text() for r in rogues]
+            if all("Authorization Violation" in text for text in logs):
+                break
+            assert time.monotonic() < deadline, logs
+            await asyncio.sleep(0.2)
+
+        def peers() -> set[str]:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                found = json.load(response)
+            return {str(r.get("remote_name")) for r in found.get("routes") or []}
+
+        assert await asyncio.to_thread(peers) == {"nats-2", "nats-3"}
+    finally:
+        for rogue in rogues:
+            rogue.stop()
