@@ -233,3 +233,21 @@ def test_a_budget_carries_the_share_of_a_project_it_funds() -> None:
     forecast = simulate(projects, budgets=budgets, iterations=10, seed=0)
     assert forecast.budgets["pool"].cost.p50 == 250.0
     assert forecast.budgets["pool"].probability_within == 1.0
+
+
+def test_threads_do_not_change_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import domain.forecast as fc
+
+    projects = [
+        ProjectOutlook(f"P{i}", cost=Triangle(90.0, 100.0 + i, 200.0 + i), programme=f"G{i % 4}")
+        for i in range(fc.BLOCK * 3 + 5)
+    ]
+    risks = [
+        Uncertainty(f"R{i}", 0.4, Triangle(1.0, 5.0, 9.0), project_id=f"P{i * 7}", delay_days=3)
+        for i in range(50)
+    ] + [Uncertainty("W", 0.5, Triangle.point(100.0))]
+    budgets = [Budget("all", 1e5, frozenset(p.project_id for p in projects))]
+    monkeypatch.setattr(fc, "WORKERS", 1)
+    alone = simulate(projects, risks, budgets, iterations=2_000, seed=8)
+    monkeypatch.setattr(fc, "WORKERS", 4)
+    assert simulate(projects, risks, budgets, iterations=2_000, seed=8) == alone
