@@ -20,7 +20,7 @@ from typing import Any
 import nats
 from rich.console import Console
 
-from bench import alert_delivery, decisions, forecast, gateway, ledger_replay, million
+from bench import alert_delivery, chain_verify, decisions, forecast, gateway, ledger_replay, million
 from bench import baselines as raw
 from bench.benchmarks import (
     FULL,
@@ -47,6 +47,7 @@ GROUPS = (
     "gateway",
     "ledger-replay",
     "big-log",
+    "verify",
     "forecast",
 )
 INTAKE = {"intake-throughput", "intake-latency", "inbox"}
@@ -156,6 +157,10 @@ async def _measure(
         size = big_log_events or million.BIG_LOG[sizes]
         console.log(f"[bold]big log[/] ({size:,} events, every service, own nats-server)")
         rows += await _guarded("big-log", million.big_log(ctx, size, progress, console.log))
+    if "verify" in selected:
+        size = chain_verify.VERIFY_LOG[sizes]
+        console.log(f"[bold]verify[/] (audit --verify over {size:,} events, own nats-server)")
+        rows += await _guarded("verify", chain_verify.verify_benchmarks(ctx, size, progress))
     if "alert-latency" in selected:
         console.log("[bold]alert latency[/] (intake and risk monitor, own processes)")
         rows += await _guarded("alert-latency", decisions.alert_latency(ctx, progress))

@@ -36,6 +36,7 @@ from contracts.base import Command, EventEnvelope
 from contracts.subjects import LOG_STREAM, Subjects
 from domain.deciders import decide, evolve
 from domain.kernel import Rejected
+from shared import chain
 from shared.commands import envelope_for
 from shared.eventlog import append_headers
 
@@ -503,6 +504,7 @@ async def publish(
     info = await js.stream_info(LOG_STREAM)
     position = int(info.state.last_seq or 0)
     last: dict[str, int] = {}
+    links: dict[str, str] = {}
     pending: list[asyncio.Future[Any]] = []
     written = 0
     for envelope in envelopes:
@@ -510,9 +512,10 @@ async def publish(
         headers = append_headers(envelope, last.get(subject, 0))
         position += 1
         last[subject] = position
-        pending.append(
-            await js.publish_async(subject, envelope.model_dump_json().encode(), headers=headers)
-        )
+        # Sealed into the hash chain as the portfolio's writers seal it (shared/chain.py).
+        unsealed = envelope.model_dump_json(exclude={chain.FIELD}).encode()
+        data, links[subject] = chain.seal(unsealed, links.get(subject, chain.GENESIS))
+        pending.append(await js.publish_async(subject, data, headers=headers))
         if len(pending) >= window:
             await _settle(pending)
             written += len(pending)

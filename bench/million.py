@@ -20,7 +20,7 @@ from typing import Any
 
 import nats
 
-from bench import biglog
+from bench import biglog, chain_verify
 from bench.benchmarks import FULL, QUICK, SMOKE, Context, Service, Sizes, _fetch_in_own_process
 from bench.ledger_replay import postgres_database
 from bench.measure import cpu_seconds, peak_rss_kib
@@ -78,6 +78,8 @@ async def _measure(
     def add(row: Row) -> None:
         rows.append(row)
         progress(row)
+
+    add(await chain_verify.verify_row(url, total, raw_rate))
 
     for name in SERVICES:
         keep = name == "reporting"

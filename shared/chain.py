@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 FIELD = "chain_hash"
 #: The link before an aggregate's first event, and the head before position 1.
 GENESIS = ""
+#: What every envelope has (a sealed one is checked by its hash, not parsed again).
+_ENVELOPE_FIELDS = frozenset(
+    name for name, info in EventEnvelope.model_fields.items() if info.is_required()
+)
 #: Fields left out of a pre-chain event's digest (they did not exist before the chain).
 _NEWER_FIELDS = frozenset({FIELD, "command"})
 
@@ -152,10 +156,11 @@ class ChainWalker:
     def _link(self, subject: str, data: bytes) -> tuple[str | None, str | None]:
         try:
             document = json.loads(data)
-            envelope = EventEnvelope.model_validate(document)
-        except (ValueError, ValidationError, RecursionError) as error:
+        except (ValueError, RecursionError) as error:
             return f"not an event envelope: {type(error).__name__}", None
-        own = f"{self.events_prefix}.{envelope.aggregate_type}.{envelope.aggregate_id}"
+        if not isinstance(document, dict) or not document.keys() >= _ENVELOPE_FIELDS:
+            return "not an event envelope: fields missing", None
+        own = f"{self.events_prefix}.{document['aggregate_type']}.{document['aggregate_id']}"
         if subject != own:
             return f"an event of {own} stored on {subject}", None
         previous = self._previous.get(subject, GENESIS)
@@ -163,6 +168,10 @@ class ChainWalker:
         if stored is None:
             if self._chained:
                 return "no chain hash after the chain began (not written by the portfolio)", None
+            try:
+                envelope = EventEnvelope.model_validate(document)
+            except ValidationError as error:
+                return f"not an event envelope: {type(error).__name__}", None
             self.result.pre_chain += 1
             return None, pre_chain_link(envelope)
         self._chained = True
