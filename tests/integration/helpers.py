@@ -33,6 +33,7 @@ SETTINGS_CLASS = {
     "ledger": settings_module.LedgerSettings,
     "risk": settings_module.RiskSettings,
     "reporting": settings_module.ReportingSettings,
+    "notify": settings_module.NotifySettings,
 }
 
 

@@ -24,11 +24,8 @@ from nats.aio.client import Client
 
 from contracts.base import CommandRejected
 from shared.eventlog import EventLog
-from shared.settings import NotifySettings
-from tests.integration import helpers
 from tests.integration.helpers import accepted, project_risk, proposal, query, running, send
 
-helpers.SETTINGS_CLASS.setdefault("notify", NotifySettings)
 SECRET = "hook-secret"
 BASE = "https://portfolio.example/dash"
 
