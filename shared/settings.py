@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.subjects import Subjects
+from contracts.subjects import SERVICES, Subjects
 
 RUNTIME_FILE = "runtime.json"
 
@@ -97,6 +97,22 @@ class ServiceSettings(PortfolioSettings):
     #: instance that nothing else may start beside).
     lease_ttl_seconds: float = 3.0
     projection_retry_delay_seconds: float = 2.0
+    #: Prometheus `/metrics` (shared/metrics.py). 0: a free port, shown by `portfolio
+    #: status`; a base port N: each service listens on N + its place in `SERVICES`
+    #: (intake N, prioritization N+1, ledger N+2, risk N+3, reporting N+4, notify N+5),
+    #: a free one when that is taken; -1: not served.
+    metrics_port: int = Field(default=0, ge=-1, le=65535)
+    #: The address `/metrics` listens on (0.0.0.0 in a container, for a scraper beside it).
+    metrics_host: str = "127.0.0.1"
+
+    def metrics_port_for(self, service: str) -> int | None:
+        """The port `service` serves its metrics on (0: any free one), None when off."""
+        if self.metrics_port < 0:
+            return None
+        if self.metrics_port == 0:
+            return 0
+        offset = SERVICES.index(service) if service in SERVICES else len(SERVICES)
+        return min(65535, self.metrics_port + offset)
 
 
 class IntakeSettings(ServiceSettings):
