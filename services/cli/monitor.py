@@ -247,7 +247,8 @@ def backtest(
     as_json: JsonFlag = False,
     url: UrlOption = None,
 ) -> None:
-    """How often a rule would have fired over the whole history, and when."""
+    """How often a rule would have fired over the whole history, and when (by the facts'
+    business time; --json also gives the recorded times)."""
     rule = {
         "metric": metric,
         "comparison": comparison,
@@ -258,7 +259,7 @@ def backtest(
     if as_json:
         print(json.dumps(found, indent=2))
         return
-    table = Table("subject", "raised", "cleared")
+    table = Table("subject", "raised (business time)", "cleared (business time)")
     for episode in found["episodes"]:
         table.add_row(
             escape(episode["subject_id"]),

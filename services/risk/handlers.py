@@ -191,7 +191,9 @@ async def backtest_query(event_log: EventLog, body: bytes) -> bytes:
         severity=r.Severity.INFO,
     )
     monitor.rules = {"backtest": candidate}
-    opened: dict[str, str] = {}
+    # When it would have fired by business time (the facts' occurred_at, which is what a
+    # portfolio manager asks about) and by recorded time (when the backend learned them).
+    opened: dict[str, tuple[str, str]] = {}
     episodes: list[dict[str, Any]] = []
     async for recorded in event_log.read():
         e = recorded.envelope
@@ -202,15 +204,24 @@ async def backtest_query(event_log: EventLog, body: bytes) -> bytes:
             decided = monitor.fold(event, e.event_id, recorded.position)
         except (ValueError, KeyError, AttributeError):
             continue
-        at = e.recorded_at.isoformat()
+        at = (e.occurred_at.isoformat(), e.recorded_at.isoformat())
         for found in decided:
             if isinstance(found, r.AlertRaised):
                 opened[found.subject_id] = at
             elif isinstance(found, r.AlertCleared):
-                raised = opened.pop(found.subject_id)
-                episodes.append(
-                    {"subject_id": found.subject_id, "raised_at": raised, "cleared_at": at}
-                )
-    episodes += [{"subject_id": s, "raised_at": at, "cleared_at": None} for s, at in opened.items()]
-    episodes.sort(key=lambda x: (x["subject_id"], x["raised_at"]))
+                episodes.append(_episode(found.subject_id, opened.pop(found.subject_id), at))
+    episodes += [_episode(s, at, None) for s, at in opened.items()]
+    episodes.sort(key=lambda x: (x["subject_id"], x["raised_at"], x["recorded_raised_at"]))
     return json.dumps({"fired": len(episodes), "episodes": episodes}).encode()
+
+
+def _episode(
+    subject_id: str, raised: tuple[str, str], cleared: tuple[str, str] | None
+) -> dict[str, Any]:
+    return {
+        "subject_id": subject_id,
+        "raised_at": raised[0],
+        "cleared_at": None if cleared is None else cleared[0],
+        "recorded_raised_at": raised[1],
+        "recorded_cleared_at": None if cleared is None else cleared[1],
+    }

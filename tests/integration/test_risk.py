@@ -153,7 +153,11 @@ async def test_risk_alerts_raise_once_clear_once_and_wait_for_subscribers(
         rule = {"metric": "risk_score", "comparison": "ge", "threshold": 15, "clear_at": 12}
         tried = json.loads(await query(nc, "risk", "backtest", rule))
         assert tried["fired"] == 1 and tried["episodes"][0]["subject_id"] == "R-1"
-        assert tried["episodes"][0]["cleared_at"] is not None
+        (episode,) = tried["episodes"]
+        assert episode["cleared_at"] is not None and episode["recorded_cleared_at"] is not None
+        # Business time by default (the facts' occurred_at), recorded time beside it.
+        assert episode["raised_at"] <= episode["cleared_at"]
+        assert episode["recorded_raised_at"] <= episode["recorded_cleared_at"]
         stricter = json.loads(
             await query(nc, "risk", "backtest", rule | {"threshold": 21, "clear_at": 18})
         )
