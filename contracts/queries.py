@@ -47,6 +47,12 @@ class ServiceStatus(FrozenModel):
     pid: int
     #: Intake only.
     inbox: InboxStatus | None = None
+    #: Where the service serves its Prometheus metrics (None: not served).
+    metrics_url: str | None = None
+    #: The service's Prometheus samples (histogram buckets left out), e.g.
+    #: `portfolio_intake_commands_total{outcome="accepted",via="request"}`: the same figures
+    #: `/metrics` serves, which `portfolio status` prints.
+    metrics: dict[str, float] = Field(default_factory=dict)
 
 
 class ReplayStarted(FrozenModel):

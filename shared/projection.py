@@ -30,6 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from contracts.base import EventEnvelope, RecordedEvent
 from contracts.registry import UnknownEventType
 from contracts.subjects import LOG_STREAM, Subjects
+from shared import metrics, tracing
 from shared.db import Database, positions, runner_metadata, skipped_events
 
 log = structlog.get_logger(__name__)
@@ -110,6 +111,16 @@ class ProjectionRunner:
         self._rebuild_requested = False
         self._batch_failing = False
         self.rebuilds = 0
+        # Metrics of this projection, bound once (a label lookup per batch would cost more).
+        label = projection.name
+        self._m_position = metrics.POSITION.labels(label)
+        self._m_lag = metrics.LAG.labels(label)
+        self._m_batch_events = metrics.BATCH_EVENTS.labels(label)
+        self._m_batch_seconds = metrics.BATCH_SECONDS.labels(label)
+        self._m_applied = metrics.APPLIED.labels(label)
+        self._m_skipped = metrics.SKIPPED.labels(label)
+        self._m_failed = metrics.FAILED_BATCHES.labels(label)
+        self._m_rebuilds = metrics.REBUILDS.labels(label)
 
     @property
     def consumer_name(self) -> str:
@@ -128,6 +139,8 @@ class ProjectionRunner:
                 await asyncio.sleep(0.5 * (attempt + 1))
         await self._subscribe()
         info = await self.js.stream_info(LOG_STREAM)
+        self._m_position.set(self.position)
+        self._m_lag.set(max(0, info.state.last_seq - self.position))
         if self.position >= info.state.last_seq:
             self._mark_caught_up()
         self._task = asyncio.create_task(self._run(), name=f"projection:{self.projection.name}")
@@ -167,6 +180,7 @@ class ProjectionRunner:
                 tables=changed,
             )
             self._reset(conn)
+            self._m_rebuilds.inc()
         self.projection.metadata.create_all(conn)
         self.projection.load(conn)
         stored = conn.execute(
@@ -202,6 +216,8 @@ class ProjectionRunner:
         self.position = 0
         self.applied = 0
         self.rebuilds += 1
+        self._m_rebuilds.inc()
+        self._m_position.set(0)
         await self._subscribe()
         log.info("projection.rebuild_started", projection=self.projection.name)
 
@@ -272,9 +288,13 @@ class ProjectionRunner:
             await self._subscribe()
             return
         started = time.perf_counter()
+        traced_from = time.time_ns() if tracing.enabled() else 0
         try:
-            await self._apply_batch(fresh)
+            skipped = await self._apply_batch(fresh)
         except Exception as error:  # noqa: BLE001 - a failed batch is retried, never dropped
+            if traced_from:
+                self._trace_batch(fresh, traced_from, error)
+            self._m_failed.inc()
             self._batch_failing = True
             self.state = "stalled"
             self.last_error = f"{type(error).__name__}: {error}"
@@ -300,16 +320,46 @@ class ProjectionRunner:
         if self.state == "stalled":
             self.state = "running"
         self.last_error = None
+        seconds = time.perf_counter() - started
+        pending = fresh[-1].metadata.num_pending
+        self._m_batch_events.observe(len(fresh))
+        self._m_batch_seconds.observe(seconds)
+        self._m_applied.inc(len(fresh) - skipped)
+        if skipped:
+            self._m_skipped.inc(skipped)
+        self._m_position.set(self.position)
+        self._m_lag.set(pending)
+        if traced_from:
+            self._trace_batch(fresh, traced_from, None)
         log.debug(
             "projection.batch_applied",
             projection=self.projection.name,
             events=len(fresh),
             position=self.position,
-            seconds=round(time.perf_counter() - started, 4),
+            seconds=round(seconds, 4),
         )
-        if fresh[-1].metadata.num_pending == 0:
+        if pending == 0:
             self._mark_caught_up()
         return
+
+    def _trace_batch(self, msgs: list[Msg], started_ns: int, error: BaseException | None) -> None:
+        """The batch's span in the traces of the commands whose events it applied."""
+        try:
+            tracing.batch(
+                f"projection {self.projection.name}",
+                msgs,
+                started_ns,
+                time.time_ns(),
+                {
+                    "portfolio.service": self.projection.name,
+                    "portfolio.batch.events": len(msgs),
+                    "portfolio.batch.first_position": msgs[0].metadata.sequence.stream,
+                    "portfolio.batch.last_position": msgs[-1].metadata.sequence.stream,
+                },
+                error,
+            )
+        except Exception:  # tracing must never cost a batch (logged)
+            log.exception("projection.trace_failed", projection=self.projection.name)
 
     def _mark_caught_up(self) -> None:
         if self._rebuild_requested or self.state == "stopped":
@@ -317,15 +367,18 @@ class ProjectionRunner:
         self.state = "running"
         self.caught_up.set()
 
-    async def _apply_batch(self, msgs: list[Msg]) -> None:
+    async def _apply_batch(self, msgs: list[Msg]) -> int:
+        """Apply and commit a batch; returns how many of its events were skipped."""
         last = msgs[-1].metadata.sequence.stream
-        await self.db.write(self._apply_all, msgs, last)
+        skipped = await self.db.write(self._apply_all, msgs, last)
         self.position = last
         self.applied += len(msgs)
+        return skipped
 
-    def _apply_all(self, conn: Connection, msgs: list[Msg], last: int) -> None:
+    def _apply_all(self, conn: Connection, msgs: list[Msg], last: int) -> int:
+        skipped = 0
         for msg in msgs:
-            self._apply_one(conn, msg)
+            skipped += not self._apply_one(conn, msg)
         self.projection.flush(conn)
         changed = conn.execute(
             update(positions)
@@ -334,14 +387,17 @@ class ProjectionRunner:
         )
         if changed.rowcount == 0:
             conn.execute(insert(positions).values(projection=self.projection.name, position=last))
+        return skipped
 
-    def _apply_one(self, conn: Connection, msg: Msg) -> None:
+    def _apply_one(self, conn: Connection, msg: Msg) -> bool:
+        """Apply one event; False when it was skipped (recorded with its reason)."""
         position = msg.metadata.sequence.stream
         event_type = (msg.headers or {}).get("Portfolio-Event-Type")
         try:
             envelope = EventEnvelope.model_validate_json(msg.data)
             event_type = envelope.event_type
             self.projection.apply(conn, RecordedEvent(position=position, envelope=envelope))
+            return True
         except (ValidationError, UnknownEventType, CannotApply) as error:
             reason = f"{type(error).__name__}: {error}"
             log.warning(
@@ -359,3 +415,4 @@ class ProjectionRunner:
                     reason=reason[:4000],
                 )
             )
+            return False

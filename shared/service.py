@@ -39,6 +39,7 @@ from contracts.queries import (
     ReplayStarted,
     ServiceStatus,
 )
+from shared import metrics, tracing
 from shared.db import Database, skipped_events
 from shared.eventlog import EventLog
 from shared.lease import Lease
@@ -82,6 +83,8 @@ class ServiceRuntime:
         self.after_batch: Callable[[], Awaitable[None]] | None = None
         #: Set by intake: its inbox consumer's health, shown in its status.
         self.inbox_status: Callable[[], Awaitable[InboxStatus]] | None = None
+        #: Prometheus `/metrics` of this service (None until started, or when turned off).
+        self.metrics_server: metrics.MetricsServer | None = None
 
     @property
     def nc(self) -> Client:
@@ -110,6 +113,7 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         settings = self.settings
+        tracing.configure(self.name)
         self._nc = await nats.connect(
             settings.nats_servers(),
             name=f"portfolio-{self.name}",
@@ -126,6 +130,7 @@ class ServiceRuntime:
         )
         await patiently(self._log.ensure_streams)
         self._db = Database(settings.database_url_for(self.name))
+        await self._serve_metrics()
         if settings.lease_ttl_seconds > 0:
             # A standby waits here, connected, until the active instance's lease lapses.
             self._lease = Lease(
@@ -136,6 +141,23 @@ class ServiceRuntime:
         if self._lease is not None:
             self._guard = asyncio.create_task(self._guard_lease(), name=f"guard:{self.name}")
         log.info("service.started", position=self.runner.position, pid=os.getpid())
+
+    async def _serve_metrics(self) -> None:
+        """`/metrics` from the start, so that a standby waiting for the lease is seen too."""
+        port = self.settings.metrics_port_for(self.name)
+        if port is None:
+            return
+        server = metrics.MetricsServer(self.settings.metrics_host, port, self._refresh_metrics)
+        await server.start()
+        self.metrics_server = server
+        log.info("service.metrics", url=server.url)
+
+    async def _refresh_metrics(self) -> None:
+        """Before a scrape: the figures read from the server (log position, lag, inbox)."""
+        if self._runner is None:
+            metrics.LOG_POSITION.labels(self.name).set(await self.log.last_position())
+            return
+        await self.status()
 
     async def _start_runner(self) -> None:
         settings = self.settings
@@ -192,6 +214,8 @@ class ServiceRuntime:
             await self._nc.close()
         if self._db is not None:
             await self._db.close()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         log.info("service.stopped")
 
     async def status(self) -> ServiceStatus:
@@ -206,12 +230,25 @@ class ServiceRuntime:
         state: str = runner.state if self.ready else "starting"
         if inbox is not None and not inbox.running and self.ready:
             state = "degraded"  # the process answers, but inbox commands get no outcome
+        lag = max(0, log_position - runner.position)
+        metrics.LOG_POSITION.labels(self.name).set(log_position)
+        metrics.POSITION.labels(self.name).set(runner.position)
+        metrics.LAG.labels(self.name).set(lag)
+        if inbox is not None:
+            for gauge, value in (
+                (metrics.INBOX_PENDING, inbox.pending),
+                (metrics.INBOX_WAITING, inbox.waiting_for_ack),
+                (metrics.INBOX_REDELIVERED, inbox.redelivered),
+            ):
+                if value is not None:
+                    gauge.set(value)
+        served = self.metrics_server
         return ServiceStatus(
             service=self.name,
             state=state,
             position=runner.position,
             log_position=log_position,
-            lag=max(0, log_position - runner.position),
+            lag=lag,
             applied_since_start=runner.applied,
             rebuilds_since_start=runner.rebuilds,
             skipped_events=int(skipped or 0),
@@ -219,6 +256,8 @@ class ServiceRuntime:
             started_at=self.started_at,
             pid=os.getpid(),
             inbox=inbox,
+            metrics_url=served.url if served is not None else None,
+            metrics=metrics.figures(self.name),
         )
 
 
