@@ -132,3 +132,40 @@ def test_portfolio_forecast_from_the_cli(tmp_path: Path) -> None:
         assert report["forecast"]["scope"]["projects"] == 2
     finally:
         backend.down()
+
+
+def test_the_readme_forecast_and_stakeholder_commands_work_on_the_examples(
+    tmp_path: Path,
+) -> None:
+    from tests.e2e.test_readme_time_travel import EXAMPLES, ROOT, readme_block
+
+    forecast_block = readme_block("Portfolio forecast")
+    people_block = readme_block("Stakeholder engagement: who needs what, and what they are sent")
+    assert [c[0] for c in forecast_block] == ["forecast"] * 4
+    backend = Backend(tmp_path / "data")
+    backend.up()
+    try:
+        for name in ("portfolio.jsonl", "ledger_and_risks.jsonl"):
+            done = backend.cli("import", str(EXAMPLES / name))
+            assert done.returncode == 0, done.stdout + done.stderr
+        for args in [*forecast_block, *people_block]:
+            argv = args[: args.index("|")] if "|" in args else args
+            result = backend.cli(*argv, cwd=ROOT)
+            assert result.returncode == 0, (argv, result.stdout, result.stderr)
+            assert "Traceback" not in result.stderr, argv
+        found = backend.json("forecast", "--seed", "42", "--iterations", "2000")
+        assert found["scope"]["projects"] > 10 and found["scope"]["risks"] > 0
+        assert {b["kind"] for b in found["budgets"]} == {"pool", "objective"}
+        people = backend.json("report")["stakeholders"]
+        cfo = next(x for x in people["items"] if x["stakeholder_id"] == "CFO")
+        assert (cfo["quadrant"], cfo["engagement_gap"], cfo["open_feedback"]) == (
+            "manage closely",
+            1,
+            0,
+        )
+        # The publication goes to the plan's address: no mail server here, so after its
+        # attempts it is a dead letter with the reason, recorded.
+        deliveries = backend.json("alerts", "--deliveries")
+        assert deliveries["reports_owed"] + len(deliveries["report_deliveries"]) == 1
+    finally:
+        backend.down()
