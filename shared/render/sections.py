@@ -218,7 +218,16 @@ def _portfolio_sections(report: dict[str, Any]) -> list[Section]:
         Section(
             "alerts",
             "Open alerts",
-            cols("severity", "metric", "subject", "value:number", "threshold:number", "message"),
+            cols(
+                "severity",
+                "metric",
+                "subject",
+                "value:number",
+                "threshold:number",
+                "clear_at:number",
+                "rule",
+                "message",
+            ),
             [
                 [
                     x["severity"],
@@ -226,6 +235,9 @@ def _portfolio_sections(report: dict[str, Any]) -> list[Section]:
                     x["subject_id"],
                     x["value"],
                     x["threshold"],
+                    x.get("clear_at"),
+                    # The revision it holds under now (a redefined rule revises it).
+                    f"{x['rule_id']} r{x.get('rule_revision', 1)}",
                     x["message"],
                 ]
                 for x in alerts["items"]

@@ -203,3 +203,16 @@ def test_a_revised_alert_shows_its_current_threshold_and_revision(log: Log) -> N
         ),
     )
     assert all(a["alert_id"] != "AL-1" for a in fold_events(log.events).open_alerts())
+
+
+def test_the_report_shows_a_revised_alert_under_its_current_revision(log: Log) -> None:
+    alert = (r.ALERT, "AL-1")
+    log.add(alert, alert_event(r.AlertRaised, value_shown="0.800"))
+    log.add(
+        alert,
+        alert_event(r.AlertRevised, rule_revision=3, threshold=0.85, clear_at=0.9, value=0.81),
+    )
+    report = documents.portfolio(fold_events(log.events), NOW)
+    [section] = [s for s in render.sections(report) if s.name == "alerts"]
+    row = next(x for x in section.rows if x[6].startswith("cpi-low"))
+    assert row[4:7] == [0.85, 0.9, "cpi-low r3"]
