@@ -18,6 +18,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts.base import (
@@ -38,6 +39,7 @@ from contracts.queries import (
     ServiceStatus,
 )
 from contracts.subjects import RESULTS_STREAM, SERVICES, Subjects
+from shared import tracing
 from shared.rejections import read_rejections
 
 Reply = CommandAccepted | CommandRejected
@@ -123,7 +125,8 @@ class PortfolioClient:
     async def _request(self, subject: str, body: bytes, timeout: float | None = None) -> bytes:
         wait = self.timeout if timeout is None else timeout
         try:
-            msg = await self.nc.request(subject, body, timeout=wait)
+            # The current trace context, when tracing is on (shared/tracing.py).
+            msg = await self.nc.request(subject, body, timeout=wait, headers=tracing.headers())
         except nats.errors.NoRespondersError as error:
             raise NoAnswer(subject, "no responders (is the service running?)") from error
         except TimeoutError as error:
@@ -131,7 +134,12 @@ class PortfolioClient:
         return bytes(msg.data)
 
     async def send(self, command: Command) -> Reply:
-        """Request/reply through intake; retried on timeouts and rate limiting."""
+        """Request/reply through intake; retried on timeouts and rate limiting. When tracing
+        is on, one span per command, its context in the headers of every attempt."""
+        with tracing.span(f"send {type(command).__name__}", kind=SpanKind.CLIENT):
+            return await self._send(command)
+
+    async def _send(self, command: Command) -> Reply:
         command = self._stamped(command)
         subject = self._named(self.subjects.command(type(command).__name__))
         body = command.model_dump_json(exclude_none=True).encode()
@@ -187,6 +195,10 @@ class PortfolioClient:
         """One command by name, as JSON text, stamped (`stamped_json`); intake's raw answer.
         Asked again with the same command id on a timeout or a `rate_limited` or
         `unavailable` answer, up to `attempts` times."""
+        with tracing.span(f"send {command[:64]}", kind=SpanKind.CLIENT):
+            return await self._send_raw(command, body, timeout)
+
+    async def _send_raw(self, command: str, body: bytes, timeout: float | None) -> bytes:
         subject = self._named(self.subjects.command(command))
         body, resendable = self.stamped_json(body)
         deadline = asyncio.get_running_loop().time() + (self.budget if resendable else 0.0)
@@ -216,11 +228,13 @@ class PortfolioClient:
     async def send_to_inbox(self, command: Command) -> str:
         """Fire-and-forget into the durable inbox; returns the id to fetch the result by."""
         command = self._stamped(command)
-        await self.nc.jetstream().publish(
-            self._named(self.subjects.inbox(type(command).__name__)),
-            command.model_dump_json(exclude_none=True).encode(),
-            headers={"Nats-Msg-Id": command.command_id},
-        )
+        name = type(command).__name__
+        with tracing.span(f"send {name} to the inbox", kind=SpanKind.PRODUCER):
+            await self.nc.jetstream().publish(
+                self._named(self.subjects.inbox(name)),
+                command.model_dump_json(exclude_none=True).encode(),
+                headers=tracing.inject({"Nats-Msg-Id": command.command_id}),
+            )
         return command.command_id
 
     async def result(self, command_id: str, timeout: float = 30.0) -> Reply:

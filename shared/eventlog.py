@@ -40,7 +40,7 @@ from contracts.subjects import (
     RESULTS_STREAM,
     Subjects,
 )
-from shared import chain
+from shared import chain, tracing
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -264,7 +264,8 @@ class EventLog:
         the same message id for `patience` seconds, then `LogUnavailable` is raised.
         """
         subject = self.subjects.events(envelope.aggregate_type, envelope.aggregate_id)
-        headers = append_headers(envelope, expected_last_position)
+        # The trace context of the command appending it, when tracing is on (tracing.py).
+        headers = tracing.inject(append_headers(envelope, expected_last_position))
         deadline = time.monotonic() + self.patience
         if previous_link is None:
             previous_link = await self._patiently(

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 
 import structlog
 from faststream import FastStream
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry.trace import SpanKind
 
 from services.intake.aggregates import AggregateStore
 from services.intake.handlers import Intake, handle_command
 from services.intake.inbox import InboxWorker
 from services.intake.projection import IntakeProjection
+from shared import metrics, tracing
 from shared.ratelimit import RateLimiter
 from shared.service import ServiceRuntime, answer, build_app
 from shared.settings import IntakeSettings
@@ -84,13 +87,22 @@ class IntakeParts:
         task.add_done_callback(self._running.discard)
 
     async def _answer(self, msg: Msg) -> None:
+        started = time.perf_counter()
         try:
-            reply = await handle_command(self.intake, msg.subject, msg.data)
+            # A span per command, in the sender's trace (its `traceparent` header); the
+            # append stores it in the event's headers. A no-op when tracing is off.
+            with tracing.span("intake command", msg.headers, SpanKind.SERVER) as span:
+                reply = await handle_command(self.intake, msg.subject, msg.data)
+                outcome = metrics.outcome(reply)
+                tracing.set_attributes(span, {"portfolio.outcome": outcome, "subject": msg.subject})
+            metrics.COMMANDS.labels("request", outcome).inc()
             if msg.reply:
                 await msg.respond(answer(reply))
         except Exception:  # the sender times out and retries with the same id (logged)
+            metrics.COMMANDS.labels("request", "failed").inc()
             log.exception("command.failed", subject=msg.subject)
         finally:
+            metrics.COMMAND_SECONDS.observe(time.perf_counter() - started)
             self._slots.release()
 
     async def stop(self) -> None:

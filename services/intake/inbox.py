@@ -41,12 +41,14 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind
 
 from contracts.base import AggregateKey, Command, CommandRejected, ErrorCode, ErrorInfo
 from contracts.queries import InboxStatus
 from contracts.subjects import INBOX_STREAM
 from services.intake.handlers import Intake, Reply, handle_parsed
 from services.intake.principals import address_of, bind
+from shared import metrics, tracing
 from shared.commands import InvalidInput, parse_command, printable
 from shared.eventlog import inbox_stream_config
 from shared.rejections import keep_rejection, make_rejection
@@ -240,6 +242,7 @@ class InboxWorker:
         dead = self._dead(item)
         if dead is not None:
             self.dead_letters += 1
+            metrics.INBOX_DEAD_LETTERS.inc()
             log.error("inbox.dead_letter", subject=msg.subject, seq=_position(msg), reason=dead)
             error = ErrorInfo(
                 code=ErrorCode.INTERNAL,
@@ -250,7 +253,9 @@ class InboxWorker:
             raise RuntimeError(parsed.reason)
         if isinstance(parsed, InvalidInput):
             return await self._refuse(item, parsed.error, parsed)
-        return await handle_parsed(self.intake, msg.subject, msg.data, item.name, parsed)
+        # In the sender's trace (its `traceparent` header); a no-op when tracing is off.
+        with tracing.span("intake inbox command", msg.headers, SpanKind.CONSUMER):
+            return await handle_parsed(self.intake, msg.subject, msg.data, item.name, parsed)
 
     async def _refuse(
         self, item: Inbound, error: ErrorInfo, invalid: InvalidInput | None
@@ -275,7 +280,7 @@ class InboxWorker:
     async def _record(self, answered: list[tuple[Msg, Reply]]) -> None:
         """Publish a batch's outcomes at once, then acknowledge each one that was stored.
         Never raises: an outcome that cannot be stored means a redelivery."""
-        stored: list[tuple[Msg, asyncio.Future[Any]]] = []
+        stored: list[tuple[Msg, asyncio.Future[Any], str]] = []
         for msg, reply in answered:
             try:
                 future = await self.js.publish_async(
@@ -288,11 +293,11 @@ class InboxWorker:
                 self._failed("result", error)
                 await self._nak(msg, self._note_failure(msg, self.last_error or "result"))
                 continue
-            stored.append((msg, future))
+            stored.append((msg, future, metrics.outcome(reply)))
         if stored:
-            futures = [future for _, future in stored]
+            futures = [future for _, future, _ in stored]
             await asyncio.wait(futures, timeout=self.intake.settings.request_timeout_seconds)
-        for msg, future in stored:
+        for msg, future, outcome in stored:
             if future.done() and not future.cancelled() and future.exception() is None:
                 try:
                     await msg.ack()
@@ -300,6 +305,7 @@ class InboxWorker:
                     self._failed("ack", error)
                     continue
                 self.answered += 1
+                metrics.COMMANDS.labels("inbox", outcome).inc()
                 self._failures.pop(_position(msg), None)
                 self._last_failure.pop(_position(msg), None)
                 continue
