@@ -31,7 +31,8 @@ def ask(service: str, name: str, body: dict[str, Any] | None, url: str | None) -
 
 
 def status(as_json: JsonFlag = False, url: UrlOption = None) -> None:
-    """Health, projection position and lag of every service."""
+    """Health, projection position and lag of every service, its batches and where its
+    Prometheus metrics are; intake's commands by outcome and inbox, notify's deliveries."""
 
     async def work(client: PortfolioClient) -> dict[str, ServiceStatus | None]:
         return await client.statuses()
@@ -45,24 +46,109 @@ def status(as_json: JsonFlag = False, url: UrlOption = None) -> None:
             )
         )
     else:
-        table = Table("service", "state", "position", "log", "lag", "applied", "skipped", "pid")
-        for name, s in statuses.items():
-            if s is None:
-                table.add_row(name, "[red]down[/]", "", "", "", "", "", "")
-                continue
-            state = s.state if s.last_error is None else f"{s.state}: {s.last_error}"
-            table.add_row(
-                name,
-                escape(state),
-                str(s.position),
-                str(s.log_position),
-                str(s.lag),
-                str(s.applied_since_start),
-                str(s.skipped_events),
-                str(s.pid),
-            )
-        console.print(table)
+        console.print(_status_table(statuses))
+        details = _details_table(statuses)
+        if details.row_count:
+            console.print(details)
     raise typer.Exit(EXIT_OK if all(statuses.values()) else EXIT_REJECTED)
+
+
+def _status_table(statuses: dict[str, ServiceStatus | None]) -> Table:
+    table = Table(
+        "service",
+        "state",
+        "position",
+        "log",
+        "lag",
+        "applied",
+        "skipped",
+        "rebuilds",
+        "batches",
+        "events/batch",
+        "ms/batch",
+        "metrics",
+        "pid",
+    )
+    for name, s in statuses.items():
+        if s is None:
+            table.add_row(name, "[red]down[/]", *[""] * 11)
+            continue
+        state = s.state if s.last_error is None else f"{s.state}: {s.last_error}"
+        figures = s.metrics
+        batches = figures.get("portfolio_projection_batch_duration_seconds_count", 0.0)
+        seconds = figures.get("portfolio_projection_batch_duration_seconds_sum", 0.0)
+        events = figures.get("portfolio_projection_batch_events_sum", 0.0)
+        table.add_row(
+            name,
+            escape(state),
+            str(s.position),
+            str(s.log_position),
+            str(s.lag),
+            str(s.applied_since_start),
+            str(s.skipped_events),
+            str(s.rebuilds_since_start),
+            _number(batches),
+            f"{events / batches:.1f}" if batches else "",
+            f"{1000 * seconds / batches:.1f}" if batches else "",
+            escape(s.metrics_url or "off"),
+            str(s.pid),
+        )
+    return table
+
+
+def _details_table(statuses: dict[str, ServiceStatus | None]) -> Table:
+    """The figures of one service's own: intake's commands by path and outcome and its
+    inbox, notify's deliveries by channel and outcome (as `/metrics` serves them)."""
+    table = Table("service", "figure", "value", title="service figures")
+    for name, s in statuses.items():
+        if s is None:
+            continue
+        own = f"portfolio_{name}_"
+        for key, value in sorted(s.metrics.items()):
+            family = key.split("{")[0]
+            if not key.startswith(own) or family.startswith(f"{own}inbox_"):
+                continue  # the inbox's are shown below, with what only the inbox knows
+            if family.endswith("_sum"):  # a histogram: its count and mean
+                base, labels = family.removesuffix("_sum"), key[len(family) :]
+                count = s.metrics.get(f"{base}_count{labels}", 0.0)
+                shown = _figure(base + labels, own)
+                table.add_row(name, escape(f"{shown} (count)"), _number(count))
+                if count:
+                    table.add_row(name, escape(f"{shown} (mean)"), f"{value / count:.6f}")
+            elif not family.endswith("_count"):
+                table.add_row(name, escape(_figure(key, own)), _number(value))
+        inbox = s.inbox
+        if inbox is not None:
+            for label, shown in (
+                ("inbox running", "yes" if inbox.running else "[red]no[/]"),
+                ("inbox pending", _maybe(inbox.pending)),
+                ("inbox waiting for ack", _maybe(inbox.waiting_for_ack)),
+                ("inbox redelivered", _maybe(inbox.redelivered)),
+                ("inbox answered since start", str(inbox.answered_since_start)),
+                ("inbox dead letters since start", str(inbox.dead_letters_since_start)),
+            ):
+                table.add_row(name, label, shown)
+            if inbox.last_error is not None:
+                when = f" at {inbox.last_error_at:%Y-%m-%d %H:%M:%S}" if inbox.last_error_at else ""
+                table.add_row(name, "inbox last error", escape(inbox.last_error + when))
+    return table
+
+
+def _figure(key: str, own: str) -> str:
+    """`portfolio_intake_commands_total{outcome="accepted",via="request"}` -> `commands
+    outcome=accepted via=request`."""
+    name, _, labels = key.removeprefix(own).partition("{")
+    words = name.removesuffix("_total").replace("_", " ")
+    pairs = [pair.replace('"', "") for pair in labels.rstrip("}").split(",") if pair]
+    return " ".join([words, *pairs])
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3f}"
+
+
+def _maybe(value: int | None) -> str:
+    return "?" if value is None else str(value)
 
 
 def alerts(
