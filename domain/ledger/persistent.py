@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 K = TypeVar("K")
 S = TypeVar("S")
 V = TypeVar("V")
+T = TypeVar("T")
+_MISSING: Any = object()
 
 
 # --- immutable collections that grow cheaply -------------------------------------------
@@ -28,7 +30,10 @@ class RefSet(AbstractSet[str]):
     levels: tuple[frozenset[str], ...] = ()
 
     def __contains__(self, item: object) -> bool:
-        return any(item in level for level in self.levels)
+        for level in self.levels:  # noqa: SIM110 - any() and its generator cost twice as much
+            if item in level:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[str]:
         for level in self.levels:
@@ -62,8 +67,23 @@ class LayeredMap(Mapping[K, V]):
                 return level[key]
         raise KeyError(key)
 
+    @overload
+    def get(self, key: K, /) -> V | None: ...
+    @overload
+    def get(self, key: K, /, default: V | T) -> V | T: ...
+    def get(self, key: K, /, default: object = None) -> object:
+        """Mapping.get without its KeyError round trip: called several times per fold."""
+        for level in self.levels:
+            found = level.get(key, _MISSING)
+            if found is not _MISSING:
+                return found
+        return default
+
     def __contains__(self, key: object) -> bool:
-        return any(key in level for level in self.levels)
+        for level in self.levels:  # noqa: SIM110 - as above
+            if key in level:
+                return True
+        return False
 
     def _merged(self) -> dict[K, V]:
         merged: dict[K, V] = {}

@@ -21,7 +21,10 @@ def threshold_changes(
 ) -> tuple[list[int], list[int]]:
     """(newly crossed ascending, cleared descending): a threshold t is reached when
     consumed ≥ t% of amount (computed exactly, not on the rounded percentage)."""
-    reached = {t for t in thresholds if consumed * HUNDRED >= t * amount}
+    scaled = consumed * HUNDRED
+    reached = {t for t in thresholds if scaled >= t * amount}
+    if reached == raised:  # nearly every fold: nothing crossed, nothing cleared
+        return [], []
     return sorted(reached - raised), sorted(raised - reached, reverse=True)
 
 
@@ -34,22 +37,24 @@ def pool_threshold_events(
     crossed, cleared = threshold_changes(
         state.raised_thresholds, state.thresholds, state.consumed, state.amount
     )
-    figures = {
-        "pool_id": state.pool_id,
-        "consumed": state.consumed,
-        "amount": state.amount,
-        "consumption_percent": state.consumption_percent or ZERO,
-        "actual": state.actual,
-        "open_commitments": state.open_commitments,
-        "currency": state.currency,
-    }
-    events: list[FrozenModel] = [
-        lg.PoolThresholdCrossed(threshold_percent=t, **figures) for t in crossed
-    ]
-    events += [lg.PoolThresholdCleared(threshold_percent=t, **figures) for t in cleared]
+    events: list[FrozenModel] = []
+    if crossed or cleared:  # the figures (a division among them) only when announced
+        figures = {
+            "pool_id": state.pool_id,
+            "consumed": state.consumed,
+            "amount": state.amount,
+            "consumption_percent": state.consumption_percent or ZERO,
+            "actual": state.actual,
+            "open_commitments": state.open_commitments,
+            "currency": state.currency,
+        }
+        events += [lg.PoolThresholdCrossed(threshold_percent=t, **figures) for t in crossed]
+        events += [lg.PoolThresholdCleared(threshold_percent=t, **figures) for t in cleared]
     candidates = set(state.actual_by_project) | state.overspent if projects is None else projects
+    actual_by_project, allocations = state.actual_by_project, state.allocations
     for project_id in sorted(set(candidates)):
-        actual, allocated = state.actual_of(project_id), state.allocated_to(project_id)
+        actual = actual_by_project.get(project_id, ZERO)
+        allocated = allocations.get(project_id, ZERO)
         over = actual > allocated
         if over == (project_id in state.overspent):
             continue

@@ -14,6 +14,7 @@ from the figures now, the difference is appended once.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -40,6 +41,12 @@ NAME = "ledger"
 THRESHOLD_EVENTS = frozenset(t.__name__ for t in lg.THRESHOLD_EVENTS)
 #: The payload fields naming what a change touched: a pool's projects, a role's months.
 PART_FIELDS = ("project_id", "from_project_id", "to_project_id", "period")
+
+
+@functools.cache
+def _part_fields(model: type[FrozenModel]) -> tuple[str, ...]:
+    """The `PART_FIELDS` an event type has, looked up once per type."""
+    return tuple(name for name in PART_FIELDS if name in model.model_fields)
 
 
 @dataclass
@@ -168,13 +175,15 @@ class LedgerProjection(Projection):
         cause: RecordedEvent | None,
     ) -> list[PendingThreshold]:
         kind, ident = key
-        parts = {
-            part for name in PART_FIELDS if isinstance(part := getattr(event, name, None), str)
-        }
+        values = event.__dict__  # a pydantic model's fields, without getattr's misses
+        names = _part_fields(type(event))
+        parts = {part for name in names if isinstance(part := values[name], str)}
         decided: list[FrozenModel]
         if kind == lg.POOL:
             pool: PoolState = evolve(self.pools.get(ident), event)
-            decided = pool_threshold_events(pool, parts | pool.overspent)
+            # A project's overspend changes only with its own figures, which only an event
+            # naming it changes: the pool's other overspent projects need no check then.
+            decided = pool_threshold_events(pool, parts or pool.overspent)
             for found in decided:
                 pool = evolve(pool, found)
             self.pools[ident] = pool
