@@ -34,6 +34,7 @@ from contracts.base import FrozenModel
 from contracts.subjects import ALERTS_STREAM, Subjects
 from domain import subscriptions as subs
 from services.notify.projection import NotifyProjection, Subscription
+from shared import metrics
 from shared.decisions import append_decision
 from shared.eventlog import ConcurrencyConflict, EventLog
 from shared.service import answer, invalid_query
@@ -236,6 +237,7 @@ class SubscriptionWorker:
             if result.ok or result.permanent or attempts >= self.settings.notify_max_attempts:
                 break
             log.info("notify.retry", subscription=sub_id, attempt=attempts, detail=result.detail)
+            metrics.DELIVERY_RETRIES.labels(self.sub.channel).inc()
             await msg.in_progress()
             await asyncio.sleep(wait)
             await msg.in_progress()
@@ -258,8 +260,10 @@ class SubscriptionWorker:
         await self._record(outcome)
         self.projection.record(outcome, None, None)
         await msg.ack()
+        kind = "delivered" if result.ok else "dead_letter"
+        metrics.DELIVERIES.labels(self.sub.channel, kind).inc()
         log.info(
-            "notify." + ("delivered" if result.ok else "dead_letter"),
+            "notify." + kind,
             subscription=sub_id,
             alert=common["alert_id"],
             attempts=attempts,

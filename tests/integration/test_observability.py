@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from nats.aio.client import Client
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -28,7 +29,17 @@ from contracts.subjects import LOG_STREAM
 from shared import tracing
 from shared.client import PortfolioClient
 from shared.eventlog import EventLog
-from tests.integration.helpers import caught_up, proposal, running, send, status, wait_for_status
+from tests.integration.helpers import (
+    accepted,
+    caught_up,
+    project_risk,
+    proposal,
+    query,
+    running,
+    send,
+    status,
+    wait_for_status,
+)
 
 Samples = dict[str, float]
 
@@ -291,3 +302,54 @@ async def test_a_bad_traceparent_is_ignored(
         commands = [s for s in spans.get_finished_spans() if s.name == "intake command"]
         assert len(commands) == 4
         assert all(s.parent is None for s in commands)
+
+
+async def test_alert_deliveries_counted_by_channel_and_outcome(
+    nc: Client, nats_url: str, tmp_path: Path
+) -> None:
+    calls: dict[str, int] = {}
+
+    async def hook(request: web.Request) -> web.Response:
+        """`/gone` is gone (404: no retry); `/flaky` fails once (500), then takes it."""
+        calls[request.path] = calls.get(request.path, 0) + 1
+        code = 404 if request.path == "/gone" else 500 if calls[request.path] == 1 else 200
+        return web.Response(status=code, text="ok" if code == 200 else "no")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    notify = {"notify_max_attempts": 3, "notify_backoff_seconds": 0.05}
+    try:
+        async with (
+            running(nc, "intake", nats_url, tmp_path),
+            running(nc, "risk", nats_url, tmp_path),
+            running(nc, "notify", nats_url, tmp_path, **notify),
+        ):
+            found = await status(nc, "notify")
+            assert found is not None and found.metrics_url is not None
+            before = await scrape(found.metrics_url)
+            await accepted(nc, "ProposeProject", proposal("N-1"))
+            for name in ("flaky", "gone"):
+                target = f"http://127.0.0.1:{port}/{name}"
+                subscription = {"subscription_id": name, "channel": "slack", "target": target}
+                await accepted(nc, "Subscribe", subscription)
+            await asyncio.sleep(1.0)  # the subscriptions' workers start (as test_notify does)
+            await accepted(nc, "IdentifyRisk", project_risk("R-1", "N-1"))
+            for _ in range(300):
+                done = json.loads(await query(nc, "notify", "deliveries", {}))["deliveries"]
+                if len(done) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert sorted(x["outcome"] for x in done) == ["dead_letter", "delivered"]
+            after = await scrape(found.metrics_url)
+    finally:
+        await runner.cleanup()
+    key = 'portfolio_notify_deliveries_total{{channel="slack",outcome="{}"}}'
+    assert moved(before, after, key.format("delivered")) == 1
+    assert moved(before, after, key.format("dead_letter")) == 1
+    retries = 'portfolio_notify_delivery_retries_total{channel="slack"}'
+    assert moved(before, after, retries) == 1  # the flaky hook's 500; a 404 is not retried
