@@ -19,12 +19,14 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from nats.aio.client import Client
+from opentelemetry.trace import SpanKind
 
 import contracts
 from contracts.base import ErrorCode
 from services.gateway import webhooks
 from services.gateway.errors import rejected
 from services.gateway.handlers import Gateway, read_capped
+from shared import tracing
 from shared.httpauth import HttpAuth, UnsafeBinding
 from shared.logging import configure_logging
 from shared.rejections import keep_rejection, make_rejection
@@ -61,6 +63,7 @@ class GatewayServer:
         for source in sources.values():
             if source.secret is None:
                 log.warning("webhook.no_secret", source=source.name, variable=source.secret_env)
+        tracing.configure("gateway")
         self._nc = await nats.connect(
             settings.nats_servers(),
             name="portfolio-gateway",
@@ -124,7 +127,7 @@ def build_app(gateway: Gateway, auth: HttpAuth) -> web.Application:
         return rejected(401, ErrorCode.FORBIDDEN, why, headers=headers)
 
     app = web.Application(
-        middlewares=[errors, auth.middleware(unauthorized, is_public)],
+        middlewares=[traced, errors, auth.middleware(unauthorized, is_public)],
         # Bodies are read in bounded chunks by the handlers (413 with the rejection kept).
         client_max_size=max(gateway.settings.max_command_bytes, gateway.settings.webhook_max_bytes)
         * 4,
@@ -135,6 +138,20 @@ def build_app(gateway: Gateway, auth: HttpAuth) -> web.Application:
 
 def rejected_info(why: str) -> contracts.base.ErrorInfo:
     return contracts.base.ErrorInfo(code=ErrorCode.FORBIDDEN, message=why)
+
+
+@web.middleware
+async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A span per request, in the caller's trace (its `traceparent` header): the commands
+    and queries it sends over NATS carry it on. Nothing at all when tracing is off."""
+    if not tracing.enabled():
+        return await handler(request)
+    route = request.match_info.route.resource
+    name = f"http {request.method} {route.canonical if route is not None else 'unmatched'}"
+    with tracing.span(name, request.headers, SpanKind.SERVER) as span:
+        response = await handler(request)
+        tracing.set_attributes(span, {"http.response.status_code": response.status})
+        return response
 
 
 @web.middleware

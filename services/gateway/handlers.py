@@ -34,7 +34,7 @@ from contracts.registry import COMMANDS
 from contracts.subjects import SERVICES
 from services.gateway import webhooks
 from services.gateway.errors import STATUS, query_refusal, rejected
-from shared import render, times
+from shared import render, times, tracing
 from shared.client import REPLY
 from shared.httpauth import PRINCIPAL_KEY
 from shared.ratelimit import RateLimiter
@@ -161,7 +161,7 @@ class Gateway:
 
     async def ask(self, subject: str, body: bytes, timeout: float) -> bytes:
         try:
-            msg = await self.nc.request(subject, body, timeout=timeout)
+            msg = await self.nc.request(subject, body, timeout=timeout, headers=tracing.headers())
         except nats.errors.NoRespondersError as error:
             raise Unanswered(subject, "no service is listening") from error
         except (TimeoutError, nats.errors.TimeoutError) as error:

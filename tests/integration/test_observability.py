@@ -29,6 +29,7 @@ from contracts.subjects import LOG_STREAM
 from shared import tracing
 from shared.client import PortfolioClient
 from shared.eventlog import EventLog
+from tests.integration.gateway_support import gateway, post
 from tests.integration.helpers import (
     accepted,
     caught_up,
@@ -353,3 +354,31 @@ async def test_alert_deliveries_counted_by_channel_and_outcome(
     assert moved(before, after, key.format("dead_letter")) == 1
     retries = 'portfolio_notify_delivery_retries_total{channel="slack"}'
     assert moved(before, after, retries) == 1  # the flaky hook's 500; a 404 is not retried
+
+
+async def test_the_gateway_carries_the_http_callers_trace_to_the_log(
+    nc: Client, nats_url: str, tmp_path: Path, spans: InMemorySpanExporter, event_log: EventLog
+) -> None:
+    caller = "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
+    async with (
+        running(nc, "intake", nats_url, tmp_path),
+        gateway(nats_url) as base,
+        aiohttp.ClientSession() as http,
+    ):
+        code, answer, _ = await post(
+            http,
+            f"{base}/v1/commands/ProposeProject",
+            {k: v for k, v in proposal("G-1").items() if k != "actor"},  # acts as itself
+            {"traceparent": caller, "tracestate": "vendor=1"},
+        )
+        assert code == 200, answer
+        position = answer["events"][0]["position"]
+        stored = await event_headers(nc, position)
+    assert stored["traceparent"].split("-")[1] == "c" * 32
+    assert stored["tracestate"] == "vendor=1"
+    found = spans.get_finished_spans()
+    (http_span,) = [s for s in found if s.name == "http POST /v1/commands/{command}"]
+    assert http_span.parent is not None and f"{http_span.parent.span_id:016x}" == "d" * 16
+    (command,) = [s for s in found if s.name == "intake command"]
+    assert command.parent is not None and http_span.context is not None
+    assert command.parent.span_id == http_span.context.span_id
