@@ -445,7 +445,9 @@ def _add_risks(
 
 class _Groups:
     """Running sums per iteration of the programmes' and the budgets' cost, one block at a
-    time (a membership matrix times the block's draws)."""
+    time: each group's member rows of the block, weighted and summed. (Not a matrix
+    product: BLAS wakes its own threads for each call, which on a busy machine costs more
+    than the sums themselves.)"""
 
     def __init__(
         self,
@@ -455,27 +457,35 @@ class _Groups:
     ) -> None:
         self.names = sorted({p.programme for p in projects if p.programme})
         where = {name: k for k, name in enumerate(self.names)}
-        self.members: list[list[int]] = [[] for _ in range(len(self.names) + len(budgets))]
+        members: list[list[int]] = [[] for _ in range(len(self.names) + len(budgets))]
         for i, project in enumerate(projects):
             if project.programme:
-                self.members[where[project.programme]].append(i)
+                members[where[project.programme]].append(i)
+        weights: list[list[float]] = [[1.0] * len(rows) for rows in members]
         for k, found in enumerate(budgets, start=len(self.names)):
-            self.members[k] = sorted(index[p] for p in found.project_ids if p in index)
-        self.weights = np.zeros((len(self.members), len(projects)), dtype=DTYPE)
-        for k, rows in enumerate(self.members):
-            self.weights[k, rows] = 1.0
-        for k, found in enumerate(budgets, start=len(self.names)):
-            for project_id, weight in found.weights.items():
-                if project_id in found.project_ids and project_id in index:
-                    self.weights[k, index[project_id]] = weight
+            rows = sorted(index[p] for p in found.project_ids if p in index)
+            members[k] = rows
+            by_row = {index[p]: w for p, w in found.weights.items() if p in index}
+            weights[k] = [by_row.get(row, 1.0) for row in rows]
+        #: Per group: its member rows (ascending) and their weights.
+        self.rows = [np.array(rows, dtype=np.int64) for rows in members]
+        self.weights = [np.array(w, dtype=DTYPE).reshape(-1, 1) for w in weights]
         self.sums: FloatArray | None = None
 
     def part(self, start: int, cost: FloatArray) -> FloatArray | None:
         """The block's sums per group and iteration (None: no group has a project in it)."""
-        weights = self.weights[:, start : start + cost.shape[0]]
-        if not self.members or not weights.any():
-            return None
-        found: FloatArray = (weights @ cost).astype(np.float64)
+        found: FloatArray | None = None
+        for k, rows in enumerate(self.rows):
+            low, high = np.searchsorted(rows, (start, start + cost.shape[0]))
+            if low == high:
+                continue
+            if found is None:
+                found = np.zeros((len(self.rows), cost.shape[1]))
+            picked = cost[rows[low:high] - start]
+            weights = self.weights[k][low:high]
+            if (weights != 1.0).any():
+                picked *= weights
+            picked.sum(axis=0, dtype=np.float64, out=found[k])
         return found
 
     def merge(self, part: FloatArray | None) -> None:
@@ -495,7 +505,7 @@ class _Groups:
         return {name: self._sums(k) for k, name in enumerate(self.names)}
 
     def budgets(self) -> list[FloatArray]:
-        return [self._sums(k) for k in range(len(self.names), len(self.members))]
+        return [self._sums(k) for k in range(len(self.names), len(self.rows))]
 
 
 def _exact(triangle: Triangle) -> Quantiles:

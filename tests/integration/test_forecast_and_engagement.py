@@ -189,7 +189,7 @@ async def test_the_forecast_query_answers_from_the_log_reproducibly(
         assert (await forecast(nc, {"iterations": 100}))["scope"]["projects"] == 2
 
         report = json.loads(await query(nc, "reporting", "report", {}))
-        assert report["forecast"]["seed"] == 0 and report["forecast"]["iterations"] == 2000
+        assert report["forecast"]["seed"] == 0 and report["forecast"]["iterations"] == 1000
         assert report["forecast"]["scope"]["projects"] == 2
 
 
