@@ -207,6 +207,24 @@ def _deliveries(as_json: bool, url: str | None) -> None:
     console.print(
         f"{len(found['subscriptions'])} subscriptions, {len(found['deliveries'])} outcomes"
     )
+    reports = found.get("report_deliveries") or []
+    if reports or found.get("reports_owed"):
+        sent = Table("report", "stakeholder", "plan", "channel", "outcome", "attempts", "detail")
+        for x in reports:
+            ok = x["outcome"] == "delivered"
+            sent.add_row(
+                escape(x["report_id"]),
+                escape(x["stakeholder_id"]),
+                escape(x["plan_id"]),
+                escape(x["channel"]),
+                "[green]delivered[/]" if ok else "[red]dead letter[/]",
+                str(x["attempts"]),
+                str(x.get("status")) if ok else escape(str(x.get("reason"))),
+            )
+        console.print(sent)
+        console.print(
+            f"{len(reports)} report deliveries, {found.get('reports_owed', 0)} still to send"
+        )
 
 
 def _severity(severity: str) -> str:

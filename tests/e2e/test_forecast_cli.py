@@ -167,5 +167,7 @@ def test_the_readme_forecast_and_stakeholder_commands_work_on_the_examples(
         # attempts it is a dead letter with the reason, recorded.
         deliveries = backend.json("alerts", "--deliveries")
         assert deliveries["reports_owed"] + len(deliveries["report_deliveries"]) == 1
+        table = backend.cli("alerts", "--deliveries")
+        assert table.returncode == 0 and "report deliveries" in table.stdout
     finally:
         backend.down()
