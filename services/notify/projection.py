@@ -6,7 +6,7 @@ plan is still owed (services/notify/reports.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Connection, DateTime, Integer, MetaData, String, Table, select
@@ -17,7 +17,7 @@ from contracts import stakeholders as sh
 from contracts.base import FrozenModel, RecordedEvent
 from contracts.registry import parse_payload
 from domain.subscriptions import SubscriptionState, evolve_subscription
-from services.notify.reports import Pending, digest, period
+from services.notify.reports import MAX_AGE, Pending, digest, period
 from shared.projection import CannotApply, Projection
 
 NAME = "notify"
@@ -123,7 +123,11 @@ class NotifyProjection(Projection):
                 self.record_report(event, position, at)
 
     def _published(self, report: rp.PortfolioReportPublished, position: int) -> None:
-        """Owe the report to every plan for reports, one per period of its frequency."""
+        """Owe the report to every plan for reports, one per period of its frequency. A
+        report already older than `MAX_AGE` when folded (a first start or a replay over an
+        old log) is owed to no one: history is not mailed out again."""
+        if datetime.now(UTC) - report.generated_at > MAX_AGE:
+            return
         if "open_risks" not in report.summary:  # folded from the log: keep the digest only
             report = report.model_copy(update={"summary": digest(report.summary)})
         for key, plan in sorted(self.plans.items()):

@@ -6,8 +6,9 @@ day, ISO week or month), through the plan's channel, with the alert channels' se
 signed webhook (the secret named `reports` in PORTFOLIO_NOTIFY_WEBHOOK_SECRETS), Slack,
 Teams, or a mail over SMTP. Each delivery is retried with backoff like an alert's, then
 recorded under `delivery/report-<stakeholder>`: `ReportDelivered` or `ReportDeadLettered`
-with the reason. A delivery already recorded is never sent again; one whose report is
-older than `MAX_AGE` when it could be sent (e.g. the first start on an old log) is
+with the reason. A delivery already recorded is never sent again. A report already older
+than `MAX_AGE` when notify folds it (a first start or a replay over an old log) is owed to
+no one; one that grows older than that while owed (its receiver down all along) is
 dead-lettered as too old rather than sent late.
 
 The message is a digest of the report's summary (projects by status, budget by pool, open

@@ -108,3 +108,13 @@ def test_the_same_delivery_has_the_same_id_and_periods_have_stable_names() -> No
     assert period(sh.Frequency.WEEKLY, datetime(2027, 1, 1, tzinfo=UTC)) == "2026-W53"
     assert period(sh.Frequency.MONTHLY, T0) == "2027-03"
     assert digest({})["projects"] == {} and digest({})["open_alerts"] == 0
+
+
+def test_a_report_older_than_a_week_when_folded_is_owed_to_no_one() -> None:
+    projection = NotifyProjection()
+    projection._fold(plan("each", "on_publish"), 1, T0)
+    old = datetime.now(UTC) - timedelta(days=8)
+    projection._fold(published(2, old), 2, old)
+    recent = datetime.now(UTC) - timedelta(days=6)
+    projection._fold(published(3, recent), 3, recent)
+    assert owed(projection) == [("each", "R-3")]
