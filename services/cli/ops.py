@@ -19,14 +19,16 @@ from shared.settings import CliSettings, SupervisorSettings
 from .connection import locate, run
 from .output import EXIT_USAGE, UrlOption, console, fail
 
-ServiceArgument = Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}")]
+#: What `serve` runs: the services, and the stateless HTTP gateway (no projection).
+SERVABLE = (*SERVICES, "gateway")
+ServiceArgument = Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVABLE)}")]
 
 
-def _known(service: str) -> None:
-    if service not in SERVICES:
+def _known(service: str, known: tuple[str, ...] = SERVICES) -> None:
+    if service not in known:
         fail(
             EXIT_USAGE,
-            f"[red]unknown service {escape(repr(service))}[/]; one of {', '.join(SERVICES)}",
+            f"[red]unknown service {escape(repr(service))}[/]; one of {', '.join(known)}",
         )
 
 
@@ -52,11 +54,13 @@ def up(
 
 
 def serve(service: ServiceArgument, url: UrlOption = None) -> None:
-    """Run one service alone (what a container runs)."""
-    _known(service)
+    """Run one service alone (what a container runs), or the HTTP gateway."""
+    _known(service, SERVABLE)
     # The service reads PORTFOLIO_NATS_URL: found as every verb finds it, never guessed.
     os.environ["PORTFOLIO_NATS_URL"] = locate(url, CliSettings()).url
     module = importlib.import_module(f"services.{service}.app")
+    if service == "gateway":
+        raise typer.Exit(module.main())
     asyncio.run(module.create_app().run())
 
 

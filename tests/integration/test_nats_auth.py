@@ -47,7 +47,7 @@ from tests.unit.test_deploy_files import compose_service_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH_CONF = ROOT / "deploy" / "nats" / "auth.conf"
-USERS = (*SERVICES, "tool", "admin")
+USERS = (*SERVICES, "tool", "admin", "gateway")
 STREAMS = (LOG_STREAM, REJECTIONS_STREAM, INBOX_STREAM, RESULTS_STREAM, ALERTS_STREAM)
 #: JetStream's answer to creating a stream that exists with another configuration.
 STREAM_NAME_IN_USE = 10058
@@ -824,3 +824,31 @@ async def test_nobody_reads_another_users_replies(auth: AuthServer, intake_log: 
     default = await auth.connect("tool", inbox_prefix="_INBOX")
     with pytest.raises(nats.errors.TimeoutError):
         await default.request(SUBJECTS.query("reporting", "audit"), b"{}", timeout=REFUSED_WITHIN)
+
+
+async def test_the_gateway_sends_as_the_callers_it_vouches_for_and_never_as_a_service(
+    auth: AuthServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway authenticates HTTP callers itself and sends under their principal; the
+    shipped auth.conf lets it do that for any caller's name but a service's, `tool`'s,
+    `admin`'s or its own, and lets it read only its own replies and write no event."""
+    shipped_identity(monkeypatch)
+    admin = await auth.connect("admin")
+    gateway = await auth.connect("gateway")
+    settings = {"nats_user": "intake", "nats_password": auth.passwords["intake"]}
+    body = json.dumps(unnamed(proposal("P-G"))).encode()
+    async with running(admin, "intake", auth.url, tmp_path, **settings):
+        for name in (*SERVICES, "tool", "admin", "gateway"):
+            subject = f"portfolio.cmd.ProposeProject.{name}"
+            with pytest.raises(nats.errors.TimeoutError):
+                await gateway.request(subject, body, timeout=REFUSED_WITHIN)
+            await auth.violation("gateway", subject)
+        caller = await gateway.request("portfolio.cmd.ProposeProject.jira-sync", body, timeout=10)
+        assert isinstance(REPLY.validate_json(caller.data), CommandAccepted)
+    await gateway.publish("portfolio.events.project.P-X", b"{}")
+    await auth.violation("gateway", "portfolio.events.project.P-X")
+    await gateway.subscribe("_INBOX.tool.>")
+    await auth.violation("gateway", "_INBOX.tool.>", kind="subscription")
+    reader = EventLog(admin.jetstream(), SUBJECTS)
+    stored = [(e.envelope.aggregate_id, e.envelope.actor) async for e in reader.read()]
+    assert stored == [("P-G", "jira-sync")]

@@ -25,9 +25,11 @@ from sqlalchemy.engine import make_url
 
 from contracts.queries import ServiceStatus
 from contracts.subjects import SERVICES
+from services.gateway import webhooks
 from shared.embedded_nats import EmbeddedNats, nats_server_binary
 from shared.projection import RunnerState
 from shared.settings import (
+    GatewaySettings,
     IntakeSettings,
     LedgerSettings,
     NotifySettings,
@@ -54,9 +56,13 @@ SETTINGS_CLASS: dict[str, type[PortfolioSettings]] = {
     "risk": RiskSettings,
     "reporting": ReportingSettings,
     "notify": NotifySettings,
+    "gateway": GatewaySettings,
 }
-#: Read by the image's health check script, not by the settings classes.
-IMAGE_ONLY_VARIABLES = {"PORTFOLIO_SERVICE"}
+#: Read by the image's health check script, not by the settings classes; and the webhook
+#: secrets, named by the shipped mapping files (deploy/webhooks), read by the gateway.
+IMAGE_ONLY_VARIABLES = {"PORTFOLIO_SERVICE"} | {
+    source.secret_env for source in webhooks.load_sources(webhooks.SHIPPED, {}).values()
+}
 #: Projection states in which the health check reports the container healthy.
 HEALTHY_STATES = {"starting", "running", "replaying"}
 
@@ -452,7 +458,26 @@ def healthcheck_text(service: dict[str, Any]) -> str:
 
 
 def test_compose_has_the_cluster_the_database_and_every_service(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {*INFRASTRUCTURE, *SERVICES}
+    assert set(compose["services"]) == {*INFRASTRUCTURE, *SERVICES, "gateway"}
+
+
+def test_compose_gateway(compose: dict[str, Any]) -> None:
+    """The gateway runs from the image as its own NATS user, beyond loopback with tokens
+    (it refuses to start otherwise), with the shipped webhook mappings and their secrets."""
+    service = compose["services"]["gateway"]
+    assert service["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
+    assert service["command"] == ["serve", "gateway"]
+    env = environment(service)
+    assert env["PORTFOLIO_NATS_USER"] == "gateway"
+    node = environment(compose["services"]["nats-1"])
+    assert env["PORTFOLIO_NATS_PASSWORD"] == node["NATS_PASSWORD_GATEWAY"]
+    assert env["PORTFOLIO_GATEWAY_HOST"] == "0.0.0.0" and env["PORTFOLIO_HTTP_TOKENS"]
+    assert f"{env['PORTFOLIO_GATEWAY_PORT']}:{env['PORTFOLIO_GATEWAY_PORT']}" in service["ports"]
+    assert f":{env['PORTFOLIO_GATEWAY_PORT']}/v1/health" in healthcheck_text(service)
+    copies = [rest.split() for rest in instruction_args("COPY")]
+    assert ["deploy/webhooks", env["PORTFOLIO_WEBHOOKS_DIR"]] in copies
+    shipped = webhooks.load_sources(webhooks.SHIPPED, {}).values()
+    assert {s.secret_env for s in shipped} <= set(env)
 
 
 def test_compose_every_container_has_a_health_check_and_restarts(compose: dict[str, Any]) -> None:
@@ -559,7 +584,7 @@ def test_compose_secrets_come_from_the_environment() -> None:
         interpolate(text, example_env() | {"NATS_PASSWORD_RISK": ""})
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", [*SERVICES, "gateway"])
 def test_compose_variables_are_settings_of_the_service(
     compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
