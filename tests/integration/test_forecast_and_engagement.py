@@ -19,9 +19,18 @@ from typing import Any
 import aiohttp
 from nats.aio.client import Client
 
+from contracts.base import CommandRejected
 from shared.eventlog import EventLog
 from tests.integration.gateway_support import TOKEN, bearer, gateway, tokens
-from tests.integration.helpers import SUBJECTS, accepted, budget_pool, proposal, query, running
+from tests.integration.helpers import (
+    SUBJECTS,
+    accepted,
+    budget_pool,
+    proposal,
+    query,
+    running,
+    send,
+)
 from tests.integration.test_notify import Mailbox, Receiver, receiver, smtp, until
 
 __all__ = ["receiver", "smtp"]  # the fixtures, used by name
@@ -187,6 +196,32 @@ async def test_the_forecast_query_answers_from_the_log_reproducibly(
             refused = await forecast(nc, body)
             assert refused.get("code") == code, (body, refused)
         assert (await forecast(nc, {"iterations": 100}))["scope"]["projects"] == 2
+
+        # A range that is not one, or a delay out of bounds: refused with the field.
+        base = {"risk_id": "R-9", "project_id": "P-1", "title": "x", "owner": "pmo"}
+        base |= {"probability": 2, "impact": 2}
+        for bad, where in (
+            (
+                {"impact_range": {"minimum": "9", "most_likely": "5", "maximum": "1"}},
+                "impact_range",
+            ),
+            (
+                {"impact_range": {"minimum": "1", "most_likely": "2", "maximum": "NaN"}},
+                "impact_range",
+            ),
+            (
+                {
+                    "impact_range": {"minimum": "1", "most_likely": "2", "maximum": "3"},
+                    "monetary_impact": "9",
+                },
+                "",
+            ),
+            ({"delay_days": -3}, "delay_days"),
+            ({"delay_days": "30"}, "delay_days"),
+        ):
+            refused = await send(nc, "IdentifyRisk", base | bad)
+            assert isinstance(refused, CommandRejected), bad
+            assert any(where in f.field for f in refused.error.details), refused
 
         report = json.loads(await query(nc, "reporting", "report", {}))
         assert report["forecast"]["seed"] == 0 and report["forecast"]["iterations"] == 1000
