@@ -198,8 +198,8 @@ async def test_the_forecast_query_answers_from_the_log_reproducibly(
         assert (await forecast(nc, {"iterations": 100}))["scope"]["projects"] == 2
 
         # A range that is not one, or a delay out of bounds: refused with the field.
-        base = {"risk_id": "R-9", "project_id": "P-1", "title": "x", "owner": "pmo"}
-        base |= {"probability": 2, "impact": 2}
+        base: dict[str, Any] = {"risk_id": "R-9", "project_id": "P-1", "title": "x"}
+        base |= {"owner": "pmo", "probability": 2, "impact": 2}
         for bad, where in (
             (
                 {"impact_range": {"minimum": "9", "most_likely": "5", "maximum": "1"}},
@@ -219,9 +219,9 @@ async def test_the_forecast_query_answers_from_the_log_reproducibly(
             ({"delay_days": -3}, "delay_days"),
             ({"delay_days": "30"}, "delay_days"),
         ):
-            refused = await send(nc, "IdentifyRisk", base | bad)
-            assert isinstance(refused, CommandRejected), bad
-            assert any(where in f.field for f in refused.error.details), refused
+            answer = await send(nc, "IdentifyRisk", base | bad)
+            assert isinstance(answer, CommandRejected), bad
+            assert any(where in f.field for f in answer.error.details), answer
 
         report = json.loads(await query(nc, "reporting", "report", {}))
         assert report["forecast"]["seed"] == 0 and report["forecast"]["iterations"] == 1000
