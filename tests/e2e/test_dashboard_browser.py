@@ -48,6 +48,8 @@ PAGES = {
     "risks": ("R-DATA-MIG", {"risk-heat-map": "rect"}),
     "budget": ("CAPEX-2027", {"budget-burn": "polyline"}),
     "capacity": ("developer", {"capacity": "rect"}),
+    "forecast": ("reserve needed at P80", {"forecast-s-curve": "polyline.s-curve"}),
+    "stakeholders": ("communication plans", {"stakeholder-grid": "rect"}),
     "alerts": ("over_allocation", {}),
     "audit": ("ObjectiveDefined", {}),
 }
