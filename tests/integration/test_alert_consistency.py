@@ -5,6 +5,7 @@ the same alert events and the same open alerts, equal to the oracle's."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
@@ -21,7 +22,6 @@ from shared.eventlog import EventLog
 from tests.alert_oracle import Oracle
 from tests.integration.helpers import accepted, query, quiet, running
 from tests.unit.test_alert_batching import story
-
 
 #: One sequence, the same command ids in both runs (so the same event ids and causes).
 STORY = story()
@@ -62,7 +62,7 @@ async def import_story(
     # Each backend its own databases (on PostgreSQL the test's database is the first's).
     own = {"database_url": None} if slow else {"database_url": f"sqlite:///{data}/all.db"}
     if own["database_url"] is not None:
-        data.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(data.mkdir, parents=True, exist_ok=True)
     else:
         own = {}
     overrides: dict[str, Any] = {"projection_batch_size": batch, **own}

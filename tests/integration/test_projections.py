@@ -26,7 +26,6 @@ from tests.integration.helpers import (
     wait_for_status,
 )
 
-
 #: What each service answers from its projection: the projects it knows, or (notify keeps
 #: no project view) its deliveries.
 VIEWS = {name: "deliveries" if name == "notify" else "projects" for name in SERVICES}
