@@ -240,7 +240,7 @@ def s_curve_svg(forecast: dict[str, Any]) -> str:
     points = [
         (float(q), cost) for q, c in forecast.get("curve", []) if (cost := _number(c)) is not None
     ]
-    width, height, left, top, plot_w, plot_h = 640, 300, 60, 16, 420, 230
+    width, height, left, top, plot_w, plot_h = 720, 300, 60, 16, 420, 230
     if not points:
         return _svg("forecast-s-curve", width, 60, label, [_text(10, 30, "no forecast")])
     marks = {k: _number(forecast["total_cost"][k]) for k in LEVELS}
@@ -376,5 +376,5 @@ def grid_svg(items: list[dict[str, Any]]) -> str:
         )
         parts.append(_text(left + size + 32, ly + 9, f"engagement {name}", font_size=12))
     return _svg(
-        "stakeholder-grid", left + size + 180, top + size + 44, "Power / interest grid", parts
+        "stakeholder-grid", left + size + 215, top + size + 44, "Power / interest grid", parts
     )
