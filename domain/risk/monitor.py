@@ -25,7 +25,7 @@ however the log was read: a function of the facts and their order.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -36,6 +36,7 @@ from contracts import projects as p
 from contracts import risks as r
 from contracts.base import FrozenModel
 from domain.ledger.capacity import CapacityState, evolve_capacity
+from domain.ledger.persistent import with_changes
 from domain.ledger.pools import PoolState, evolve_pool
 from domain.risk import evm
 from domain.risk.alerts import (
@@ -59,6 +60,8 @@ HUNDRED = Decimal(100)
 #: Projects in these statuses are closed: their alerts clear, and they raise none.
 CLOSED_STATUSES = p.TERMINAL_STATUSES
 PROJECT_METRICS = frozenset(m for m, kind in r.SUBJECT_KIND.items() if kind == "project")
+#: The project metrics read from its earned value (the health), not its risks.
+EVM_METRICS = PROJECT_METRICS - {r.Metric.THREAT_EMV}
 LIFECYCLE_EVENTS: tuple[type[FrozenModel], ...] = (
     p.ProjectSubmittedForReview,
     p.ProjectApproved,
@@ -95,7 +98,8 @@ class LiveAlert:
     clear_at: float
     value: float
     raised_at: datetime | None = None
-    figures: dict[str, r.Figure] = field(default_factory=dict)
+    #: The subject's current figures (exact decimals until shown).
+    figures: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def alert_id(self) -> str:
@@ -127,7 +131,7 @@ class LiveAlert:
             "value": self.value,
             "value_shown": shown(self.value, self.as_rule()),
             "raised_at": None if self.raised_at is None else self.raised_at.isoformat(),
-            "current_figures": self.figures,
+            "current_figures": {k: _figure(v) for k, v in self.figures.items()},
         }
 
 
@@ -149,7 +153,7 @@ class AlertMonitor:
 
     def __init__(self) -> None:
         self.defaults = {rule.rule_id: rule for rule in default_rules()}
-        self.rules: dict[str, AlertRuleState] = dict(self.defaults)
+        self.rules = dict(self.defaults)
         self.open: dict[tuple[str, str], LiveAlert] = {}
         self.episodes: dict[tuple[str, str], int] = {}
         self.projects: dict[str, ProjectInfo] = {}
@@ -159,6 +163,33 @@ class AlertMonitor:
         self.risks_of: dict[str, set[str]] = defaultdict(set)
         self.baselines: dict[str, BaselineState] = {}
         self.actual_cost: dict[str, Decimal] = defaultdict(Decimal)
+
+    @property
+    def rules(self) -> dict[str, AlertRuleState]:
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: dict[str, AlertRuleState]) -> None:
+        self._rules = rules
+        self._by_metric: dict[r.Metric, list[AlertRuleState]] | None = None
+
+    def rules_for(self, metric: r.Metric) -> list[AlertRuleState]:
+        """The enabled rules of a metric, by rule id: kept between facts (a reading is
+        evaluated several times per fact), computed again after a rule changes."""
+        if self._by_metric is None:
+            by_metric: dict[r.Metric, list[AlertRuleState]] = defaultdict(list)
+            for rule in sorted(self._rules.values(), key=lambda x: x.rule_id):
+                if rule.enabled:
+                    by_metric[rule.metric].append(rule)
+            self._by_metric = dict(by_metric)
+        return self._by_metric.get(metric, [])
+
+    def _ruled(self) -> frozenset[r.Metric]:
+        """The metrics some enabled rule watches: a reading of any other changes nothing
+        (an open alert exists only under an enabled rule)."""
+        self.rules_for(r.Metric.CPI)
+        assert self._by_metric is not None
+        return frozenset(self._by_metric)
 
     # --- folding -----------------------------------------------------------------------------
 
@@ -184,6 +215,7 @@ class AlertMonitor:
                 if isinstance(event, r.AlertRuleDefined) and previous is not None:
                     rule = replace(rule, version=previous.version + 1)
                 self.rules[event.rule_id] = rule
+                self._by_metric = None
                 decision.rule_changed(rule)
                 return decision.events
             case p.ProjectProposed():
@@ -198,12 +230,12 @@ class AlertMonitor:
                 decision.reading(self.risk_reading(risk))
                 if risk.project_id is not None:
                     self.risks_of[risk.project_id].add(risk_id)
-                    decision.readings(self.project_readings(risk.project_id))
+                    decision.readings(self.project_readings(risk.project_id, self._ruled()))
                 return decision.events
             case _ if type(event) in r.BASELINE_EVENTS:
                 project_id: str = event.project_id  # type: ignore[attr-defined]
                 self.baselines[project_id] = evolve_baseline(self.baselines.get(project_id), event)
-                decision.readings(self.project_readings(project_id))
+                decision.readings(self.project_readings(project_id, self._ruled()))
                 return decision.events
             case _ if type(event) in lg.THRESHOLD_EVENTS:
                 return []  # the ledger's own view; the monitor computes the figures itself
@@ -214,7 +246,7 @@ class AlertMonitor:
                 decision.reading(self.pool_reading(pool))
                 if isinstance(event, lg.ActualCostRecorded):
                     self.actual_cost[event.project_id] += event.amount
-                    decision.readings(self.project_readings(event.project_id))
+                    decision.readings(self.project_readings(event.project_id, self._ruled()))
                 return decision.events
             case _ if lg.EVENT_AGGREGATE.get(type(event)) == lg.CAPACITY:
                 role_name: str = event.role  # type: ignore[attr-defined]
@@ -307,16 +339,24 @@ class AlertMonitor:
         found = contingency(self.risks[i] for i in self.risks_of.get(project_id, ()))
         return found.threats_by_project.get(project_id, Decimal("0.00"))
 
-    def project_readings(self, project_id: str) -> list[Reading]:
+    def project_readings(
+        self, project_id: str, metrics: frozenset[r.Metric] | None = None
+    ) -> list[Reading]:
+        """A project's readings; only those of `metrics` when given (what a fact needs
+        evaluated), so the figures no rule watches are not computed on every invoice."""
         info = self.projects.get(project_id)
         programme = None if info is None else info.programme
         category = None if info is None else info.category
         gone = self.is_closed(project_id)
         readings: list[Reading] = []
-        found = self.health(project_id)
+        found = (
+            None if metrics is not None and not metrics & EVM_METRICS else self.health(project_id)
+        )
         if found is not None:
             readings += project_readings(found, programme_id=programme, category=category)
-        if self.risks_of.get(project_id):
+            if metrics is not None:
+                readings = [x for x in readings if x.metric in metrics]
+        if self.risks_of.get(project_id) and (metrics is None or r.Metric.THREAT_EMV in metrics):
             readings.append(
                 Reading(
                     metric=r.Metric.THREAT_EMV,
@@ -328,7 +368,7 @@ class AlertMonitor:
                 )
             )
         return [
-            replace(x, subject_kind="project", gone=gone, gone_reason=r.PROJECT_CLOSED)
+            with_changes(x, subject_kind="project", gone=gone, gone_reason=r.PROJECT_CLOSED)
             for x in readings
         ]
 
@@ -406,11 +446,7 @@ class _Decision:
             self.reading(reading)
 
     def reading(self, reading: Reading) -> None:
-        rules = sorted(
-            (x for x in self.monitor.rules.values() if x.enabled and x.metric == reading.metric),
-            key=lambda x: x.rule_id,
-        )
-        for rule in rules:
+        for rule in self.monitor.rules_for(reading.metric):
             self.evaluate(rule, reading)
 
     def evaluate(self, rule: AlertRuleState, reading: Reading) -> None:
@@ -429,7 +465,9 @@ class _Decision:
                 self.clear(alert, value, reason, rule)
             elif value is not None:
                 alert.value = value
-                alert.figures = {k: _figure(v) for k, v in reading.figures.items()}
+                # Kept as read, made JSON scalars when shown: an open alert moves with
+                # every invoice of its subject and is read far more rarely.
+                alert.figures = reading.figures
             return
         if reading.gone or value is None or not in_scope(rule, reading):
             return
