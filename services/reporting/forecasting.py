@@ -13,11 +13,12 @@ Inputs (README, "Portfolio forecast"):
   portfolio-wide ones (no filter only): probability from the register's 1-5 scale
   (`PROBABILITY_FRACTION`: 10, 30, 50, 70, 90 %), impact its current range (min / most
   likely / max) or its single monetary impact, delay its current `delay_days`.
-- **budgets**: each open budget pool (its amount against the share of each project it
-  funds: allocation / planned cost x the project's drawn cost), and each active
-  objective's funding (what the pools allocated to the projects serving it, split by
-  their contribution points, against their drawn cost in the same proportion). With a
-  project or programme filter, a pool's amount is what it allocated to those projects.
+- **budgets**: each open budget pool (its amount against the share of each project's
+  drawn cost it funds: allocation / the larger of the planned cost and all allocations
+  to the project), and each active objective's funding (what the pools allocated to the
+  projects serving it, split by their contribution points, against the same share of
+  their drawn cost). With a project or programme filter, a pool's amount is what it
+  allocated to those projects.
 """
 
 from __future__ import annotations
@@ -138,35 +139,37 @@ def _uncertainty(found: risk.RiskState) -> fc.Uncertainty:
 def _budgets(
     report: PortfolioReport, outlooks: list[fc.ProjectOutlook], whole: bool
 ) -> tuple[list[fc.Budget], dict[str, tuple[str, str]]]:
+    """Pools and objectives as budgets. A pool carries the share of each project's cost it
+    funds: its allocation / the larger of the project's planned cost and everything
+    allocated to it (a project funded beyond its plan spreads its cost over its pools by
+    allocation; one funded below it leaves the rest unfunded)."""
     planned = {o.project_id: o.cost.mode for o in outlooks}
-    budgets: list[fc.Budget] = []
-    kinds: dict[str, tuple[str, str]] = {}
-    allocated: dict[str, Decimal] = defaultdict(Decimal)
+    by_pool: dict[str, dict[str, float]] = {}
+    allocated: dict[str, float] = defaultdict(float)
     for pool_id, pool in sorted(report.pools.items()):
         shares = {
             pid: float(pool.allocated_to(pid))
             for pid in pool.allocations
             if pid in planned and pool.allocated_to(pid) > 0
         }
+        by_pool[pool_id] = shares
         for pid, amount in shares.items():
-            allocated[pid] += Decimal(str(amount))
-        if pool.closed or not shares:
+            allocated[pid] += amount
+    basis = {pid: max(planned[pid], allocated.get(pid, 0.0)) for pid in planned}
+    budgets: list[fc.Budget] = []
+    kinds: dict[str, tuple[str, str]] = {}
+    for pool_id, shares in by_pool.items():
+        if report.pools[pool_id].closed or not shares:
             continue
-        amount = float(pool.amount) if whole else sum(shares.values())
+        amount = float(report.pools[pool_id].amount) if whole else sum(shares.values())
         name = f"pool {pool_id}"
-        budgets.append(
-            fc.Budget(
-                name,
-                amount,
-                frozenset(shares),
-                {pid: a / planned[pid] if planned[pid] else 0.0 for pid, a in shares.items()},
-            )
-        )
+        weights = {pid: a / basis[pid] if basis[pid] else 0.0 for pid, a in shares.items()}
+        budgets.append(fc.Budget(name, amount, frozenset(shares), weights))
         kinds[name] = ("pool", pool_id)
     for objective_id, objective in sorted(report.objectives.items()):
         if objective.retired:
             continue
-        weights: dict[str, float] = {}
+        objective_weights: dict[str, float] = {}
         funding = 0.0
         for pid in planned:
             served = {
@@ -174,16 +177,15 @@ def _budgets(
                 for k, c in report.projects[pid].profile.objectives.items()
                 if k in report.objectives and not report.objectives[k].retired
             }
-            if objective_id not in served or not allocated.get(pid) or not planned[pid]:
+            if objective_id not in served or not allocated.get(pid) or not basis[pid]:
                 continue
             share = served[objective_id] / sum(served.values())
-            funded = float(allocated[pid]) * share
-            funding += funded
-            weights[pid] = funded / planned[pid]
-        if not weights:
+            funding += allocated[pid] * share
+            objective_weights[pid] = share * allocated[pid] / basis[pid]
+        if not objective_weights:
             continue
         name = f"objective {objective_id}"
-        budgets.append(fc.Budget(name, funding, frozenset(weights), weights))
+        budgets.append(fc.Budget(name, funding, frozenset(objective_weights), objective_weights))
         kinds[name] = ("objective", objective_id)
     return budgets, kinds
 

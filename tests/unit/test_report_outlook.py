@@ -38,10 +38,15 @@ def test_the_inputs_come_from_earned_value_open_risks_pools_and_objectives(log: 
     assert found.risks[2].opportunity and found.risks[2].project_id is None
     assert found.emv_reserve == Decimal("85000.00")  # 0.7 x 100,000 + 0.3 x 50,000
     pool = next(b for b in found.budgets if b.name == "pool CAPEX-27")
-    assert pool.amount == 1_000_000 and pool.weights["P1"] == pytest.approx(300_000 / p1.cost.mode)
-    objectives = {b.name: b.amount for b in found.budgets if b.name.startswith("objective")}
-    # P1 serves OBJ-A with 3 points and OBJ-B with 1: its 300,000 split 3:1.
-    assert objectives == {"objective OBJ-A": 225_000.0, "objective OBJ-B": 75_000.0}
+    # 300,000 allocated to a project planned at 125,000: the pool carries all of its cost.
+    assert pool.amount == 1_000_000 and pool.weights["P1"] == 1.0
+    objectives = {b.name: b for b in found.budgets if b.name.startswith("objective")}
+    # P1 serves OBJ-A with 3 points and OBJ-B with 1: its 300,000 split 3:1, and so its cost.
+    assert {k: b.amount for k, b in objectives.items()} == {
+        "objective OBJ-A": 225_000.0,
+        "objective OBJ-B": 75_000.0,
+    }
+    assert objectives["objective OBJ-A"].weights["P1"] == 0.75
     wider = forecasting.inputs(folded, include_pipeline=True)
     assert [o.project_id for o in wider.projects] == ["P1", "P2", "P4"]
     assert wider.projects[1].basis == "default"
