@@ -5,33 +5,81 @@ compared, for a report's changes since the last published one and for
 **changes**: new proposals, approvals (a project now approved or beyond that was not),
 status changes, risks opened and closed, alerts raised and cleared, budget figures of each
 pool, health changes, the top of the ranking. Lists are capped, counts exact.
+
+**transitions** (a diff only): every status step a project took between the two points,
+in the order they happened, so a project proposed, approved and cancelled in between is
+not shown as only "proposed -> cancelled".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from contracts import projects as p
+from contracts.base import RecordedEvent
+from contracts.registry import payload_of
 from services.reporting.facts import APPROVED_OR_LATER, LIST_LIMIT, iso, money
 from services.reporting.figures import budget as budget_of
 from services.reporting.report import PortfolioReport
 
 
 def diff_report(
-    before: PortfolioReport, after: PortfolioReport, generated_at: datetime
+    before: PortfolioReport,
+    after: PortfolioReport,
+    generated_at: datetime,
+    between: Iterable[RecordedEvent] = (),
 ) -> dict[str, Any]:
-    """What changed between two points: `portfolio report --diff FROM TO`."""
+    """What changed between two points: `portfolio report --diff FROM TO`. `between` are
+    the events the later point folded and the earlier did not, in log order."""
     old, new = before.summary(), after.summary()
+    found = changes(old, new)
+    steps = transitions(old["projects"], between)
+    found["counts"]["transitions"] = len(steps)
+    found["transitions"] = steps[:LIST_LIMIT]
     return {
         "kind": "diff",
         "generated_at": iso(generated_at),
         "from": before.cut_json(),
         "to": after.cut_json(),
         "totals": {"from": _totals(before, old), "to": _totals(after, new)},
-        "changes": changes(old, new),
+        "changes": found,
     }
+
+
+def transitions(
+    statuses: Mapping[str, str], between: Iterable[RecordedEvent]
+) -> list[dict[str, Any]]:
+    """Every project status step in `between`, starting from `statuses`."""
+    current: dict[str, str | None] = dict(statuses)
+    steps: list[dict[str, Any]] = []
+    for recorded in between:
+        envelope = recorded.envelope
+        if envelope.aggregate_type != p.AGGREGATE:
+            continue
+        try:
+            event = payload_of(envelope)
+        except (LookupError, ValueError):
+            continue  # an event the fold cannot use either (it is counted there)
+        was = current.get(envelope.aggregate_id)
+        now = p.status_after(event, None if was is None else p.ProjectStatus(was))
+        if now is None or str(now) == was:
+            continue
+        current[envelope.aggregate_id] = str(now)
+        steps.append(
+            {
+                "project_id": envelope.aggregate_id,
+                "from": was,
+                "to": str(now),
+                "event_type": envelope.event_type,
+                "position": recorded.position,
+                "occurred_at": iso(envelope.occurred_at),
+                "actor": envelope.actor,
+            }
+        )
+    return steps
 
 
 def _totals(report: PortfolioReport, summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from contracts.base import RecordedEvent
+from contracts.projects import AGGREGATE as PROJECT
 from contracts.subjects import LOG_STREAM
 from services.reporting import documents
 from services.reporting.diff import diff_report
@@ -167,7 +169,23 @@ async def diff(
     check_cut(end, first, now)
     before = await fold(log, start, snapshots=snapshots)
     after = await fold(log, end, snapshots=snapshots)
-    return diff_report(before, after, now)
+    return diff_report(before, after, now, await _between(log, start, end, after.position))
+
+
+async def _between(log: EventLog, start: Cut, end: Cut, last: int) -> list[RecordedEvent]:
+    """The project events the later cut folds and the earlier does not, in log order: by
+    recorded time, those recorded in between; by business time, those that occurred in
+    between (read up to the later cut's position)."""
+    subject = log.subjects.events(PROJECT, "*")
+    if start.occurred_as_of is None:
+        first = await position_at(log, start.as_of) + 1 if start.as_of else 1
+        return [e async for e in log.read(first, filter_subject=subject, until_position=last)]
+    low, high = start.occurred_as_of, end.occurred_as_of
+    return [
+        e
+        async for e in log.read(filter_subject=subject, until_position=last)
+        if low < e.envelope.occurred_at and (high is None or e.envelope.occurred_at <= high)
+    ]
 
 
 def fit(report: Any, limit: int) -> bytes:

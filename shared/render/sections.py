@@ -361,6 +361,27 @@ def _diff_sections(report: dict[str, Any]) -> list[Section]:
     ]
     changes = report["changes"]
     found = [overview, *_change_sections({"since": {"kind": "from"}, **changes})]
+    steps = changes.get("transitions", [])
+    more = changes.get("counts", {}).get("transitions", 0) - len(steps)
+    found.append(
+        Section(
+            "transitions",
+            "Every status step in between"
+            + (f" (first {len(steps)}, {more} more)" if more > 0 else ""),
+            cols("position:int", "occurred", "project", "from", "to", "by"),
+            [
+                [
+                    x["position"],
+                    x["occurred_at"],
+                    x["project_id"],
+                    x["from"] or "—",
+                    x["to"],
+                    x["actor"],
+                ]
+                for x in steps
+            ],
+        )
+    )
     found.append(
         Section(
             "risk_score_changes",

@@ -128,6 +128,17 @@ async def test_time_travel_equals_the_fold_cut_at_the_same_position(
         ]
         assert changed["new_risks"] == ["R-1"]
         assert {x["figure"] for x in changed["budget_changes"]} >= {"amount", "allocated"}
+        # Every status step in between, in log order, from the events themselves.
+        expected_steps = [
+            (e.envelope.aggregate_id, e.position)
+            for e in events
+            if e.position > position
+            and e.envelope.aggregate_type == "project"
+            and e.envelope.event_type != "ProjectEstimateUpdated"
+            and e.envelope.event_type.startswith("Project")
+        ]
+        assert [(x["project_id"], x["position"]) for x in changed["transitions"]] == expected_steps
+        assert changed["counts"]["transitions"] == len(expected_steps)
 
         # A project's scorecard, as of then and now.
         card = await report(nc, {"project_id": "P-1", "as_of": between.isoformat()})

@@ -21,7 +21,7 @@ from contracts import risks as r
 from contracts.base import EventEnvelope, FrozenModel, RecordedEvent
 from contracts.reports import PortfolioReportPublished
 from services.reporting import documents, snapshots, timetravel
-from services.reporting.diff import changes, diff_report
+from services.reporting.diff import changes, diff_report, transitions
 from services.reporting.facts import Cut, UnknownProject
 from services.reporting.report import fold as fold_events
 from shared import formatting, render, times
@@ -501,6 +501,30 @@ def test_diff_between_two_points(log: Log) -> None:
         "remaining",
     }
     assert found["totals"]["from"]["open_risks"] == 0 and found["totals"]["to"]["open_risks"] == 3
+
+
+def test_a_diff_lists_every_status_step_in_between_not_only_the_net_change() -> None:
+    """P9 goes proposed -> under review -> approved -> cancelled between the two points:
+    the net change says proposed -> cancelled, the transitions every step, in order."""
+    steps = Log()
+    for event in (
+        p.ProjectSubmittedForReview(project_id="P9"),
+        p.ProjectApproved(project_id="P9", rationale="fits"),
+        p.ProposalCommented(project_id="P9", stakeholder_id="cfo", comment="ok"),  # no step
+        p.ProjectCancelled(project_id="P9", reason="superseded", cancelled_from="approved"),
+    ):
+        steps.add(("project", "P9"), event, actor="board")
+    steps.add(("objective", "x"), o.ObjectiveRetired(objective_id="x", rationale="done"))
+    found = transitions({"P9": "proposed"}, steps.events)
+    assert [(x["from"], x["to"]) for x in found] == [
+        ("proposed", "under_review"),
+        ("under_review", "approved"),
+        ("approved", "cancelled"),
+    ]
+    assert [x["position"] for x in found] == [1, 2, 4]
+    assert {x["actor"] for x in found} == {"board"}
+    # A project first seen in between starts from nothing.
+    assert transitions({}, steps.events[:1])[0]["from"] is None
 
 
 def test_changes_between_summaries_are_symmetric_in_what_they_name() -> None:
