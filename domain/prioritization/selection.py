@@ -21,517 +21,56 @@ which is exact because every cost and demand is >= 0.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from itertools import pairwise
-from typing import Final, Literal
 
 import numpy as np
-import numpy.typing as npt
-from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-#: A budget bucket, e.g. ("2027", "capex"); printed joined by "/".
-Bucket = tuple[str, ...]
-#: A capacity cell: (role, period).
-Cell = tuple[str, str]
-
-#: The single bucket `efficient_frontier` uses.
-TOTAL: Final[Bucket] = ("total",)
-#: Default time limit, seconds, per solve. The LP relaxation always runs to its end (it
-#: gives the bound the gap is stated against); the limit applies to what follows, and
-#: HiGHS checks it between phases, so a large instance can overrun it a little.
-DEFAULT_TIME_LIMIT: Final = 10.0
-#: Tolerance on capacity (floats: FTE or hours).
-CAPACITY_TOLERANCE: Final = 1e-9
-_PRECISION: Final = 6
-
-SolverStatus = Literal["optimal", "time_limit"]
-
-
-class SelectionError(ValueError):
-    """The selection cannot be made; `conflict` names the projects and rows involved."""
-
-    def __init__(self, message: str, conflict: Iterable[str] = ()) -> None:
-        super().__init__(message)
-        self.conflict: tuple[str, ...] = tuple(conflict)
-
-
-def bucket_label(bucket: Bucket) -> str:
-    return "/".join(bucket)
-
-
-def cell_label(cell: Cell) -> str:
-    return f"{cell[0]}/{cell[1]}"
-
-
-def _round(value: float) -> float:
-    return round(value, _PRECISION) + 0.0
-
-
-@dataclass(frozen=True)
-class SelectionCandidate:
-    """A project in a selection run. `value` is the caller's score (e.g. weighted score).
-
-    Costs in buckets without a budget and demand in cells without a capacity are not
-    constrained. Dependencies on projects that are neither candidates nor in `satisfied`
-    cannot be met, so the candidate cannot be selected.
-    """
-
-    project_id: str
-    value: float
-    costs: Mapping[Bucket, Decimal] = field(default_factory=dict)
-    demand: Mapping[Cell, float] = field(default_factory=dict)
-    mandatory: bool = False
-    excluded: bool = False
-    dependencies: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        where = f"candidate {self.project_id}"
-        if not self.project_id:
-            raise SelectionError("a candidate needs a project_id")
-        if not math.isfinite(self.value):
-            raise SelectionError(f"{where}: value must be finite, got {self.value}")
-        for bucket, cost in self.costs.items():
-            if not cost.is_finite() or cost < 0:
-                raise SelectionError(
-                    f"{where}: cost in {bucket_label(bucket)} must be >= 0, got {cost}"
-                )
-        for cell, amount in self.demand.items():
-            if not math.isfinite(amount) or amount < 0:
-                raise SelectionError(
-                    f"{where}: demand in {cell_label(cell)} must be >= 0, got {amount}"
-                )
-        if self.mandatory and self.excluded:
-            raise SelectionError(f"{where} is both mandatory and excluded", [self.project_id])
-
-    def total_cost(self) -> Decimal:
-        return sum((self.costs[b] for b in sorted(self.costs)), Decimal(0))
-
-
-@dataclass(frozen=True)
-class SelectionResult:
-    """An optimal (or, at the time limit, best found) selection and why the rest missed.
-
-    `not_selected` reasons: "excluded", "dependency <id> not selected", "budget <bucket>",
-    "capacity <role>/<period>" (the rows adding it to the selection would overflow, joined
-    by "; "), "no positive value", or - only when optimality is not proven (time limit or
-    gap) - "better value elsewhere (budget <bucket> binding)" naming the tightest rows.
-    """
-
-    status: SolverStatus
-    selected: tuple[str, ...]
-    total_value: float
-    cost_by_bucket: Mapping[Bucket, Decimal]
-    capacity_use: Mapping[Cell, float]
-    not_selected: Mapping[str, str]
-    #: Relative gap between the solution and the solver's bound (0 when proven optimal).
-    mip_gap: float
-    solver_message: str
-
-
-@dataclass(frozen=True)
-class FrontierPoint:
-    """The optimal selection at one total budget level (status "infeasible": see problem)."""
-
-    budget: Decimal
-    status: SolverStatus | Literal["infeasible"]
-    value: float | None
-    cost: Decimal | None
-    selected: tuple[str, ...]
-    problem: str | None = None
-    #: Relative gap to the solver's bound (0 when proven optimal; see `SelectionResult`).
-    mip_gap: float = 0.0
-
-
-# --- the model: everything that does not depend on the budget levels --------------------
-
-
-@dataclass(frozen=True)
-class _Model:
-    candidates: tuple[SelectionCandidate, ...]  # sorted by project_id
-    index: Mapping[str, int]
-    satisfied: frozenset[str]
-    #: Candidates that cannot be selected -> (reason, the dependency that blocks it or None).
-    blocked: Mapping[str, tuple[str, str | None]]
-    #: Per mandatory project: itself and every candidate it transitively depends on.
-    closure: Mapping[str, frozenset[str]]
-
-    def deps(self, project_id: str) -> list[str]:
-        """Dependencies that are candidates themselves, sorted."""
-        return _candidate_deps(self.candidates[self.index[project_id]], self.index)
-
-
-def _candidate_deps(candidate: SelectionCandidate, index: Mapping[str, int]) -> list[str]:
-    return sorted(d for d in candidate.dependencies if d in index)
-
-
-def _dependency_order(
-    candidates: Sequence[SelectionCandidate], index: Mapping[str, int]
-) -> list[str]:
-    """Every id after its dependencies (iterative DFS); SelectionError on a cycle."""
-    state: dict[str, int] = {}  # 1 on the path, 2 done
-    order: list[str] = []
-    for root in (c.project_id for c in candidates):
-        if root in state:
-            continue
-        state[root] = 1
-        path = [root]
-        stack = [iter(_candidate_deps(candidates[index[root]], index))]
-        while stack:
-            child = next(stack[-1], None)
-            if child is None:
-                done = path.pop()
-                state[done] = 2
-                order.append(done)
-                stack.pop()
-            elif state.get(child) == 1:
-                cycle = [*path[path.index(child) :], child]
-                raise SelectionError(f"dependency cycle: {' -> '.join(cycle)}", cycle[:-1])
-            elif child not in state:
-                state[child] = 1
-                path.append(child)
-                stack.append(iter(_candidate_deps(candidates[index[child]], index)))
-    return order
-
-
-def _prepare(candidates: Iterable[SelectionCandidate], satisfied: Collection[str]) -> _Model:
-    ordered = tuple(sorted(candidates, key=lambda c: c.project_id))
-    ids = [c.project_id for c in ordered]
-    duplicates = sorted({a for a, b in pairwise(ids) if a == b})
-    if duplicates:
-        raise SelectionError(f"candidates listed more than once: {', '.join(duplicates)}")
-    index = {pid: i for i, pid in enumerate(ids)}
-    done = frozenset(satisfied)
-
-    # Blocked: excluded, or needs something that is neither a candidate nor satisfied, or
-    # needs a blocked candidate. Dependencies come first in the order, so one pass does.
-    blocked: dict[str, tuple[str, str | None]] = {}
-    for pid in _dependency_order(ordered, index):
-        candidate = ordered[index[pid]]
-        if candidate.excluded:
-            blocked[pid] = ("excluded", None)
-            continue
-        for dep in sorted(candidate.dependencies):
-            unmet = dep in blocked if dep in index else dep not in done
-            if unmet:
-                blocked[pid] = (f"dependency {dep} not selected", dep)
-                break
-
-    closure: dict[str, frozenset[str]] = {}
-    for c in ordered:
-        if c.mandatory:
-            seen = {c.project_id}
-            todo = [c.project_id]
-            while todo:
-                for dep in _candidate_deps(ordered[index[todo.pop()]], index):
-                    if dep not in seen:
-                        seen.add(dep)
-                        todo.append(dep)
-            closure[c.project_id] = frozenset(seen)
-    return _Model(ordered, index, done, dict(sorted(blocked.items())), closure)
-
-
-# --- infeasibility: found exactly before solving -----------------------------------------
-
-
-def _check_mandatory(
-    model: _Model, budgets: Mapping[Bucket, Decimal], capacity: Mapping[Cell, float]
-) -> None:
-    """Raise SelectionError naming the smallest conflicting set if the mandatory projects
-    (with their dependencies) cannot all be selected. With costs and demand >= 0 this is
-    exactly the feasibility of the MILP."""
-    for pid in sorted(model.closure):
-        if pid in model.blocked:
-            chain = [pid]
-            while (step := model.blocked.get(chain[-1], ("", None))[1]) is not None:
-                chain.append(step)
-            root = chain[-1]
-            why = (
-                "is excluded"
-                if root in model.index
-                else "is neither a candidate nor a satisfied dependency"
-            )
-            raise SelectionError(
-                f"mandatory {pid} cannot be selected: {' -> '.join(chain)}, and {root} {why}",
-                chain,
-            )
-
-    by_id = {c.project_id: c for c in model.candidates}
-    # Every row as exact Decimal amounts per project; capacity gets a float tolerance.
-    rows: list[tuple[str, Mapping[str, Decimal], Decimal, Decimal]] = []
-    members = sorted(set().union(*model.closure.values()))
-    amounts: Mapping[str, Decimal]
-    for b in sorted(budgets):
-        amounts = {m: by_id[m].costs.get(b, Decimal(0)) for m in members}
-        rows.append((f"budget {bucket_label(b)}", amounts, budgets[b], Decimal(0)))
-    for c in sorted(capacity):
-        amounts = {m: Decimal(by_id[m].demand.get(c, 0.0)) for m in members}
-        tolerance = Decimal(CAPACITY_TOLERANCE * max(1.0, capacity[c]))
-        rows.append((f"capacity {cell_label(c)}", amounts, Decimal(capacity[c]), tolerance))
-
-    def need(mandatory: Iterable[str], amounts: Mapping[str, Decimal]) -> Decimal:
-        covered = set().union(*(model.closure[m] for m in mandatory))
-        return sum((amounts[m] for m in sorted(covered)), Decimal(0))
-
-    everyone = sorted(model.closure)
-    conflicts: list[tuple[int, str, list[str], Decimal, Decimal]] = []
-    for label, amounts, limit, tolerance in rows:
-        if need(everyone, amounts) <= limit + tolerance:
-            continue
-        # Deletion filter: drop each mandatory project whose removal keeps the overflow.
-        kept = list(everyone)
-        for pid in everyone:
-            rest = [k for k in kept if k != pid]
-            if rest and need(rest, amounts) > limit + tolerance:
-                kept = rest
-        conflicts.append((len(kept), label, kept, need(kept, amounts), limit))
-    if conflicts:
-        _size, label, kept, needed, limit = min(conflicts, key=lambda c: (c[0], c[1]))
-        extra = sorted(set().union(*(model.closure[k] for k in kept)) - set(kept))
-        with_deps = f" (with their dependencies {', '.join(extra)})" if extra else ""
-        raise SelectionError(
-            f"mandatory {', '.join(kept)}{with_deps} overflow {label}: "
-            f"need {_number(needed)}, have {_number(limit)}",
-            [*kept, *extra, label],
-        )
-
-
-def _number(amount: Decimal) -> str:
-    """Exact money stays as is; float-born capacity prints rounded."""
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -_PRECISION:
-        return str(_round(float(amount)))
-    return str(amount)
-
-
-# --- the MILP --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Program:
-    """The MILP in matrix form: maximise values @ x, matrix @ x <= upper, lower <= x <= ..."""
-
-    matrix: sparse.csr_array  # budget rows, capacity rows (scaled to O(1)), dependency rows
-    upper: npt.NDArray[np.float64]
-    scale: npt.NDArray[np.float64]
-    bucket_rows: Mapping[Bucket, int]
-    x_lower: npt.NDArray[np.float64]
-    x_upper: npt.NDArray[np.float64]
-    values: npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class _Solution:
-    status: SolverStatus
-    chosen: list[int]
-    gap: float
-    message: str
-
-
-def _program(
-    model: _Model, budgets: Mapping[Bucket, Decimal], capacity: Mapping[Cell, float]
-) -> _Program:
-    cands = model.candidates
-    bucket_rows = {b: r for r, b in enumerate(sorted(budgets))}
-    cell_rows = {c: len(bucket_rows) + r for r, c in enumerate(sorted(capacity))}
-    rows: list[int] = []
-    cols: list[int] = []
-    data: list[float] = []
-    for j, cand in enumerate(cands):
-        for bucket, cost in cand.costs.items():
-            if bucket in bucket_rows and cost:
-                rows.append(bucket_rows[bucket])
-                cols.append(j)
-                data.append(float(cost))
-        for cell, amount in cand.demand.items():
-            if cell in cell_rows and amount:
-                rows.append(cell_rows[cell])
-                cols.append(j)
-                data.append(amount)
-    limits = [float(budgets[b]) for b in bucket_rows] + [capacity[c] for c in cell_rows]
-    for j, cand in enumerate(cands):
-        for dep in model.deps(cand.project_id):
-            rows += [len(limits), len(limits)]
-            cols += [j, model.index[dep]]
-            data += [1.0, -1.0]
-            limits.append(0.0)
-    upper = np.asarray(limits, dtype=np.float64)
-    entries = np.asarray(data, dtype=np.float64)
-    row_index = np.asarray(rows, dtype=np.int64)
-    # Scale budget and capacity rows to O(1) so the solver's tolerances are relative.
-    row_max = np.zeros(len(limits))
-    np.maximum.at(row_max, row_index, np.abs(entries))
-    scale = np.maximum(np.maximum(row_max, np.abs(upper)), 1.0)
-    matrix = sparse.csr_array(
-        (entries / scale[row_index], (row_index, np.asarray(cols, dtype=np.int64))),
-        shape=(len(limits), len(cands)),
-    )
-    return _Program(
-        matrix=matrix,
-        upper=upper / scale,
-        scale=scale,
-        bucket_rows=bucket_rows,
-        x_lower=np.array([1.0 if c.mandatory else 0.0 for c in cands]),
-        x_upper=np.array([0.0 if c.project_id in model.blocked else 1.0 for c in cands]),
-        values=np.array([c.value for c in cands], dtype=np.float64),
-    )
-
-
-def _relative_gap(upper: float, lower: float) -> float:
-    if upper - lower <= 1e-9 * max(1.0, abs(lower)):
-        return 0.0
-    return (upper - lower) / max(abs(lower), 1e-9)
-
-
-def _greedy(
-    model: _Model,
-    program: _Program,
-    x_lp: npt.NDArray[np.float64],
-    reduced: npt.NDArray[np.float64],
-) -> npt.NDArray[np.bool_]:
-    """A feasible selection: the mandatory closure, then candidates by LP value (desc) and
-    reduced cost, each added with its unselected dependencies when every row still fits."""
-    chosen = np.zeros(len(model.candidates), dtype=np.bool_)
-    for members in model.closure.values():
-        chosen[[model.index[m] for m in members]] = True
-    columns = program.matrix.tocsc()
-    used = program.matrix @ chosen.astype(np.float64)
-    limit = program.upper + 1e-9
-    worth = (program.x_upper > 0) & ((program.values > 0) | (x_lp > 1e-9))
-    for j in np.lexsort((reduced, -x_lp)):
-        if chosen[j] or not worth[j]:
-            continue
-        bundle = _with_dependencies(model, int(j), chosen)
-        if any(program.x_upper[k] == 0 for k in bundle) or program.values[bundle].sum() <= 0:
-            continue
-        change = np.zeros_like(used)
-        for k in bundle:
-            start, end = columns.indptr[k], columns.indptr[k + 1]
-            change[columns.indices[start:end]] += columns.data[start:end]
-        if np.all(used + change <= limit):
-            chosen[bundle] = True
-            used += change
-    return chosen
-
-
-def _with_dependencies(model: _Model, j: int, chosen: npt.NDArray[np.bool_]) -> list[int]:
-    """j and every candidate it transitively depends on that is not chosen yet."""
-    bundle = [j]
-    todo = [j]
-    while todo:
-        for dep in model.deps(model.candidates[todo.pop()].project_id):
-            k = model.index[dep]
-            if not chosen[k] and k not in bundle:
-                bundle.append(k)
-                todo.append(k)
-    return bundle
-
-
-def _optimise(
-    model: _Model, program: _Program, *, time_limit: float | None, mip_rel_gap: float
-) -> _Solution:
-    """LP relaxation (an upper bound), a greedy selection from it (a lower bound), fixing of
-    every variable whose reduced cost proves it cannot move in a better selection, then
-    the MILP on what is left. Exact: the answer is the better of the greedy and the MILP."""
-    started = time.perf_counter()
-    n = len(model.candidates)
-    costs = -program.values  # the solvers minimise
-    rows = program.matrix.shape[0]
-    lp = linprog(
-        costs,
-        A_ub=program.matrix if rows else None,
-        b_ub=program.upper if rows else None,
-        bounds=np.column_stack([program.x_lower, program.x_upper]),
-        method="highs",
-        # Not limited: without the relaxation there is no bound to state a gap against,
-        # and it takes a small part of the time (about 0.01 s at 1,000 candidates).
-    )
-    if lp.status != 0:
-        raise SelectionError(f"the LP relaxation failed: {lp.message}")
-    x_lp = np.asarray(lp.x, dtype=np.float64)
-    duals = lp.ineqlin.marginals if rows else np.zeros(0)
-    reduced = costs - program.matrix.T @ duals if rows else costs.copy()
-    bound = -float(lp.fun)
-    greedy = _greedy(model, program, x_lp, reduced)
-    greedy_value = math.fsum(program.values[greedy])
-    if _relative_gap(bound, greedy_value) <= mip_rel_gap:
-        gap = _relative_gap(bound, greedy_value)
-        return _Solution("optimal", list(np.flatnonzero(greedy)), gap, "LP bound reached")
-    remaining = None if time_limit is None else time_limit - (time.perf_counter() - started)
-    if remaining is not None and remaining <= 0:
-        gap = _relative_gap(bound, greedy_value)
-        return _Solution("time_limit", list(np.flatnonzero(greedy)), gap, "time limit")
-
-    # Reduced-cost fixing: moving x_j off its LP bound costs at least |reduced_j| of the LP
-    # bound; when that drops below the greedy value, no better selection moves it.
-    margin = 1e-7 * max(1.0, abs(greedy_value))
-    x_lower, x_upper = program.x_lower.copy(), program.x_upper.copy()
-    at_zero = (x_lp < 1e-9) & (bound - reduced < greedy_value - margin)
-    at_one = (x_lp > 1 - 1e-9) & (bound + reduced < greedy_value - margin)
-    x_upper[at_zero] = 0.0
-    x_lower[at_one] = 1.0
-    options: dict[str, float | bool] = {"disp": False, "mip_rel_gap": mip_rel_gap}
-    if remaining is not None:
-        options["time_limit"] = remaining
-    result = milp(
-        costs,
-        integrality=np.ones(n),
-        bounds=Bounds(x_lower, x_upper),
-        constraints=[LinearConstraint(program.matrix, -np.inf, program.upper)] if rows else [],
-        options=options,
-    )
-    # Any selection better than the greedy one lies in the restricted problem, so the
-    # optimum is at most max(restricted bound, greedy value), and at most the LP bound.
-    restricted_bound = -math.inf if result.status == 2 else bound
-    dual_bound = getattr(result, "mip_dual_bound", None)
-    if result.status != 2 and dual_bound is not None and math.isfinite(dual_bound):
-        restricted_bound = min(bound, -float(dual_bound))
-    best, value = greedy, greedy_value
-    if result.x is not None:
-        found = np.asarray(result.x) > 0.5
-        if math.fsum(program.values[found]) >= greedy_value:
-            best, value = found, math.fsum(program.values[found])
-    gap = _relative_gap(min(bound, max(restricted_bound, greedy_value)), value)
-    proven = result.status in (0, 2) or gap <= mip_rel_gap
-    status: SolverStatus = "optimal" if proven else "time_limit"
-    return _Solution(status, list(np.flatnonzero(best)), gap, str(result.message))
-
-
-def _solve(
-    model: _Model,
-    budgets: Mapping[Bucket, Decimal],
-    capacity: Mapping[Cell, float],
-    *,
-    time_limit: float | None,
-    mip_rel_gap: float,
-) -> _Solution:
-    program = _program(model, budgets, capacity)
-    for _attempt in range(3):
-        solution = _optimise(model, program, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
-        # The solvers' tolerances are floating point; money is checked exactly, and a
-        # budget row overrun by rounding is tightened by twice the overrun and re-solved.
-        over = False
-        for bucket, r in program.bucket_rows.items():
-            used = sum(
-                (model.candidates[j].costs.get(bucket, Decimal(0)) for j in solution.chosen),
-                Decimal(0),
-            )
-            if used > budgets[bucket]:
-                program.upper[r] -= 2 * float(used - budgets[bucket]) / program.scale[r]
-                over = True
-        if not over:
-            return solution
-    raise SelectionError("the solver's selections kept exceeding a budget by rounding")
-
+from domain.prioritization.candidates import (
+    CAPACITY_TOLERANCE,
+    DEFAULT_TIME_LIMIT,
+    TOTAL,
+    Bucket,
+    Cell,
+    FrontierPoint,
+    Model,
+    SelectionCandidate,
+    SelectionError,
+    SelectionResult,
+    SolverStatus,
+    bucket_label,
+    cell_label,
+    check_mandatory,
+    prepare,
+    rounded,
+)
+from domain.prioritization.milp import Solution, solve
+
+__all__ = [
+    "CAPACITY_TOLERANCE",
+    "DEFAULT_TIME_LIMIT",
+    "TOTAL",
+    "Bucket",
+    "Cell",
+    "FrontierPoint",
+    "SelectionCandidate",
+    "SelectionError",
+    "SelectionResult",
+    "SolverStatus",
+    "SyntheticInstance",
+    "bucket_label",
+    "cell_label",
+    "efficient_frontier",
+    "select",
+    "synthetic_instance",
+]
 
 # --- explaining the result -------------------------------------------------------------
 
 
 def _explain(
-    model: _Model,
+    model: Model,
     chosen: Collection[str],
     budgets: Mapping[Bucket, Decimal],
     capacity: Mapping[Cell, float],
@@ -597,7 +136,7 @@ def _tightest(slack: Mapping[str, float]) -> list[str]:
 
 
 def _usage(
-    model: _Model,
+    model: Model,
     chosen: Iterable[str],
     budgets: Mapping[Bucket, Decimal],
     capacity: Mapping[Cell, float],
@@ -641,23 +180,23 @@ def select(
     """
     cap = dict(capacity or {})
     _check_inputs(budgets, cap)
-    model = _prepare(candidates, satisfied)
-    _check_mandatory(model, budgets, cap)
+    model = prepare(candidates, satisfied)
+    check_mandatory(model, budgets, cap)
     if model.candidates:
-        solution = _solve(model, budgets, cap, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
+        solution = solve(model, budgets, cap, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
     else:
-        solution = _Solution("optimal", [], 0.0, "no candidates")
+        solution = Solution("optimal", [], 0.0, "no candidates")
     indexes = solution.chosen
     chosen = tuple(model.candidates[j].project_id for j in indexes)
     cost, use = _usage(model, chosen, budgets, cap)
     return SelectionResult(
         status=solution.status,
         selected=chosen,
-        total_value=_round(math.fsum(model.candidates[j].value for j in indexes)),
+        total_value=rounded(math.fsum(model.candidates[j].value for j in indexes)),
         cost_by_bucket=cost,
-        capacity_use={c: _round(u) for c, u in use.items()},
+        capacity_use={c: rounded(u) for c, u in use.items()},
         not_selected=_explain(model, set(chosen), budgets, cap, cost, use),
-        mip_gap=_round(solution.gap),
+        mip_gap=rounded(solution.gap),
         solver_message=solution.message,
     )
 
@@ -692,29 +231,29 @@ def efficient_frontier(
         )
         for c in candidates
     ]
-    model = _prepare(totals, satisfied)
+    model = prepare(totals, satisfied)
     points: list[FrontierPoint] = []
     for level in budgets:
         limit = {TOTAL: level}
         try:
-            _check_mandatory(model, limit, cap)
+            check_mandatory(model, limit, cap)
         except SelectionError as error:
             points.append(FrontierPoint(level, "infeasible", None, None, (), str(error)))
             continue
         if not model.candidates:
             points.append(FrontierPoint(level, "optimal", 0.0, Decimal(0), ()))
             continue
-        solution = _solve(model, limit, cap, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
+        solution = solve(model, limit, cap, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
         status, indexes = solution.status, solution.chosen
         chosen = [model.candidates[j] for j in indexes]
         points.append(
             FrontierPoint(
                 budget=level,
                 status=status,
-                value=_round(math.fsum(c.value for c in chosen)),
+                value=rounded(math.fsum(c.value for c in chosen)),
                 cost=sum((c.costs[TOTAL] for c in chosen), Decimal(0)),
                 selected=tuple(c.project_id for c in chosen),
-                mip_gap=_round(solution.gap),
+                mip_gap=rounded(solution.gap),
             )
         )
     return tuple(points)
