@@ -264,7 +264,9 @@ class PortfolioReport:
                 states: dict[str, Any] = (
                     self.pools if lg.EVENT_AGGREGATE[kind] == lg.POOL else self.roles
                 )
-                states[e.aggregate_id] = deciders.evolve(states.get(e.aggregate_id), payload)
+                states[e.aggregate_id] = _sums_only(
+                    deciders.evolve(states.get(e.aggregate_id), payload)
+                )
                 if isinstance(payload, lg.ActualCostRecorded):
                     self.actual_cost[payload.project_id] += payload.amount
                     by_period = self.actual_by_period.setdefault(payload.project_id, {})
@@ -448,6 +450,20 @@ class PortfolioReport:
             "generated_at": iso(self.published.generated_at),
             "rationale": self.published.rationale,
         }
+
+
+_NO_REFS = ledger.RefSet()
+
+
+def _sums_only(state: Any) -> Any:
+    """A pool or role without the references of every invoice and timesheet it has seen:
+    they only tell duplicates apart, which is the ledger's job, and would make the report's
+    memory and its snapshots grow with every invoice ever booked."""
+    if isinstance(state, ledger.PoolState) and state.actual_refs.levels:
+        return ledger.with_changes(state, actual_refs=_NO_REFS)
+    if isinstance(state, ledger.CapacityState) and state.hours_refs.levels:
+        return ledger.with_changes(state, hours_refs=_NO_REFS)
+    return state
 
 
 def fold(events: Iterable[RecordedEvent], cut: Cut | None = None, **kwargs: Any) -> PortfolioReport:

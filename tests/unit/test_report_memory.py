@@ -1,0 +1,99 @@
+"""The report keeps sums and counts, not the references of every invoice and timesheet
+(telling duplicates apart is the ledger's job): its state and snapshots do not grow with
+every invoice ever booked."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from contracts import ledger as lg
+from contracts.base import EventEnvelope, FrozenModel, RecordedEvent
+from services.reporting.report import fold
+
+T0 = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+
+
+def recorded(position: int, aggregate: tuple[str, str], event: FrozenModel) -> RecordedEvent:
+    at = T0 + timedelta(minutes=position)
+    envelope = EventEnvelope(
+        event_id=f"e-{position}",
+        event_type=type(event).__name__,
+        schema_version=1,
+        aggregate_type=aggregate[0],
+        aggregate_id=aggregate[1],
+        actor="pmo",
+        source="tests",
+        occurred_at=at,
+        recorded_at=at,
+        correlation_id=f"c-{position}",
+        causation_id=f"c-{position}",
+        payload=event.model_dump(mode="json"),
+    )
+    return RecordedEvent(position=position, envelope=envelope)
+
+
+def history(invoices: int) -> list[RecordedEvent]:
+    pool = lg.BudgetPoolDefined(
+        pool_id="OPEX-27",
+        name="IT opex 2027",
+        fiscal_year=2027,
+        quarter=None,
+        category=lg.BudgetCategory.OPEX,
+        amount=Decimal(10_000_000),
+        currency="EUR",
+        owner="cfo",
+        thresholds=(80, 100),
+    )
+    capacity = lg.CapacitySet(
+        role="architect",
+        period="2027-01",
+        amount=Decimal(160),
+        unit=lg.CapacityUnit.HOURS,
+        time_off=Decimal(0),
+    )
+    events = [recorded(1, (lg.POOL, "OPEX-27"), pool)]
+    events.append(recorded(2, (lg.CAPACITY, "architect"), capacity))
+    for n in range(invoices):
+        project, month = f"P{n % 3}", f"2027-{n % 12 + 1:02d}"
+        cost = lg.ActualCostRecorded(
+            pool_id="OPEX-27",
+            project_id=project,
+            amount=Decimal(100),
+            currency="EUR",
+            external_ref=f"INV-{n}",
+            period=month,
+            source="erp",
+        )
+        hours = lg.ActualHoursRecorded(
+            role="architect",
+            project_id=project,
+            period=month,
+            hours=Decimal(8),
+            external_ref=f"TS-{n}",
+        )
+        events.append(recorded(len(events) + 1, (lg.POOL, "OPEX-27"), cost))
+        events.append(recorded(len(events) + 1, (lg.CAPACITY, "architect"), hours))
+    return events
+
+
+def test_the_report_keeps_the_sums_of_invoices_and_timesheets_not_their_references() -> None:
+    report = fold(history(600))
+    pool, role = report.pools["OPEX-27"], report.roles["architect"]
+    assert len(pool.actual_refs) == 0 and len(role.hours_refs) == 0
+    assert pool.actual == Decimal(60_000)
+    assert pool.actual_by_project["P0"] == Decimal(20_000)
+    assert pool.actual_cells[("P1", "2027-02")] == Decimal(5_000)
+    assert role.hours_total == Decimal(4_800)
+    assert report.actual_cost["P2"] == Decimal(20_000)
+
+
+def test_the_reports_state_does_not_grow_with_every_invoice() -> None:
+    def size(invoices: int) -> int:
+        report = fold(history(invoices))
+        return len(pickle.dumps((report.pools, report.roles)))
+
+    # Ten times the invoices over the same 3 projects x 12 months: the sums only (their
+    # persistent maps may hold a few superseded values per level), not 10x the references.
+    assert size(6_000) < size(600) * 2
