@@ -87,8 +87,13 @@ def test_portfolio_forecast_from_the_cli(tmp_path: Path) -> None:
         done = backend.cli("import", str(rows))
         assert done.returncode == 0, done.stdout + done.stderr
 
-        first = backend.json("forecast", "--seed", "7", "--iterations", "3000")
-        again = backend.json("forecast", "--seed", "7", "--iterations", "3000")
+        # The risk monitor appends its alert (R-1 scores 16) after the import: the same
+        # seed gives the same forecast at the same log position.
+        for _ in range(50):
+            first = backend.json("forecast", "--seed", "7", "--iterations", "3000")
+            again = backend.json("forecast", "--seed", "7", "--iterations", "3000")
+            if first["cut"]["position"] == again["cut"]["position"]:
+                break
         for answer in (first, again):
             answer.pop("generated_at")
         assert first == again
