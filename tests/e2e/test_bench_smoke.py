@@ -39,6 +39,7 @@ ROWS = {
     "big-replay-ledger-pg",
     "big-report-as-of",
     "big-audit-project",
+    "forecast",
 }
 #: Pure computations with no messaging to compare with; they report against their target.
 NO_BASELINE = {"rank", "frontier"}
