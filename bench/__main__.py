@@ -75,6 +75,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the command generator")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=decisions.ALERT_RUNS,
+        metavar="N",
+        help="consecutive alert-latency runs, each p99 reported (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--big-log-scaling",
+        action="store_true",
+        help="big-log: also replay logs of a quarter and a half of its size, for the "
+        "peak-memory scaling table",
+    )
+    parser.add_argument(
         "--big-log-events",
         type=int,
         metavar="N",
@@ -87,6 +100,8 @@ async def measure(
     args: argparse.Namespace, console: Console
 ) -> tuple[list[Baseline], list[Row], dict[str, int]]:
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
+    decisions.ALERT_RUNS = max(1, args.repeat)
+    million.SCALING = args.big_log_scaling
     selected = set(args.only or GROUPS)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
@@ -124,7 +139,7 @@ async def _measure(
     measured("publish_awaited", await raw.publish_awaited(js, payload, sizes.publish_awaited))
     measured("publish_async", await raw.publish_async(js, payload, sizes.publish_async))
     measured("fetch", await raw.fetch_raw(js, sizes.publish_async))
-    if "intake-latency" in selected:
+    if selected & {"intake-latency", "alert-latency", "alert-delivery"}:
         count = int(sizes.latency_rate * sizes.latency_seconds)
         p50, p99 = await raw.publish_latency(js, payload, count, sizes.latency_rate)
         measured("latency_p50", p50)

@@ -35,6 +35,8 @@ IN_FLIGHT = 64
 LATENCY_TARGET_MS = 10.0
 INBOX_TARGET_RATE = 10_000.0
 INBOX_TARGET_RATIO = 0.25
+#: Request/reply with one intake process against raw async publish.
+REQUEST_TARGET_RATIO = 0.35
 REPLAY_TARGET_RATIO = 0.5
 
 
@@ -177,7 +179,7 @@ async def intake_benchmarks(ctx: Context, selected: set[str], progress: Any) -> 
         await in_flight(warmup, ctx.sizes.warmup, IN_FLIGHT)
         if "intake-throughput" in selected:
             await _quiet(ctx, intake)
-            rows.append(await intake_throughput(ctx))
+            rows.append(await _with_cpu(intake, ctx.sizes.intake_requests, intake_throughput(ctx)))
             progress(rows[-1])
         if "intake-latency" in selected:
             await _quiet(ctx, intake)
@@ -186,7 +188,7 @@ async def intake_benchmarks(ctx: Context, selected: set[str], progress: Any) -> 
             progress(rows[-1])
         if "inbox" in selected:
             await _quiet(ctx, intake)
-            rows.append(await inbox_throughput(ctx))
+            rows.append(await _with_cpu(intake, ctx.sizes.inbox, inbox_throughput(ctx)))
             progress(rows[-1])
     finally:
         stopped = intake.stop()
@@ -194,6 +196,19 @@ async def intake_benchmarks(ctx: Context, selected: set[str], progress: Any) -> 
         for row in rows:
             row.details["intake_killed"] = "did not exit within 5 s of SIGTERM"
     return rows
+
+
+async def _with_cpu(intake: Service, commands: int, work: Any) -> Row:
+    """The row, with intake's CPU time per command while it ran (what a bigger machine
+    scales with: one intake process uses at most one core)."""
+    before = cpu_seconds(intake.pid)
+    row: Row = await work
+    used = cpu_seconds(intake.pid) - before
+    if row.figure is not None and commands:
+        micros = used / commands * 1e6
+        row.details["intake_cpu_us_per_command"] = round(micros)
+        row.note = "; ".join(x for x in (row.note, f"intake {micros:,.0f} µs CPU per command") if x)
+    return row
 
 
 async def _quiet(ctx: Context, intake: Service) -> None:
@@ -229,6 +244,8 @@ async def intake_throughput(ctx: Context) -> Row:
         run.rate,
         raw.name,
         raw.value,
+        target=f"≥ {REQUEST_TARGET_RATIO}x raw",
+        met=run.rate / raw.value >= REQUEST_TARGET_RATIO,
         note=_failures(run),
         details={"commands": count, "in_flight": IN_FLIGHT, "failures": run.failures},
     )
@@ -267,7 +284,7 @@ async def intake_latency(ctx: Context) -> list[Row]:
 async def inbox_throughput(ctx: Context) -> Row:
     """Fire-and-forget into the durable inbox; done when every command is in the log."""
     raw = ctx.baselines["publish_async"]
-    target = f"≥ {INBOX_TARGET_RATE:,.0f}/s and ≥ {INBOX_TARGET_RATIO}x raw"
+    target = f"≥ {INBOX_TARGET_RATIO}x raw"
     name = "intake inbox, fire-and-forget until in the log"
     try:
         await ctx.js.stream_info(INBOX_STREAM)
@@ -298,7 +315,7 @@ async def inbox_throughput(ctx: Context) -> Row:
         return Row("inbox", name, "cmd/s", None, raw.name, raw.value, target, note=note)
     rate = count / seconds
     ratio = rate / raw.value
-    met = rate >= INBOX_TARGET_RATE and ratio >= INBOX_TARGET_RATIO
+    met = ratio >= INBOX_TARGET_RATIO
     return Row("inbox", name, "cmd/s", rate, raw.name, raw.value, target, met, details=details)
 
 

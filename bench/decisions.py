@@ -22,6 +22,8 @@ SELECT_SIZES = (1000, 2000, 10_000)
 SELECT_INSTANCES = 5
 SELECT_GAP = 1e-3
 FRONTIER_TARGET_S = 5.0
+#: Consecutive alert-latency runs (`--repeat`).
+ALERT_RUNS = 3
 ALERT_P99_TARGET_MS = 50.0
 
 
@@ -171,11 +173,15 @@ def selection_row(ctx: Context, instance: selection.SyntheticInstance) -> Row:
 
 async def alert_latency(ctx: Context, progress: Any) -> list[Row]:
     """From sending the command that crosses a threshold to the alert reaching a subscriber,
-    while other commands flow at a steady rate."""
+    while other commands flow at a steady rate; `ALERT_RUNS` consecutive runs on the same
+    processes, each one's p99 reported (the target holds only if it holds in every run)."""
     intake = Service("intake", ctx.url, ctx.work / "alert-intake")
     risk = Service("risk", ctx.url, ctx.work / "alert-risk")
     intake.start()
     risk.start()
+    runs: list[list[float]] = []
+    samples = max(5, int(ctx.sizes.latency_seconds * 10))
+    rate = ctx.sizes.latency_rate
     try:
         for service in (intake, risk):
             await service.wait_until(ctx.nc, lambda s: s["state"] == "running", timeout=60)
@@ -183,81 +189,94 @@ async def alert_latency(ctx: Context, progress: Any) -> list[Row]:
         await ctx.nc.request(
             "portfolio.cmd.ProposeProject", json.dumps(project).encode(), timeout=10
         )
-        samples = max(5, int(ctx.sizes.latency_seconds * 10))
-        arrived: dict[str, float] = {}
-        sub = await ctx.nc.subscribe("portfolio.alerts.>")
-
-        async def watch() -> None:
-            async for msg in sub.messages:
-                alert = json.loads(msg.data)
-                arrived.setdefault(alert["subject_id"], time.perf_counter())
-
-        watcher = asyncio.create_task(watch())
-        rate = ctx.sizes.latency_rate
-        background = open_loop(
-            _requester(ctx.nc, _bodies(ctx.seed, "BG", int(rate * samples / 10))),
-            int(rate * samples / 10),
-            rate,
-        )
-        load = asyncio.create_task(background)
-        sent: dict[str, float] = {}
-        for i in range(samples):
-            risk_id = f"R-BENCH-{i}"
-            body = {
-                "risk_id": risk_id,
-                "project_id": project["project_id"],
-                "title": "bench",
-                "owner": "bench",
-                "probability": 4,
-                "impact": 4,
-            }
-            sent[risk_id] = time.perf_counter()
-            await ctx.nc.request(
-                "portfolio.cmd.IdentifyRisk", json.dumps(body).encode(), timeout=10
-            )
-            await asyncio.sleep(0.1)
-        await load
-        for _ in range(200):  # at most 10 s for the last alerts to arrive
-            if len(arrived) >= samples:
-                break
-            await asyncio.sleep(0.05)
-        watcher.cancel()
-        await sub.unsubscribe()
-        latencies = sorted((arrived[k] - t) * 1000 for k, t in sent.items() if k in arrived)
+        for run in range(ALERT_RUNS):
+            runs.append(await _alert_run(ctx, project["project_id"], run, samples, rate))
     finally:
         intake.stop()
         risk.stop()
+    latencies = sorted(x for run in runs for x in run)
     if not latencies:
         return [
             Row("alert-latency", "alert latency", "ms", None, "", None, note="no alert arrived")
         ]
-    p50 = latencies[len(latencies) // 2]
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     raw = ctx.baselines.get("latency_p99")
+    p99s = [_p99(run) for run in runs]
     rows = [
         Row(
             "alert-latency-p50",
-            f"alert latency p50 at {rate:,.0f} cmd/s background",
+            f"alert latency p50 at {rate:,.0f} cmd/s background, {len(runs)} runs",
             "ms",
-            p50,
+            latencies[len(latencies) // 2],
             raw.name if raw else "",
             raw.value if raw else None,
             higher_is_better=False,
-            details={"alerts": len(latencies), "sent": samples},
-        ),
-        Row(
-            "alert-latency-p99",
-            f"alert latency p99 at {rate:,.0f} cmd/s background",
-            "ms",
-            p99,
-            raw.name if raw else "",
-            raw.value if raw else None,
-            target=f"≤ {ALERT_P99_TARGET_MS:g} ms",
-            met=p99 <= ALERT_P99_TARGET_MS,
-            higher_is_better=False,
-            details={"alerts": len(latencies), "sent": samples},
-        ),
+            details={"alerts": len(latencies), "sent": samples * len(runs)},
+        )
     ]
+    for index, (found, p99) in enumerate(zip(runs, p99s, strict=True), 1):
+        rows.append(
+            Row(
+                f"alert-latency-p99-run{index}",
+                f"alert latency p99 at {rate:,.0f} cmd/s background, run {index} of {len(runs)}",
+                "ms",
+                p99,
+                raw.name if raw else "",
+                raw.value if raw else None,
+                target=f"≤ {ALERT_P99_TARGET_MS:g} ms in each run",
+                met=p99 is not None and p99 <= ALERT_P99_TARGET_MS,
+                higher_is_better=False,
+                note="" if len(found) == samples else f"{samples - len(found)} never arrived",
+                details={"alerts": len(found), "sent": samples},
+            )
+        )
     for row in rows:
         progress(row)
     return rows
+
+
+def _p99(latencies: list[float]) -> float | None:
+    if not latencies:
+        return None
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def _alert_run(
+    ctx: Context, project_id: str, run: int, samples: int, rate: float
+) -> list[float]:
+    """One run: `samples` risks that each raise an alert, 10 a second, under the background
+    load; the latencies (ms) of the alerts that arrived."""
+    arrived: dict[str, float] = {}
+    sub = await ctx.nc.subscribe("portfolio.alerts.>")
+
+    async def watch() -> None:
+        async for msg in sub.messages:
+            alert = json.loads(msg.data)
+            arrived.setdefault(alert["subject_id"], time.perf_counter())
+
+    watcher = asyncio.create_task(watch())
+    count = int(rate * samples / 10)
+    background = open_loop(_requester(ctx.nc, _bodies(ctx.seed, f"BG{run}", count)), count, rate)
+    load = asyncio.create_task(background)
+    sent: dict[str, float] = {}
+    for i in range(samples):
+        risk_id = f"R-BENCH-{run}-{i}"
+        body = {
+            "risk_id": risk_id,
+            "project_id": project_id,
+            "title": "bench",
+            "owner": "bench",
+            "probability": 4,
+            "impact": 4,
+        }
+        sent[risk_id] = time.perf_counter()
+        await ctx.nc.request("portfolio.cmd.IdentifyRisk", json.dumps(body).encode(), timeout=10)
+        await asyncio.sleep(0.1)
+    await load
+    for _ in range(200):  # at most 10 s for the last alerts to arrive
+        if len(arrived) >= samples:
+            break
+        await asyncio.sleep(0.05)
+    watcher.cancel()
+    await sub.unsubscribe()
+    return sorted((arrived[k] - t) * 1000 for k, t in sent.items() if k in arrived)
