@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -69,6 +70,61 @@ def create_engine(url: str) -> Engine:
     return engine
 
 
+@dataclass(frozen=True)
+class _InsertPlan:
+    sql: str
+    keys: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+
+_plans: dict[tuple[int, str, tuple[str, ...]], _InsertPlan] = {}
+
+
+def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows that all have the same keys in one executemany.
+
+    On SQLite the statement goes to the driver as plain SQL with the columns' own bind
+    processors applied (JSON, dates), instead of SQLAlchemy's per-row parameter handling,
+    which cost more than the insert itself when a projection replays the log. Other
+    databases (and rows with differing keys) go through SQLAlchemy as before."""
+    first = rows[0]
+    if conn.dialect.name != "sqlite" or any(len(row) != len(first) for row in rows):
+        conn.execute(table.insert(), rows)
+        return
+    plan = _plans.get((id(table), conn.dialect.name, tuple(first)))
+    if plan is None:
+        # Keys that are not the table's columns are left out, as SQLAlchemy's insert does.
+        keys = tuple(key for key in first if key in table.c)
+        plan = _plan(conn, table, keys)
+        _plans[(id(table), conn.dialect.name, tuple(first))] = plan
+    keys = plan.keys
+    processors = plan.processors
+    try:
+        params = [
+            tuple(
+                value if process is None else process(value)
+                for value, process in zip((row[k] for k in keys), processors, strict=True)
+            )
+            for row in rows
+        ]
+    except KeyError:  # as many keys, not the same ones
+        conn.execute(table.insert(), rows)
+        return
+    conn.exec_driver_sql(plan.sql, params)
+
+
+def _plan(conn: Connection, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer
+    columns = ", ".join(quote.quote(key) for key in keys)
+    marks = ", ".join("?" for _ in keys)
+    return _InsertPlan(
+        f"INSERT INTO {quote.format_table(table)} ({columns}) VALUES ({marks})",
+        keys,
+        tuple(table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys),
+    )
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
@@ -99,4 +155,11 @@ class Database:
         self._reader.shutdown(wait=True)
 
 
-__all__ = ["Connection", "Database", "positions", "runner_metadata", "skipped_events"]
+__all__ = [
+    "Connection",
+    "Database",
+    "insert_many",
+    "positions",
+    "runner_metadata",
+    "skipped_events",
+]

@@ -31,7 +31,7 @@ from contracts.base import EventEnvelope, RecordedEvent
 from contracts.registry import UnknownEventType
 from contracts.subjects import LOG_STREAM, Subjects
 from shared import metrics, tracing
-from shared.db import Database, positions, runner_metadata, skipped_events
+from shared.db import Database, insert_many, positions, runner_metadata, skipped_events
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +68,7 @@ class Projection(ABC):
         """Write the rows `insert_later` kept; called at the end of every batch."""
         for table, rows in self._pending.items():
             if rows:
-                conn.execute(table.insert(), rows)
+                insert_many(conn, table, rows)
         self._pending.clear()
 
     def discard(self) -> None:
