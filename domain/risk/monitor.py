@@ -36,7 +36,7 @@ from contracts import projects as p
 from contracts import risks as r
 from contracts.base import FrozenModel
 from domain.ledger.capacity import CapacityState, evolve_capacity
-from domain.ledger.persistent import with_changes
+from domain.ledger.persistent import RefSet, with_changes
 from domain.ledger.pools import PoolState, evolve_pool
 from domain.risk import evm
 from domain.risk.alerts import (
@@ -57,6 +57,8 @@ from domain.risk.register import RiskState, contingency, evolve_risk, highest_op
 from domain.risk.rules import AlertRuleState, evolve_alert_rule
 
 HUNDRED = Decimal(100)
+#: The monitor keeps a pool's figures, not the reference of every invoice it has seen.
+NO_REFS = RefSet()
 #: Projects in these statuses are closed: their alerts clear, and they raise none.
 CLOSED_STATUSES = p.TERMINAL_STATUSES
 PROJECT_METRICS = frozenset(m for m, kind in r.SUBJECT_KIND.items() if kind == "project")
@@ -242,6 +244,8 @@ class AlertMonitor:
             case _ if lg.EVENT_AGGREGATE.get(type(event)) == lg.POOL:
                 pool_id: str = event.pool_id  # type: ignore[attr-defined]
                 pool = evolve_pool(self.pools.get(pool_id), event)
+                if pool.actual_refs.levels:  # duplicates are the ledger's to tell apart
+                    pool = with_changes(pool, actual_refs=NO_REFS)
                 self.pools[pool_id] = pool
                 decision.reading(self.pool_reading(pool))
                 if isinstance(event, lg.ActualCostRecorded):
