@@ -88,20 +88,22 @@ class IntakeParts:
 
     async def _answer(self, msg: Msg) -> None:
         started = time.perf_counter()
+        reply = None
         try:
             # A span per command, in the sender's trace (its `traceparent` header); the
             # append stores it in the event's headers. A no-op when tracing is off.
             with tracing.span("intake command", msg.headers, SpanKind.SERVER) as span:
                 reply = await handle_command(self.intake, msg.subject, msg.data)
-                outcome = metrics.outcome(reply)
-                tracing.set_attributes(span, {"portfolio.outcome": outcome, "subject": msg.subject})
-            metrics.COMMANDS.labels("request", outcome).inc()
+                if span is not None:
+                    outcome = metrics.outcome(reply)
+                    span.set_attributes({"portfolio.outcome": outcome, "subject": msg.subject})
             if msg.reply:
                 await msg.respond(answer(reply))
         except Exception:  # the sender times out and retries with the same id (logged)
-            metrics.COMMANDS.labels("request", "failed").inc()
             log.exception("command.failed", subject=msg.subject)
         finally:
+            outcome = "failed" if reply is None else metrics.outcome(reply)
+            metrics.count_command("request", outcome)
             metrics.COMMAND_SECONDS.observe(time.perf_counter() - started)
             self._slots.release()
 

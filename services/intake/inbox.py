@@ -305,7 +305,7 @@ class InboxWorker:
                     self._failed("ack", error)
                     continue
                 self.answered += 1
-                metrics.COMMANDS.labels("inbox", outcome).inc()
+                metrics.count_command("inbox", outcome)
                 self._failures.pop(_position(msg), None)
                 self._last_failure.pop(_position(msg), None)
                 continue
