@@ -98,6 +98,8 @@ class Cluster:
         env = {k: v for k, v in shipped.items() if k.startswith("PORTFOLIO_")}
         for local in ("PORTFOLIO_NATS_URL", "PORTFOLIO_DATABASE_URL", "PORTFOLIO_SERVICE"):
             env.pop(local, None)
+        # Compose's metrics ports are the container's; here every one is a free port.
+        env["PORTFOLIO_METRICS_PORT"] = "0"
         env["PORTFOLIO_NATS_PASSWORD"] = self.passwords[service]
         assert env["PORTFOLIO_NATS_USER"] == service and env["PORTFOLIO_LOG_REPLICAS"] == "3"
         return env
