@@ -91,7 +91,7 @@ class Backend:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    def wait_until(self, condition: Any, what: str, timeout: float = 60) -> None:
+    def wait_until(self, condition: Any, what: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is None or self.process.poll() is None, "portfolio up died"
@@ -207,7 +207,7 @@ def test_a_killed_service_is_restarted_while_the_others_keep_serving(backend: Ba
         statuses = backend.json("status") if backend.cli("status").returncode == 0 else {}
         ledger = statuses.get("ledger")
         return (
-            bool(ledger)
+            ledger is not None
             and ledger["pid"] != pids["ledger"]
             and ledger["position"] >= 1
             and ledger["lag"] == 0

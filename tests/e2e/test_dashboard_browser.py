@@ -74,6 +74,9 @@ def example_backend(tmp_path: Path) -> Iterator[Backend]:
         for name in ("portfolio.jsonl", "ledger_and_risks.jsonl"):
             done = backend.cli("import", str(EXAMPLES / name))
             assert done.returncode == 0, done.stdout + done.stderr
+        # Every page reads a projection: wait until each has the whole log.
+        end = max(s["log_position"] for s in backend.json("status").values() if s)
+        backend.wait_until(lambda: backend.caught_up(end), "projections caught up")
         yield backend
     finally:
         if backend.process is not None and backend.process.poll() is None:
