@@ -135,7 +135,7 @@ def write_json(doc: dict[str, Any], path: Path) -> None:
 def _number(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
-    if unit == "ms":
+    if unit in ("ms", "x", "s"):
         return f"{value:,.2f} {unit}"
     return f"{value:,.0f} {unit}"
 
