@@ -31,15 +31,22 @@ ROWS = {
     "select",
     "frontier",
     "alert-latency-p50",
-    "alert-latency-p99",
+    *(f"alert-latency-p99-run{n}" for n in (1, 2, 3)),
     "ledger-replay-sqlite",
     "ledger-replay-postgresql",
     *(f"big-replay-{name}-sqlite" for name in SERVICES),
     *(f"big-rss-{name}" for name in SERVICES),
     "big-replay-ledger-pg",
     "big-report-as-of",
+    "big-snapshots",
     "big-audit-project",
     "forecast",
+    "verify-chain",
+    "alert-delivery-p50",
+    "alert-delivery-p99",
+    "gateway-throughput",
+    "gateway-latency-p50",
+    "gateway-latency-p99",
 }
 #: Pure computations with no messaging to compare with; they report against their target.
 NO_BASELINE = {"rank", "frontier"}
