@@ -21,7 +21,7 @@ import aiohttp
 from bench.benchmarks import ROOT, SUBJECTS, Context, Service, _accepted, _bodies, _quiet
 from bench.measure import Run, in_flight, open_loop
 from bench.report import Row
-from services.supervisor import free_port
+from services.cli.supervisor import free_port
 
 IN_FLIGHT = 64
 RATE = 500.0

@@ -46,7 +46,7 @@ def up(
     """Run the whole backend: embedded NATS and SQLite under the data folder, unless
     PORTFOLIO_NATS_URL / PORTFOLIO_DATABASE_URL point elsewhere. One `up` per data folder:
     a second one names the running one and exits 2."""
-    from services.supervisor import Supervisor
+    from .supervisor import Supervisor
 
     if url is not None:
         os.environ["PORTFOLIO_NATS_URL"] = url
