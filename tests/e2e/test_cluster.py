@@ -37,7 +37,12 @@ from shared.embedded_nats import EmbeddedNats
 from shared.eventlog import Appended, EventLog, log_stream_config
 from tests.e2e import load
 from tests.integration.helpers import SUBJECTS, proposal, proposed_envelope
-from tests.unit.test_deploy_files import compose_service_environment
+from tests.unit.test_deploy_files import (
+    CLIENT_PORT,
+    MONITOR_PORT,
+    ROUTE_PORT,
+    compose_service_environment,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -127,11 +132,17 @@ class Cluster:
         ports and its store left to the command line (each replaced exactly once)."""
         text = (NATS_DIR / f"{node}.conf").read_text()
         for pattern, replacement in (
-            (r"^listen: 0\.0\.0\.0:4222$", f"listen: 127.0.0.1:{self.client_ports[node]}"),
-            (r"^http: 0\.0\.0\.0:8222$", f"http: 127.0.0.1:{self.monitor_ports[node]}"),
+            (
+                rf"^listen: 0\.0\.0\.0:{CLIENT_PORT}$",
+                f"listen: 127.0.0.1:{self.client_ports[node]}",
+            ),
+            (rf"^http: 0\.0\.0\.0:{MONITOR_PORT}$", f"http: 127.0.0.1:{self.monitor_ports[node]}"),
             # EmbeddedNats gives the store on its command line (--store_dir <node>/jetstream).
             (r"^  store_dir: /data$", "  # store_dir: on the command line"),
-            (r"^  listen: 0\.0\.0\.0:6222$", f"  listen: 127.0.0.1:{self.route_ports[node]}"),
+            (
+                rf"^  listen: 0\.0\.0\.0:{ROUTE_PORT}$",
+                f"  listen: 127.0.0.1:{self.route_ports[node]}",
+            ),
         ):
             text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
             assert count == 1, f"{node}.conf: {pattern} not found once"
