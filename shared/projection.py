@@ -80,6 +80,13 @@ class Projection(ABC):
         """Synchronous on purpose: a whole batch runs in one hop to the database's thread,
         instead of one hop per statement."""
 
+    def committed(self, first: int, last: int, events: list[RecordedEvent]) -> None:
+        """Called on the event loop once positions `first`..`last` are committed, with the
+        events of that range the projection applied (skipped ones are absent): lets other
+        work of the service fold what was already read and parsed instead of reading the
+        log again."""
+        return None
+
 
 class ProjectionRunner:
     def __init__(
@@ -369,16 +376,26 @@ class ProjectionRunner:
 
     async def _apply_batch(self, msgs: list[Msg]) -> int:
         """Apply and commit a batch; returns how many of its events were skipped."""
+        first = msgs[0].metadata.sequence.stream
         last = msgs[-1].metadata.sequence.stream
-        skipped = await self.db.write(self._apply_all, msgs, last)
+        applied: list[RecordedEvent] = []
+        await self.db.write(self._apply_all, msgs, last, applied)
         self.position = last
         self.applied += len(msgs)
-        return skipped
+        try:
+            self.projection.committed(first, last, applied)
+        except Exception:  # what follows a commit never undoes it (logged)
+            log.exception("projection.committed_hook_failed", projection=self.projection.name)
+        return len(msgs) - len(applied)
 
-    def _apply_all(self, conn: Connection, msgs: list[Msg], last: int) -> int:
-        skipped = 0
+    def _apply_all(
+        self, conn: Connection, msgs: list[Msg], last: int, applied: list[RecordedEvent]
+    ) -> None:
+        applied.clear()  # a retried transaction starts again
         for msg in msgs:
-            skipped += not self._apply_one(conn, msg)
+            recorded = self._apply_one(conn, msg)
+            if recorded is not None:
+                applied.append(recorded)
         self.projection.flush(conn)
         changed = conn.execute(
             update(positions)
@@ -387,17 +404,17 @@ class ProjectionRunner:
         )
         if changed.rowcount == 0:
             conn.execute(insert(positions).values(projection=self.projection.name, position=last))
-        return skipped
 
-    def _apply_one(self, conn: Connection, msg: Msg) -> bool:
-        """Apply one event; False when it was skipped (recorded with its reason)."""
+    def _apply_one(self, conn: Connection, msg: Msg) -> RecordedEvent | None:
+        """Apply one event; None when it was skipped (recorded with its reason)."""
         position = msg.metadata.sequence.stream
         event_type = (msg.headers or {}).get("Portfolio-Event-Type")
         try:
             envelope = EventEnvelope.model_validate_json(msg.data)
             event_type = envelope.event_type
-            self.projection.apply(conn, RecordedEvent(position=position, envelope=envelope))
-            return True
+            recorded = RecordedEvent(position=position, envelope=envelope)
+            self.projection.apply(conn, recorded)
+            return recorded
         except (ValidationError, UnknownEventType, CannotApply) as error:
             reason = f"{type(error).__name__}: {error}"
             log.warning(
@@ -415,4 +432,4 @@ class ProjectionRunner:
                     reason=reason[:4000],
                 )
             )
-            return False
+            return None
