@@ -82,6 +82,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastStream:
     projection = ReportingProjection()
     runtime = ServiceRuntime(NAME, settings, projection)
     snapshotter = Snapshotter(runtime, settings.report_snapshot_every)
+    projection.followers.append(snapshotter.committed)
     publisher = ScheduledPublisher(runtime, settings.report_publish_every_seconds, snapshotter)
     dashboard = Dashboard(runtime, projection, settings, lambda: snapshotter.store)
 

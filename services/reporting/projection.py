@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,8 @@ class ReportingProjection(Projection):
     name = NAME
 
     def __init__(self) -> None:
+        #: Told of every committed batch (the report snapshots fold its events).
+        self.followers: list[Callable[[int, int, list[RecordedEvent]], None]] = []
         self.metadata = MetaData()
         self.projects = projects_table(self.metadata, NAME)
         self.audit = Table(
@@ -65,6 +68,10 @@ class ReportingProjection(Projection):
             "project_id": _project_of(e.aggregate_type, e.aggregate_id, e.payload),
         }
         self.insert_later(self.audit, {"position": event.position, **values})
+
+    def committed(self, first: int, last: int, events: list[RecordedEvent]) -> None:
+        for follower in self.followers:
+            follower(first, last, events)
 
     def audit_entries(self, conn: Connection, query: AuditQuery) -> list[AuditEntry]:
         a = self.audit.c

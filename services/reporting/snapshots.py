@@ -17,6 +17,7 @@ import hashlib
 import pickle
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from sqlalchemy import (
     select,
 )
 
+from contracts.base import RecordedEvent
 from services.reporting.report import PortfolioReport
 from shared.db import Database
 from shared.eventlog import EventLog
@@ -164,9 +166,30 @@ class Runtime(Protocol):
     def db(self) -> Database: ...
 
 
+class _Source(Protocol):
+    """The projection runner, as far as the snapshotter looks at it."""
+
+    position: int
+    state: str
+
+
+#: Events the projection committed that may wait for the snapshotter (beyond: the oldest
+#: batches are dropped and the snapshotter reads their events from the log instead).
+QUEUE_LIMIT = 5000
+#: Events folded between two chances for other work on the event loop.
+YIELD_EVERY = 200
+
+
 class Snapshotter:
     """Folds the log in the background, saving a snapshot every `every` events (0: never,
-    and reports fold the whole log)."""
+    and reports fold the whole log).
+
+    The service's projection hands it each batch it committed (`committed`, the events
+    already read and parsed): when a batch follows on from what was folded, its events are
+    folded as they are. Whatever it cannot have that way (what the projection committed
+    before, a batch with an event the projection skipped, batches dropped while it was
+    behind, or no projection running at all) it reads from the log, as it always did: the
+    same events are folded in the same order either way, so the snapshots are the same."""
 
     def __init__(self, runtime: Runtime, every: int, poll: float = 1.0) -> None:
         self.runtime = runtime
@@ -174,14 +197,22 @@ class Snapshotter:
         self.poll = poll
         #: The last position folded (not necessarily saved).
         self.position = 0
+        #: The events folded from the projection's batches, and those read from the log.
+        self.handed = 0
+        self.read = 0
         self.store: SnapshotStore | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._batches: deque[tuple[int, int, list[RecordedEvent]]] = deque()
+        self._queued = 0
+        self._arrived = asyncio.Event()
+        self._report = PortfolioReport()
+        self._saved = 0
 
-    async def start(self) -> None:
+    async def start(self, store: SnapshotStore | None = None) -> None:
         if self.every <= 0:
             return
-        self.store = SnapshotStore(self.runtime.db)
+        self.store = store or SnapshotStore(self.runtime.db)
         await self.store.create()
         self._task = asyncio.create_task(self._run(self.store), name="report-snapshots")
 
@@ -189,10 +220,22 @@ class Snapshotter:
         # nats-py's fetch can turn a cancellation into a timeout, which the log reader
         # takes for the end of the log: the loop also checks this flag.
         self._stopping = True
+        self._batches.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, 10)
+
+    def committed(self, first: int, last: int, events: list[RecordedEvent]) -> None:
+        """The projection committed positions `first`..`last`, applying `events` (those it
+        skipped are absent): kept for the fold, up to `QUEUE_LIMIT` events."""
+        if self._task is None or self._stopping or last <= self.position:
+            return
+        self._batches.append((first, last, events))
+        self._queued += len(events)
+        while self._queued > QUEUE_LIMIT and len(self._batches) > 1:
+            self._queued -= len(self._batches.popleft()[2])
+        self._arrived.set()
 
     async def describe(self) -> dict[str, int]:
         """What `portfolio.query.reporting.snapshots` answers."""
@@ -206,32 +249,102 @@ class Snapshotter:
         }
 
     async def _run(self, store: SnapshotStore) -> None:
-        log_ = self.runtime.log
         latest = await store.latest()
-        report = latest.report if latest is not None else PortfolioReport()
+        self._report = latest.report if latest is not None else PortfolioReport()
         self.position = latest.position if latest is not None else 0
-        saved = self.position
+        self._saved = self.position
         while not self._stopping:
             try:
-                end = await log_.last_position()
-                async for event in log_.read(self.position + 1, until_position=end):
-                    if self._stopping:
-                        return
-                    report.apply(event)
-                    self.position = event.position
-                    if self.position - saved >= self.every:
-                        started = time.perf_counter()
-                        size = await store.save(self.position, report)
-                        saved = self.position
-                        log.info(
-                            "report.snapshot_saved",
-                            position=self.position,
-                            bytes=size,
-                            seconds=round(time.perf_counter() - started, 3),
-                        )
-                await asyncio.sleep(self.poll)
+                await self._catch_up(store)
+                if self._stopping:
+                    return
+                if not self._batches:
+                    self._arrived.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._arrived.wait(), self.poll)
             except asyncio.CancelledError:
                 raise
             except Exception:  # tried again after a pause; reports still work without (logged)
                 log.exception("report.snapshot_failed", position=self.position)
                 await asyncio.sleep(max(self.poll, 2.0))
+
+    async def _catch_up(self, store: SnapshotStore) -> None:
+        """Fold the batches handed over, reading from the log what they leave out; then
+        what was committed without being handed over (or, with no projection running,
+        the log up to its end)."""
+        batches = self._batches
+        while batches and not self._stopping:
+            first, last, events = batches[0]
+            if last <= self.position:
+                self._queued -= len(batches.popleft()[2])
+                continue
+            if first > self.position + 1:  # what comes before the batch: from the log
+                await self._read(store, first - 1)
+                continue
+            self._queued -= len(batches.popleft()[2])
+            start = self.position + 1
+            fresh = events if first == start else [e for e in events if e.position >= start]
+            if (
+                fresh
+                and fresh[0].position == start
+                and fresh[-1].position == last
+                and len(fresh) == last - start + 1
+            ):
+                await self._fold(store, fresh)
+            else:  # the projection skipped some: the log says what they were
+                await self._read(store, last)
+        if self._stopping:
+            return
+        target = self._committed_position()
+        if target is None:
+            target = await self.runtime.log.last_position()
+        if target > self.position:
+            await self._read(store, target)
+
+    def _committed_position(self) -> int | None:
+        """Where the service's projection stands, when it runs and hands its batches over
+        (what lies beyond comes with its next batches); None without one, or while it is
+        stalled: then the log is read up to its end."""
+        try:
+            runner: _Source | None = self.runtime.runner  # type: ignore[attr-defined]
+        except (AttributeError, AssertionError):
+            return None
+        if runner is None or runner.state in ("stalled", "stopped"):
+            return None
+        return int(runner.position)
+
+    async def _fold(self, store: SnapshotStore, events: list[RecordedEvent]) -> None:
+        report = self._report
+        every = self.every
+        for count, event in enumerate(events, start=1):
+            if self._stopping:
+                return
+            report.apply(event)
+            self.position = event.position
+            self.handed += 1
+            if self.position - self._saved >= every:
+                await self._save(store)
+            elif count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+
+    async def _read(self, store: SnapshotStore, until: int) -> None:
+        report = self._report
+        async for event in self.runtime.log.read(self.position + 1, until_position=until):
+            if self._stopping:
+                return
+            report.apply(event)
+            self.position = event.position
+            self.read += 1
+            if self.position - self._saved >= self.every:
+                await self._save(store)
+
+    async def _save(self, store: SnapshotStore) -> None:
+        started = time.perf_counter()
+        size = await store.save(self.position, self._report)
+        self._saved = self.position
+        log.info(
+            "report.snapshot_saved",
+            position=self.position,
+            bytes=size,
+            seconds=round(time.perf_counter() - started, 3),
+        )

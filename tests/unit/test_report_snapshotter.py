@@ -1,0 +1,179 @@
+"""The snapshotter folds the batches the projection hands over when they follow on from
+what it folded, and reads from the log whatever they leave out (what was committed before,
+an event the projection skipped, batches dropped while it was behind): either way it saves
+the same snapshots, at the same positions, as folding the whole log in order."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from bench.biglog import BigLog
+from contracts.base import RecordedEvent
+from services.reporting import snapshots as snapshots_module
+from services.reporting.report import PortfolioReport
+from services.reporting.snapshots import Snapshot, Snapshotter
+
+EVENTS = 2400
+EVERY = 300
+
+
+@pytest.fixture(scope="module")
+def events() -> list[RecordedEvent]:
+    envelopes = BigLog(EVENTS, seed=3, recorded_at=datetime(2026, 1, 5, tzinfo=UTC)).events()
+    return [RecordedEvent(position=n, envelope=e) for n, e in enumerate(envelopes, start=1)]
+
+
+def expected(events: list[RecordedEvent], start: int = 0) -> dict[int, bytes]:
+    """Every snapshot a fold of the whole log saves after `start`, by position."""
+    report, found = PortfolioReport(), {}
+    for event in events:
+        report.apply(event)
+        if event.position > start and event.position % EVERY == 0:
+            found[event.position] = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
+    return found
+
+
+@dataclass
+class Log:
+    events: list[RecordedEvent]
+    end: int = 0
+    reads: list[tuple[int, int]] = field(default_factory=list)
+
+    async def last_position(self) -> int:
+        return self.end
+
+    async def read(self, start: int, *, until_position: int) -> AsyncIterator[RecordedEvent]:
+        self.reads.append((start, until_position))
+        for event in self.events[start - 1 : until_position]:
+            await asyncio.sleep(0)
+            yield event
+
+
+@dataclass
+class Runner:
+    position: int = 0
+    state: str = "running"
+
+
+@dataclass
+class Runtime:
+    log: Log
+    runner: Runner
+    db: object = None
+
+
+class Store:
+    def __init__(self, first: Snapshot | None = None) -> None:
+        self.first = first
+        self.saved: dict[int, bytes] = {}
+
+    async def create(self) -> None:
+        return None
+
+    async def latest(self, at_most: int | None = None) -> Snapshot | None:
+        return self.first
+
+    async def save(self, position: int, report: PortfolioReport) -> int:
+        state = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
+        self.saved[position] = state
+        return len(state)
+
+
+async def replay(
+    events: list[RecordedEvent],
+    snapshotter: Snapshotter,
+    runtime: Runtime,
+    skipped: frozenset[int] = frozenset(),
+    committed_before: int = 0,
+    paced: bool = False,
+) -> None:
+    """The projection committing the log in batches of 100, as the runner does."""
+    runtime.runner.position = committed_before
+    runtime.log.end = len(events)
+    for first in range(committed_before + 1, len(events) + 1, 100):
+        last = min(first + 99, len(events))
+        runtime.runner.position = last
+        batch = [e for e in events[first - 1 : last] if e.position not in skipped]
+        snapshotter.committed(first, last, batch)
+        await asyncio.sleep(0)
+        for _ in range(2000 if paced else 0):  # a projection slower than the snapshotter
+            if snapshotter.position >= last:
+                break
+            await asyncio.sleep(0.001)
+    for _ in range(2000):
+        if snapshotter.position >= len(events):
+            break
+        await asyncio.sleep(0.001)
+    await snapshotter.stop()
+
+
+async def test_batches_handed_over_make_the_same_snapshots(events: list[RecordedEvent]) -> None:
+    runtime = Runtime(Log(events), Runner())
+    snapshotter, store = Snapshotter(runtime, every=EVERY, poll=0.01), Store()  # type: ignore[arg-type]
+    await snapshotter.start(store)  # type: ignore[arg-type]
+    await replay(events, snapshotter, runtime)
+    assert snapshotter.position == EVENTS
+    assert store.saved == expected(events)
+    assert runtime.log.reads == [] and snapshotter.handed == EVENTS
+
+
+async def test_what_the_batches_leave_out_is_read_from_the_log(
+    events: list[RecordedEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshots_module, "QUEUE_LIMIT", 250)
+    runtime = Runtime(Log(events), Runner())
+    snapshotter, store = Snapshotter(runtime, every=EVERY, poll=0.01), Store()  # type: ignore[arg-type]
+    await snapshotter.start(store)  # type: ignore[arg-type]
+    # 500 committed before it listened, two events the projection skipped.
+    await replay(events, snapshotter, runtime, skipped=frozenset({777, 1500}), committed_before=500)
+    assert snapshotter.position == EVENTS
+    assert store.saved == expected(events)
+    assert runtime.log.reads[0] == (1, 500)
+    assert any(a <= 777 <= b for a, b in runtime.log.reads)
+    assert any(a <= 1500 <= b for a, b in runtime.log.reads)
+    assert snapshotter.read + snapshotter.handed == EVENTS
+
+
+async def test_an_event_the_projection_skipped_is_read_from_the_log(
+    events: list[RecordedEvent],
+) -> None:
+    runtime = Runtime(Log(events), Runner())
+    snapshotter, store = Snapshotter(runtime, every=EVERY, poll=0.01), Store()  # type: ignore[arg-type]
+    await snapshotter.start(store)  # type: ignore[arg-type]
+    await replay(events, snapshotter, runtime, skipped=frozenset({777, 1500}), paced=True)
+    assert store.saved == expected(events)
+    assert runtime.log.reads == [(701, 800), (1401, 1500)]
+    assert snapshotter.read == 200 and snapshotter.handed == EVENTS - 200
+
+
+async def test_from_a_snapshot_ahead_of_the_projection(events: list[RecordedEvent]) -> None:
+    start = EVERY * 4
+    report = PortfolioReport().apply_all(events[:start])
+    runtime = Runtime(Log(events), Runner())
+    store = Store(Snapshot(start, report))
+    snapshotter = Snapshotter(runtime, every=EVERY, poll=0.01)  # type: ignore[arg-type]
+    await snapshotter.start(store)  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)  # the projection starts from zero (a rebuild): it waits for it
+    await replay(events, snapshotter, runtime)
+    assert store.saved == expected(events, start)
+    assert runtime.log.reads == [] and snapshotter.handed == EVENTS - start
+
+
+async def test_without_a_projection_it_reads_the_log(events: list[RecordedEvent]) -> None:
+    runtime = Runtime(Log(events), Runner(state="stalled"))
+    runtime.log.end = len(events)
+    snapshotter, store = Snapshotter(runtime, every=EVERY, poll=0.01), Store()  # type: ignore[arg-type]
+    await snapshotter.start(store)  # type: ignore[arg-type]
+    for _ in range(2000):
+        if snapshotter.position >= len(events):
+            break
+        await asyncio.sleep(0.001)
+    await snapshotter.stop()
+    assert store.saved == expected(events)
+    assert runtime.log.reads == [(1, EVENTS)]
