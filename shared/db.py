@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -74,7 +75,10 @@ def create_engine(url: str) -> Engine:
 class _InsertPlan:
     sql: str
     keys: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    #: The row's values in column order, as a tuple.
+    values: Callable[[dict[str, Any]], tuple[Any, ...]]
+    #: (position, bind processor) of the columns that have one (JSON, dates).
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...]
 
 
 _plans: dict[tuple[int, str, tuple[str, ...]], _InsertPlan] = {}
@@ -97,16 +101,17 @@ def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         keys = tuple(key for key in first if key in table.c)
         plan = _plan(conn, table, keys)
         _plans[(id(table), conn.dialect.name, tuple(first))] = plan
-    keys = plan.keys
-    processors = plan.processors
+    values, processed = plan.values, plan.processed
     try:
-        params = [
-            tuple(
-                value if process is None else process(value)
-                for value, process in zip((row[k] for k in keys), processors, strict=True)
-            )
-            for row in rows
-        ]
+        if processed:
+            params: list[Any] = []
+            for row in rows:
+                found = list(values(row))
+                for index, process in processed:
+                    found[index] = process(found[index])
+                params.append(tuple(found))
+        else:
+            params = [values(row) for row in rows]
     except KeyError:  # as many keys, not the same ones
         conn.execute(table.insert(), rows)
         return
@@ -118,10 +123,14 @@ def _plan(conn: Connection, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
     quote = dialect.identifier_preparer
     columns = ", ".join(quote.quote(key) for key in keys)
     marks = ", ".join("?" for _ in keys)
+    processors = [table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys]
+    getter = itemgetter(*keys)
+    values = getter if len(keys) > 1 else (lambda row: (getter(row),))
     return _InsertPlan(
         f"INSERT INTO {quote.format_table(table)} ({columns}) VALUES ({marks})",
         keys,
-        tuple(table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys),
+        values,
+        tuple((index, process) for index, process in enumerate(processors) if process),
     )
 
 

@@ -9,11 +9,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from domain.prioritization.candidates import (
     Bucket,
@@ -22,6 +21,10 @@ from domain.prioritization.candidates import (
     SelectionError,
     SolverStatus,
 )
+
+if TYPE_CHECKING:
+    from scipy import sparse
+
 
 # --- the MILP --------------------------------------------------------------------------
 
@@ -81,6 +84,8 @@ def build_program(
     row_max = np.zeros(len(limits))
     np.maximum.at(row_max, row_index, np.abs(entries))
     scale = np.maximum(np.maximum(row_max, np.abs(upper)), 1.0)
+    from scipy import sparse  # here: scipy costs every service half a second at start
+
     matrix = sparse.csr_array(
         (entries / scale[row_index], (row_index, np.asarray(cols, dtype=np.int64))),
         shape=(len(limits), len(cands)),
@@ -152,6 +157,8 @@ def optimise(
     """LP relaxation (an upper bound), a greedy selection from it (a lower bound), fixing of
     every variable whose reduced cost proves it cannot move in a better selection, then
     the MILP on what is left. Exact: the answer is the better of the greedy and the MILP."""
+    from scipy.optimize import Bounds, LinearConstraint, linprog, milp  # as above
+
     started = time.perf_counter()
     n = len(model.candidates)
     costs = -program.values  # the solvers minimise
