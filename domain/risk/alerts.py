@@ -29,7 +29,7 @@ event; `evaluate` here serves backtests and sets of readings decided at once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Literal, Protocol, TypeVar
@@ -158,16 +158,58 @@ def shown(value: float | None, rule: RuleLike | None = None) -> str:
 
 
 def in_scope(rule: AlertRuleState, reading: Reading) -> bool:
+    return in_scope_of(rule, reading.project_id, reading.programme_id, reading.category)
+
+
+def in_scope_of(
+    rule: AlertRuleState, project_id: str | None, programme_id: str | None, category: str | None
+) -> bool:
+    """`in_scope` for a subject known by these three, without a `Reading`."""
     match rule.scope:
         case r.Scope.PORTFOLIO:
             return True
         case r.Scope.PROGRAMME:
-            return reading.programme_id == rule.scope_id
+            return programme_id == rule.scope_id
         case r.Scope.PROJECT:
-            return reading.project_id == rule.scope_id
+            return project_id == rule.scope_id
         case r.Scope.CATEGORY:
-            return reading.category == rule.scope_id
+            return category == rule.scope_id
     return False
+
+
+class LazyFigures(Mapping[str, r.Figure]):
+    """A subject's figures made on first use from what they were read from (immutable
+    values captured when read): an open alert takes its subject's figures on every move
+    and shows them far more rarely."""
+
+    __slots__ = ("_args", "_made", "_make")
+
+    def __init__(self, make: Callable[..., Mapping[str, r.Figure]], *args: object) -> None:
+        self._make = make
+        self._args = args
+        self._made: Mapping[str, r.Figure] | None = None
+
+    def _figures(self) -> Mapping[str, r.Figure]:
+        if self._made is None:
+            self._made = self._make(*self._args)
+            self._make, self._args = _made_already, ()
+        return self._made
+
+    def __getitem__(self, key: str) -> r.Figure:
+        return self._figures()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._figures())
+
+    def __len__(self) -> int:
+        return len(self._figures())
+
+    def __repr__(self) -> str:
+        return f"LazyFigures({dict(self._figures())!r})"
+
+
+def _made_already() -> Mapping[str, r.Figure]:
+    raise AssertionError("figures made once")
 
 
 def audit_link(reading: Reading) -> str:
@@ -197,10 +239,9 @@ def project_readings(
     """The earned-value metrics of a project's health (cpi, spi, tcpi, cv, sv, vac,
     schedule_slip_days), each with every EVM figure."""
     ev: EarnedValue | None = health.earned_value
-    figures: dict[str, r.Figure] = {}
+    figures = health_figures(health)
     values: dict[r.Metric, Value] = {r.Metric.SCHEDULE_SLIP_DAYS: health.schedule_slip_days}
     if ev is not None:
-        figures = {k: _figure(v) for k, v in ev.figures().items()}
         values |= {
             r.Metric.CPI: ev.cpi,
             r.Metric.SPI: ev.spi,
@@ -209,8 +250,6 @@ def project_readings(
             r.Metric.SV: ev.sv,
             r.Metric.VAC: ev.vac,
         }
-    figures["schedule_slip_days"] = health.schedule_slip_days
-    figures["rag"] = str(health.status)
     return [
         Reading(
             metric=metric,
@@ -224,6 +263,15 @@ def project_readings(
         )
         for metric, value in values.items()
     ]
+
+
+def health_figures(health: Health) -> dict[str, r.Figure]:
+    """A project's figures in its readings: every EVM figure, the slip and the RAG."""
+    ev = health.earned_value
+    figures = {} if ev is None else {k: _figure(v) for k, v in ev.figures().items()}
+    figures["schedule_slip_days"] = health.schedule_slip_days
+    figures["rag"] = str(health.status)
+    return figures
 
 
 def risk_reading(

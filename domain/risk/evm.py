@@ -246,19 +246,28 @@ def assess_project(
     )
 
 
-def project_health(
-    baseline: BaselineState,
-    actual_cost: Amount,
-    *,
-    period: str | None = None,
-    top_risk_score: int | None = None,
-    thresholds: HealthThresholds = DEFAULT_THRESHOLDS,
-) -> Health:
-    """Health of a project at the end of `period` (default: its latest progress report):
-    PV from the baseline plan, EV from the progress, AC (cumulative) from the ledger."""
+@dataclass(frozen=True)
+class Basis:
+    """What a project's earned value reads from its baseline at the end of a period: BAC,
+    PV and EV, and the schedule slip. They change only with the baseline and its progress,
+    so a monitor keeps them between invoices (only AC moves with each)."""
+
+    bac: Decimal
+    pv: Decimal
+    ev: Decimal
+    slip_days: int | None
+
+    @property
+    def valid(self) -> bool:
+        """`earned_value` accepts these three (it raises otherwise)."""
+        return all(x.is_finite() and x >= 0 for x in (self.bac, self.pv, self.ev))
+
+
+def project_basis(baseline: BaselineState, period: str | None = None) -> Basis:
+    """The baseline's side of `project_health` at the end of `period` (default: its latest
+    progress report)."""
     at = period or baseline.latest_period
     pv = baseline.planned_value_at(at) if at is not None else Decimal(0)
-    evm = earned_value(baseline.budget_at_completion, pv, baseline.earned_value_at(at), actual_cost)
     forecast = next(
         (
             p.forecast_end
@@ -267,10 +276,32 @@ def project_health(
         ),
         None,
     )
+    return Basis(
+        bac=baseline.budget_at_completion,
+        pv=pv,
+        ev=baseline.earned_value_at(at),
+        slip_days=schedule_slip_days(baseline.planned_end, forecast),
+    )
+
+
+def project_health(
+    baseline: BaselineState,
+    actual_cost: Amount,
+    *,
+    period: str | None = None,
+    top_risk_score: int | None = None,
+    thresholds: HealthThresholds = DEFAULT_THRESHOLDS,
+    basis: Basis | None = None,
+) -> Health:
+    """Health of a project at the end of `period` (default: its latest progress report):
+    PV from the baseline plan, EV from the progress, AC (cumulative) from the ledger.
+    `basis`: `project_basis(baseline, period)` when the caller has it already."""
+    found = basis or project_basis(baseline, period)
+    evm = earned_value(found.bac, found.pv, found.ev, actual_cost)
     return assess_project(
         baseline.project_id,
         evm,
-        slip_days=schedule_slip_days(baseline.planned_end, forecast),
+        slip_days=found.slip_days,
         top_risk_score=top_risk_score,
         thresholds=thresholds,
     )

@@ -25,7 +25,7 @@ however the log was read: a function of the facts and their order.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -35,19 +35,22 @@ from contracts import ledger as lg
 from contracts import projects as p
 from contracts import risks as r
 from contracts.base import FrozenModel
-from domain.ledger.capacity import CapacityState, evolve_capacity
+from domain.ledger.capacity import CapacityLine, CapacityState, evolve_capacity
 from domain.ledger.persistent import RefSet, with_changes
 from domain.ledger.pools import PoolState, evolve_pool
 from domain.risk import evm
 from domain.risk.alerts import (
     AlertEvent,
+    LazyFigures,
     Reading,
     alert_id_for,
     audit_link,
     clears,
     default_rules,
+    health_figures,
     holds,
     in_scope,
+    in_scope_of,
     project_readings,
     risk_reading,
     shown,
@@ -64,6 +67,17 @@ CLOSED_STATUSES = p.TERMINAL_STATUSES
 PROJECT_METRICS = frozenset(m for m, kind in r.SUBJECT_KIND.items() if kind == "project")
 #: The project metrics read from its earned value (the health), not its risks.
 EVM_METRICS = PROJECT_METRICS - {r.Metric.THREAT_EMV}
+#: The order of a project's EVM readings (`domain.risk.alerts.project_readings`).
+EVM_ORDER = (
+    r.Metric.SCHEDULE_SLIP_DAYS,
+    r.Metric.CPI,
+    r.Metric.SPI,
+    r.Metric.TCPI,
+    r.Metric.CV,
+    r.Metric.SV,
+    r.Metric.VAC,
+)
+ZERO = Decimal(0)
 LIFECYCLE_EVENTS: tuple[type[FrozenModel], ...] = (
     p.ProjectSubmittedForReview,
     p.ProjectApproved,
@@ -150,6 +164,38 @@ def _figure(value: object) -> r.Figure:
     return str(value)
 
 
+def _pool_figures(
+    consumed: Decimal, actual: Decimal, open_commitments: Decimal, amount: Decimal, currency: str
+) -> dict[str, r.Figure]:
+    return {
+        "consumed": str(consumed),
+        "actual": str(actual),
+        "open_commitments": str(open_commitments),
+        "amount": str(amount),
+        "currency": currency,
+    }
+
+
+def _role_figures(
+    role: str, period: str, demand: Decimal, line: CapacityLine | None, net: Decimal, unit: object
+) -> dict[str, r.Figure]:
+    return {
+        "role": role,
+        "period": period,
+        "demand": str(demand),
+        "capacity": str(line.amount if line else 0),
+        "time_off": str(line.time_off if line else 0),
+        "net_capacity": str(net),
+        "unit": str(unit),
+    }
+
+
+def _project_figures(
+    baseline: BaselineState, ac: Decimal, top_score: int | None, basis: evm.Basis
+) -> dict[str, r.Figure]:
+    return health_figures(evm.project_health(baseline, ac, top_risk_score=top_score, basis=basis))
+
+
 class AlertMonitor:
     """Folds the inputs of every metric and decides the alert events, one fact at a time."""
 
@@ -164,6 +210,10 @@ class AlertMonitor:
         self.risks: dict[str, RiskState] = {}
         self.risks_of: dict[str, set[str]] = defaultdict(set)
         self.baselines: dict[str, BaselineState] = {}
+        #: Each baseline's side of the project's earned value, kept until it changes.
+        self.bases: dict[str, evm.Basis] = {}
+        #: Each project's worst open threat score, kept until a risk changes.
+        self.top_scores: dict[str, int | None] = {}
         self.actual_cost: dict[str, Decimal] = defaultdict(Decimal)
 
     @property
@@ -174,6 +224,7 @@ class AlertMonitor:
     def rules(self, rules: dict[str, AlertRuleState]) -> None:
         self._rules = rules
         self._by_metric: dict[r.Metric, list[AlertRuleState]] | None = None
+        self._ruled_metrics: frozenset[r.Metric] | None = None
 
     def rules_for(self, metric: r.Metric) -> list[AlertRuleState]:
         """The enabled rules of a metric, by rule id: kept between facts (a reading is
@@ -191,7 +242,9 @@ class AlertMonitor:
         (an open alert exists only under an enabled rule)."""
         self.rules_for(r.Metric.CPI)
         assert self._by_metric is not None
-        return frozenset(self._by_metric)
+        if self._ruled_metrics is None or self._ruled_metrics != self._by_metric.keys():
+            self._ruled_metrics = frozenset(self._by_metric)
+        return self._ruled_metrics
 
     # --- folding -----------------------------------------------------------------------------
 
@@ -229,15 +282,17 @@ class AlertMonitor:
                 risk_id: str = event.risk_id  # type: ignore[attr-defined]
                 risk = evolve_risk(self.risks.get(risk_id), event)
                 self.risks[risk_id] = risk
+                self.top_scores.clear()
                 decision.reading(self.risk_reading(risk))
                 if risk.project_id is not None:
                     self.risks_of[risk.project_id].add(risk_id)
-                    decision.readings(self.project_readings(risk.project_id, self._ruled()))
+                    self.project_moved(decision, risk.project_id)
                 return decision.events
             case _ if type(event) in r.BASELINE_EVENTS:
                 project_id: str = event.project_id  # type: ignore[attr-defined]
                 self.baselines[project_id] = evolve_baseline(self.baselines.get(project_id), event)
-                decision.readings(self.project_readings(project_id, self._ruled()))
+                self.bases.pop(project_id, None)
+                self.project_moved(decision, project_id)
                 return decision.events
             case _ if type(event) in lg.THRESHOLD_EVENTS:
                 return []  # the ledger's own view; the monitor computes the figures itself
@@ -247,17 +302,17 @@ class AlertMonitor:
                 if pool.actual_refs.levels:  # duplicates are the ledger's to tell apart
                     pool = with_changes(pool, actual_refs=NO_REFS)
                 self.pools[pool_id] = pool
-                decision.reading(self.pool_reading(pool))
+                self.pool_moved(decision, pool)
                 if isinstance(event, lg.ActualCostRecorded):
                     self.actual_cost[event.project_id] += event.amount
-                    decision.readings(self.project_readings(event.project_id, self._ruled()))
+                    self.project_moved(decision, event.project_id)
                 return decision.events
             case _ if lg.EVENT_AGGREGATE.get(type(event)) == lg.CAPACITY:
                 role_name: str = event.role  # type: ignore[attr-defined]
                 role = evolve_capacity(self.roles.get(role_name), event)
                 self.roles[role_name] = role
                 if isinstance(event, lg.CapacitySet | lg.DemandAssigned):
-                    decision.reading(self.role_reading(role, event.period))
+                    self.role_moved(decision, role, event.period)
                 return decision.events
         status = p.status_after(event, None)
         subject = getattr(event, "project_id", None)
@@ -288,13 +343,9 @@ class AlertMonitor:
             subject_id=pool.pool_id,
             value=value,
             aggregate=(lg.POOL, pool.pool_id),
-            figures={
-                "consumed": str(consumed),
-                "actual": str(pool.actual),
-                "open_commitments": str(pool.open_commitments),
-                "amount": str(pool.amount),
-                "currency": pool.currency,
-            },
+            figures=_pool_figures(
+                consumed, pool.actual, pool.open_commitments, pool.amount, pool.currency
+            ),
             gone=pool.closed,
             gone_reason="pool closed",
             subject_kind="pool",
@@ -309,15 +360,7 @@ class AlertMonitor:
             subject_id=f"{role.role}/{period}",
             value=float(demand * HUNDRED / net) if net > 0 else None,
             aggregate=(lg.CAPACITY, role.role),
-            figures={
-                "role": role.role,
-                "period": period,
-                "demand": str(demand),
-                "capacity": str(line.amount if line else 0),
-                "time_off": str(line.time_off if line else 0),
-                "net_capacity": str(net),
-                "unit": str(role.unit),
-            },
+            figures=_role_figures(role.role, period, demand, line, net, role.unit),
             subject_kind="role_month",
         )
 
@@ -334,9 +377,8 @@ class AlertMonitor:
         return evm.project_health(
             baseline,
             self.actual_cost.get(project_id, Decimal(0)),
-            top_risk_score=highest_open_threat_score(
-                (self.risks[i] for i in self.risks_of.get(project_id, ())), project_id
-            ),
+            top_risk_score=self.top_score(project_id),
+            basis=self.basis(project_id),
         )
 
     def threat_emv(self, project_id: str) -> Decimal:
@@ -375,6 +417,127 @@ class AlertMonitor:
             with_changes(x, subject_kind="project", gone=gone, gone_reason=r.PROJECT_CLOSED)
             for x in readings
         ]
+
+    # --- what a fact moves, evaluated from the values first ------------------------------------
+    # Most facts move a reading that decides nothing (no rule holds, none clears) or only
+    # carries an open alert's value: the value is computed, the figures only for an open
+    # alert (lazily, made when shown), the whole reading only when an alert is raised or
+    # cleared. `_Decision.observe` decides exactly what `_Decision.evaluate` decides on the
+    # whole reading.
+
+    def pool_moved(self, decision: _Decision, pool: PoolState) -> None:
+        metric = r.Metric.BUDGET_CONSUMPTION
+        if not self.rules_for(metric):
+            return
+        actual, open_commitments, amount = pool.actual, pool.open_commitments, pool.amount
+        consumed = actual + open_commitments
+        value = float(consumed * HUNDRED / amount) if amount > 0 else None
+        decision.observe(
+            metric,
+            pool.pool_id,
+            value,
+            pool.closed,
+            None,
+            None,
+            None,
+            lambda: LazyFigures(
+                _pool_figures, consumed, actual, open_commitments, amount, pool.currency
+            ),
+            lambda: self.pool_reading(pool),
+        )
+
+    def role_moved(self, decision: _Decision, role: CapacityState, period: str) -> None:
+        metric = r.Metric.OVER_ALLOCATION
+        if not self.rules_for(metric):
+            return
+        net, demand = role.net_capacity(period), role.demand_in(period)
+        line = role.capacity.get(period)
+        decision.observe(
+            metric,
+            f"{role.role}/{period}",
+            float(demand * HUNDRED / net) if net > 0 else None,
+            False,
+            None,
+            None,
+            None,
+            lambda: LazyFigures(_role_figures, role.role, period, demand, line, net, role.unit),
+            lambda: self.role_reading(role, period),
+        )
+
+    def basis(self, project_id: str) -> evm.Basis | None:
+        basis = self.bases.get(project_id)
+        if basis is None:
+            baseline = self.baselines.get(project_id)
+            if baseline is None:
+                return None
+            basis = self.bases[project_id] = evm.project_basis(baseline)
+        return basis
+
+    def top_score(self, project_id: str) -> int | None:
+        """The project's worst open threat score (its RAG's risk indicator)."""
+        if project_id in self.top_scores:
+            return self.top_scores[project_id]
+        found = self.top_scores[project_id] = highest_open_threat_score(
+            (self.risks[i] for i in self.risks_of.get(project_id, ())), project_id
+        )
+        return found
+
+    def project_moved(self, decision: _Decision, project_id: str) -> None:
+        """A project's readings of the metrics some rule watches, evaluated in the order of
+        `project_readings`."""
+        metrics = self._ruled()
+        evm_metrics = [m for m in EVM_ORDER if m in metrics]
+        basis = self.basis(project_id) if evm_metrics else None
+        ac = self.actual_cost.get(project_id, ZERO)
+        if basis is not None and not (basis.valid and ac.is_finite() and ac >= 0):
+            # `earned_value` refuses these: the whole reading raises as it always did.
+            decision.readings(self.project_readings(project_id, metrics))
+            return
+        if basis is not None:
+            info = self.projects.get(project_id)
+            programme = None if info is None else info.programme
+            category = None if info is None else info.category
+            gone = info is not None and info.status in CLOSED_STATUSES
+            baseline = self.baselines[project_id]
+            made: list[LazyFigures] = []
+
+            def figures() -> LazyFigures:
+                if not made:
+                    made.append(
+                        LazyFigures(
+                            _project_figures, baseline, ac, self.top_score(project_id), basis
+                        )
+                    )
+                return made[0]
+
+            full: evm.EarnedValue | None = None
+            for metric in evm_metrics:
+                value: Decimal | int | None
+                if metric == r.Metric.CPI:
+                    value = basis.ev / ac if ac else None
+                elif metric == r.Metric.SPI:
+                    value = basis.ev / basis.pv if basis.pv else None
+                elif metric == r.Metric.SCHEDULE_SLIP_DAYS:
+                    value = basis.slip_days
+                else:
+                    full = full or evm.earned_value(basis.bac, basis.pv, basis.ev, ac)
+                    value = getattr(full, str(metric))
+                decision.observe(
+                    metric,
+                    project_id,
+                    value,
+                    gone,
+                    project_id,
+                    programme,
+                    category,
+                    figures,
+                    lambda m=metric: self.project_reading(project_id, m),  # type: ignore[misc]
+                )
+        if r.Metric.THREAT_EMV in metrics and self.risks_of.get(project_id):
+            decision.readings(self.project_readings(project_id, frozenset({r.Metric.THREAT_EMV})))
+
+    def project_reading(self, project_id: str, metric: r.Metric) -> Reading:
+        return next(x for x in self.project_readings(project_id, frozenset({metric})))
 
     def readings_of(self, metric: r.Metric) -> Iterator[Reading]:
         """The current reading of every subject a metric has."""
@@ -452,6 +615,47 @@ class _Decision:
     def reading(self, reading: Reading) -> None:
         for rule in self.monitor.rules_for(reading.metric):
             self.evaluate(rule, reading)
+
+    def observe(
+        self,
+        metric: r.Metric,
+        subject_id: str,
+        value: Decimal | float | int | None,
+        gone: bool,
+        project_id: str | None,
+        programme_id: str | None,
+        category: str | None,
+        figures: Callable[[], Mapping[str, r.Figure]],
+        reading: Callable[[], Reading],
+    ) -> None:
+        """`evaluate` of every rule of `metric` on a reading known by its value, its scope
+        and whether its subject is gone: an open alert that stays takes the value and
+        `figures()`; the whole `reading()` is made only when some rule raises or clears."""
+        rules = self.monitor.rules_for(metric)
+        if not rules:
+            return
+        opened = self.monitor.open
+        number = None if value is None else float(value)
+        whole: Reading | None = None
+        shown_figures: Mapping[str, r.Figure] | None = None
+        for rule in rules:
+            alert = opened.get((rule.rule_id, subject_id))
+            scoped = in_scope_of(rule, project_id, programme_id, category)
+            if alert is None:
+                if gone or number is None or not scoped or not holds(rule, number):
+                    continue
+            elif not gone and scoped:
+                if number is None:
+                    continue
+                if not clears(rule, number):
+                    if shown_figures is None:
+                        shown_figures = figures() if whole is None else whole.figures
+                    alert.value = number
+                    alert.figures = shown_figures
+                    continue
+            if whole is None:
+                whole = reading()
+            self.evaluate(rule, whole)
 
     def evaluate(self, rule: AlertRuleState, reading: Reading) -> None:
         value = None if reading.value is None else float(reading.value)
