@@ -29,7 +29,7 @@ and through them the indicators, that set it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -257,10 +257,12 @@ class Basis:
     ev: Decimal
     slip_days: int | None
 
-    @property
-    def valid(self) -> bool:
-        """`earned_value` accepts these three (it raises otherwise)."""
-        return all(x.is_finite() and x >= 0 for x in (self.bac, self.pv, self.ev))
+    #: `earned_value` accepts these three (it raises otherwise).
+    valid: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        valid = all(x.is_finite() and x >= 0 for x in (self.bac, self.pv, self.ev))
+        object.__setattr__(self, "valid", valid)
 
 
 def project_basis(baseline: BaselineState, period: str | None = None) -> Basis:

@@ -24,6 +24,7 @@ however the log was read: a function of the facts and their order.
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -196,6 +197,44 @@ def _project_figures(
     return health_figures(evm.project_health(baseline, ac, top_risk_score=top_score, basis=basis))
 
 
+#: A rule as `_Decision.observe` checks it: the rule, its id, whether its scope is the
+#: portfolio, `holds` as an operator with the threshold, and `clears` (low is bad, clear at).
+_Watch = tuple[AlertRuleState, str, bool, Callable[[float, float], bool], float, bool, float]
+_HOLDS: dict[r.Comparison, Callable[[float, float], bool]] = {
+    r.Comparison.LT: operator.lt,
+    r.Comparison.LE: operator.le,
+    r.Comparison.GT: operator.gt,
+    r.Comparison.GE: operator.ge,
+}
+
+
+def _watch(rule: AlertRuleState) -> _Watch:
+    comparison = r.Comparison(rule.comparison)
+    return (
+        rule,
+        rule.rule_id,
+        rule.scope == r.Scope.PORTFOLIO,
+        _HOLDS[comparison],
+        rule.threshold,
+        comparison.low_is_bad,
+        rule.clear_at,
+    )
+
+
+def book_invoice(pool: PoolState, event: lg.ActualCostRecorded) -> PoolState:
+    """`evolve_pool` of an invoice on a defined pool, reduced to the figures the monitor
+    reads: the pool's actual total and the commitment the invoice settles. Its cells by
+    project and month and its invoice references are the ledger's (they stay empty here)."""
+    changes: dict[str, object] = {"version": pool.version + 1, "actual": pool.actual + event.amount}
+    key = event.commitment_ref
+    if key is not None and key in pool.commitments:
+        line = pool.commitments[key]
+        settled = with_changes(line, settled=line.settled + event.amount)
+        changes["commitments"] = pool.commitments.set(key, settled)
+        changes["open_commitments"] = pool.open_commitments - line.open + settled.open
+    return with_changes(pool, **changes)
+
+
 class AlertMonitor:
     """Folds the inputs of every metric and decides the alert events, one fact at a time."""
 
@@ -225,6 +264,8 @@ class AlertMonitor:
         self._rules = rules
         self._by_metric: dict[r.Metric, list[AlertRuleState]] | None = None
         self._ruled_metrics: frozenset[r.Metric] | None = None
+        self._watches: dict[r.Metric, list[_Watch]] = {}
+        self._evm_ruled: list[r.Metric] = []
 
     def rules_for(self, metric: r.Metric) -> list[AlertRuleState]:
         """The enabled rules of a metric, by rule id: kept between facts (a reading is
@@ -235,7 +276,14 @@ class AlertMonitor:
                 if rule.enabled:
                     by_metric[rule.metric].append(rule)
             self._by_metric = dict(by_metric)
+            self._watches = {m: [_watch(x) for x in found] for m, found in by_metric.items()}
+            self._evm_ruled = [m for m in EVM_ORDER if m in by_metric]
         return self._by_metric.get(metric, [])
+
+    def watches(self, metric: r.Metric) -> list[_Watch]:
+        """`rules_for(metric)` as `_Decision.observe` checks them."""
+        self.rules_for(metric)
+        return self._watches.get(metric, [])
 
     def _ruled(self) -> frozenset[r.Metric]:
         """The metrics some enabled rule watches: a reading of any other changes nothing
@@ -257,6 +305,8 @@ class AlertMonitor:
     ) -> list[AlertEvent]:
         """Fold one fact; the alert events it calls for, in order (already applied)."""
         decision = _Decision(self, (cause_id,), position, at)
+        if type(event) is lg.ActualCostRecorded:  # most of the log: no other case matches it
+            return self._pool_fact(decision, event)
         match event:
             case r.AlertRuleDefined() | r.AlertRuleDisabled():
                 previous = self.rules.get(event.rule_id)
@@ -297,18 +347,11 @@ class AlertMonitor:
             case _ if type(event) in lg.THRESHOLD_EVENTS:
                 return []  # the ledger's own view; the monitor computes the figures itself
             case _ if lg.EVENT_AGGREGATE.get(type(event)) == lg.POOL:
-                pool_id: str = event.pool_id  # type: ignore[attr-defined]
-                pool = evolve_pool(self.pools.get(pool_id), event)
-                if pool.actual_refs.levels:  # duplicates are the ledger's to tell apart
-                    pool = with_changes(pool, actual_refs=NO_REFS)
-                self.pools[pool_id] = pool
-                self.pool_moved(decision, pool)
-                if isinstance(event, lg.ActualCostRecorded):
-                    self.actual_cost[event.project_id] += event.amount
-                    self.project_moved(decision, event.project_id)
-                return decision.events
+                return self._pool_fact(decision, event)
             case _ if lg.EVENT_AGGREGATE.get(type(event)) == lg.CAPACITY:
                 role_name: str = event.role  # type: ignore[attr-defined]
+                if isinstance(event, lg.ActualHoursRecorded) and role_name in self.roles:
+                    return []  # hours are no metric's input (before CapacitySet they raise)
                 role = evolve_capacity(self.roles.get(role_name), event)
                 self.roles[role_name] = role
                 if isinstance(event, lg.CapacitySet | lg.DemandAssigned):
@@ -323,6 +366,22 @@ class AlertMonitor:
             info.status = status
             if status in CLOSED_STATUSES:
                 decision.project_closed(subject)
+        return decision.events
+
+    def _pool_fact(self, decision: _Decision, event: FrozenModel) -> list[AlertEvent]:
+        pool_id: str = event.pool_id  # type: ignore[attr-defined]
+        pool = self.pools.get(pool_id)
+        if isinstance(event, lg.ActualCostRecorded) and pool is not None:
+            pool = book_invoice(pool, event)
+        else:
+            pool = evolve_pool(pool, event)
+            if pool.actual_refs.levels:  # duplicates are the ledger's to tell apart
+                pool = with_changes(pool, actual_refs=NO_REFS)
+        self.pools[pool_id] = pool
+        self.pool_moved(decision, pool)
+        if isinstance(event, lg.ActualCostRecorded):
+            self.actual_cost[event.project_id] += event.amount
+            self.project_moved(decision, event.project_id)
         return decision.events
 
     # --- readings -----------------------------------------------------------------------------
@@ -486,7 +545,7 @@ class AlertMonitor:
         """A project's readings of the metrics some rule watches, evaluated in the order of
         `project_readings`."""
         metrics = self._ruled()
-        evm_metrics = [m for m in EVM_ORDER if m in metrics]
+        evm_metrics = self._evm_ruled
         basis = self.basis(project_id) if evm_metrics else None
         ac = self.actual_cost.get(project_id, ZERO)
         if basis is not None and not (basis.valid and ac.is_finite() and ac >= 0):
@@ -631,23 +690,23 @@ class _Decision:
         """`evaluate` of every rule of `metric` on a reading known by its value, its scope
         and whether its subject is gone: an open alert that stays takes the value and
         `figures()`; the whole `reading()` is made only when some rule raises or clears."""
-        rules = self.monitor.rules_for(metric)
-        if not rules:
+        watches = self.monitor.watches(metric)
+        if not watches:
             return
         opened = self.monitor.open
         number = None if value is None else float(value)
         whole: Reading | None = None
         shown_figures: Mapping[str, r.Figure] | None = None
-        for rule in rules:
-            alert = opened.get((rule.rule_id, subject_id))
-            scoped = in_scope_of(rule, project_id, programme_id, category)
+        for rule, rule_id, everywhere, hold, threshold, low_is_bad, clear_at in watches:
+            alert = opened.get((rule_id, subject_id))
+            scoped = everywhere or in_scope_of(rule, project_id, programme_id, category)
             if alert is None:
-                if gone or number is None or not scoped or not holds(rule, number):
+                if gone or number is None or not scoped or not hold(number, threshold):
                     continue
             elif not gone and scoped:
                 if number is None:
                     continue
-                if not clears(rule, number):
+                if not (number >= clear_at if low_is_bad else number <= clear_at):
                     if shown_figures is None:
                         shown_figures = figures() if whole is None else whole.figures
                     alert.value = number
