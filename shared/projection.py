@@ -423,9 +423,7 @@ class ProjectionRunner:
         try:
             envelope = EventEnvelope.model_validate_json(msg.data)
             event_type = envelope.event_type
-            # Both parts are already valid (the envelope just parsed, the position from the
-            # server): constructing skips validating the whole envelope a second time.
-            recorded = RecordedEvent.model_construct(position=position, envelope=envelope)
+            recorded = RecordedEvent(position=position, envelope=envelope)
             self.projection.apply(conn, recorded)
             return recorded
         except (ValidationError, UnknownEventType, CannotApply) as error:
