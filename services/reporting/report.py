@@ -204,6 +204,31 @@ class PortfolioReport:
     def _fold(self, payload: FrozenModel, event: RecordedEvent) -> None:
         e = event.envelope
         kind = type(payload)
+        ledger_aggregate = _LEDGER_AGGREGATE.get(kind)
+        if ledger_aggregate is not None:  # most of a log (invoices, timesheets): tried first
+            self._fold_ledger(ledger_aggregate, payload, e.aggregate_id)
+        else:
+            self._fold_other(kind, payload, event)
+        if e.aggregate_type == p.AGGREGATE and not isinstance(payload, p.ProjectProposed):
+            found = self.projects[e.aggregate_id]
+            found.profile = evolve_profile(found.profile, payload)
+            found.last_position = event.position
+
+    def _fold_ledger(self, aggregate: str, payload: FrozenModel, aggregate_id: str) -> None:
+        states: dict[str, Any] = self.pools if aggregate == lg.POOL else self.roles
+        states[aggregate_id] = _sums_only(deciders.evolve(states.get(aggregate_id), payload))
+        if isinstance(payload, lg.ActualCostRecorded):
+            project_id, amount = payload.project_id, payload.amount
+            self.actual_cost[project_id] += amount
+            by_period = self.actual_by_period.get(project_id)
+            if by_period is None:
+                by_period = self.actual_by_period[project_id] = {}
+            by_period[payload.period] = by_period.get(payload.period, ZERO) + amount
+
+    def _fold_other(
+        self, kind: type[FrozenModel], payload: FrozenModel, event: RecordedEvent
+    ) -> None:
+        e = event.envelope
         match payload:
             case p.ProjectProposed():
                 profile = profile_from(payload)
@@ -260,17 +285,6 @@ class PortfolioReport:
             case _ if kind in sh.EVENTS:
                 sid: str = payload.stakeholder_id  # type: ignore[attr-defined]
                 self.stakeholders[sid] = deciders.evolve(self.stakeholders.get(sid), payload)
-            case _ if kind in lg.EVENT_AGGREGATE:
-                states: dict[str, Any] = (
-                    self.pools if lg.EVENT_AGGREGATE[kind] == lg.POOL else self.roles
-                )
-                states[e.aggregate_id] = _sums_only(
-                    deciders.evolve(states.get(e.aggregate_id), payload)
-                )
-                if isinstance(payload, lg.ActualCostRecorded):
-                    self.actual_cost[payload.project_id] += payload.amount
-                    by_period = self.actual_by_period.setdefault(payload.project_id, {})
-                    by_period[payload.period] = by_period.get(payload.period, ZERO) + payload.amount
             case _ if kind in r.RISK_EVENTS:
                 risk_id: str = payload.risk_id  # type: ignore[attr-defined]
                 self.risks[risk_id] = risk.evolve_risk(self.risks.get(risk_id), payload)
@@ -281,10 +295,6 @@ class PortfolioReport:
                 )
                 if isinstance(payload, r.ProgressReported):
                     self._eac_point(payload, event.position)
-        if e.aggregate_type == p.AGGREGATE and not isinstance(payload, p.ProjectProposed):
-            found = self.projects[e.aggregate_id]
-            found.profile = evolve_profile(found.profile, payload)
-            found.last_position = event.position
 
     def _eac_point(self, progress: r.ProgressReported, position: int) -> None:
         """A progress report, for the EAC series (a later report for the same month
@@ -453,6 +463,8 @@ class PortfolioReport:
 
 
 _NO_REFS = ledger.RefSet()
+#: The ledger's event types and the aggregate (pool or role) each is on.
+_LEDGER_AGGREGATE: dict[type[FrozenModel], str] = dict(lg.EVENT_AGGREGATE)
 
 
 def _sums_only(state: Any) -> Any:
