@@ -46,6 +46,9 @@ class AlertFlusher:
         self.subjects = subjects
         self.projection = projection
         self.lock = asyncio.Lock()
+        #: Where this flusher appended the last event of each open alert's aggregate: the
+        #: position its next event (a revision, the clear) expects, without asking the log.
+        self.last_appended: dict[str, int] = {}
 
     async def flush(self) -> int:
         async with self.lock:
@@ -67,8 +70,13 @@ class AlertFlusher:
                 item.cause,
                 actor="risk",
                 source="risk",
+                expected_position=self.last_appended.get(event.alert_id),
             )
             item.appended, item.position = True, appended.position
+            if isinstance(event, r.AlertCleared):
+                self.last_appended.pop(event.alert_id, None)
+            else:
+                self.last_appended[event.alert_id] = appended.position
         body = {
             "event": type(event).__name__,
             "event_id": item.event_id,
