@@ -223,6 +223,22 @@ def optimise(
     return Solution(status, list(np.flatnonzero(best)), gap, str(result.message))
 
 
+#: The share of a time limit kept back from the MILP: for what follows it (re-checking
+#: budgets, explaining what was left out) and because HiGHS looks at its clock only now and
+#: then, so that the whole answer, not only the solver, stays within the limit.
+TIME_RESERVE = 0.1
+
+
+def time_left(
+    time_limit: float | None, started: float, reserve: float = TIME_RESERVE
+) -> float | None:
+    """What a solver may still spend of `time_limit` seconds counted from `started`
+    (a `time.perf_counter()`), keeping `reserve` of it back; None when there is no limit."""
+    if time_limit is None:
+        return None
+    return max(0.0, time_limit * (1 - reserve) - (time.perf_counter() - started))
+
+
 def solve(
     model: Model,
     budgets: Mapping[Bucket, Decimal],
@@ -231,9 +247,11 @@ def solve(
     time_limit: float | None,
     mip_rel_gap: float,
 ) -> Solution:
+    started = time.perf_counter()
     program = build_program(model, budgets, capacity)
     for _attempt in range(3):
-        solution = optimise(model, program, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
+        left = time_left(time_limit, started, reserve=0.0)  # the caller kept the reserve
+        solution = optimise(model, program, time_limit=left, mip_rel_gap=mip_rel_gap)
         # The solvers' tolerances are floating point; money is checked exactly, and a
         # budget row overrun by rounding is tightened by twice the overrun and re-solved.
         over = False

@@ -21,6 +21,7 @@ which is exact because every cost and demand is >= 0.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -45,7 +46,7 @@ from domain.prioritization.candidates import (
     prepare,
     rounded,
 )
-from domain.prioritization.milp import Solution, solve
+from domain.prioritization.milp import Solution, solve, time_left
 
 __all__ = [
     "CAPACITY_TOLERANCE",
@@ -178,12 +179,14 @@ def select(
     Raises SelectionError for dependency cycles and for mandatory projects that cannot fit
     (naming the smallest conflicting set found).
     """
+    started = time.perf_counter()
     cap = dict(capacity or {})
     _check_inputs(budgets, cap)
     model = prepare(candidates, satisfied)
     check_mandatory(model, budgets, cap)
     if model.candidates:
-        solution = solve(model, budgets, cap, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
+        left = time_left(time_limit, started)
+        solution = solve(model, budgets, cap, time_limit=left, mip_rel_gap=mip_rel_gap)
     else:
         solution = Solution("optimal", [], 0.0, "no candidates")
     indexes = solution.chosen
@@ -234,6 +237,7 @@ def efficient_frontier(
     model = prepare(totals, satisfied)
     points: list[FrontierPoint] = []
     for level in budgets:
+        started = time.perf_counter()
         limit = {TOTAL: level}
         try:
             check_mandatory(model, limit, cap)
@@ -243,7 +247,8 @@ def efficient_frontier(
         if not model.candidates:
             points.append(FrontierPoint(level, "optimal", 0.0, Decimal(0), ()))
             continue
-        solution = solve(model, limit, cap, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
+        left = time_left(time_limit, started)
+        solution = solve(model, limit, cap, time_limit=left, mip_rel_gap=mip_rel_gap)
         status, indexes = solution.status, solution.chosen
         chosen = [model.candidates[j] for j in indexes]
         points.append(

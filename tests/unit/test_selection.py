@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -657,3 +659,38 @@ def test_an_outcome_recorded_before_the_ledger_was_read_still_folds() -> None:
     assert decided.outcome.ledger_capacity is False
     assert decided.outcome.capacity == {} and decided.outcome.note is None
     assert decided.outcome.mip_gap == 0.0
+
+
+def test_the_time_limit_bounds_the_whole_answer_not_only_the_solver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The solver is given the limit less a reserve and less what came before it, so the
+    answer (explanations included) is within the limit; every attempt shares one budget."""
+    from domain.prioritization import milp
+
+    given: list[float | None] = []
+    optimise = milp.optimise
+
+    def spy(*args: Any, **kwargs: Any) -> milp.Solution:
+        given.append(kwargs["time_limit"])
+        return optimise(*args, **kwargs)
+
+    monkeypatch.setattr(milp, "optimise", spy)
+    generated = synthetic_instance(300, 2, 6, seed=3)
+    select(generated.candidates, generated.budgets, generated.capacity, time_limit=2.0)
+    assert given and all(x is not None and 0 <= x <= 2.0 * (1 - milp.TIME_RESERVE) for x in given)
+    given.clear()
+    select(generated.candidates, generated.budgets, generated.capacity, time_limit=None)
+    assert given == [None]
+
+
+def test_time_left_keeps_the_reserve_and_never_goes_below_zero() -> None:
+    from domain.prioritization.milp import TIME_RESERVE, time_left
+
+    now = time.perf_counter()
+    left = time_left(10.0, now)
+    assert left is not None and left <= 10.0 * (1 - TIME_RESERVE)
+    assert time_left(1.0, now - 60) == 0.0
+    assert time_left(None, now) is None
+    no_reserve = time_left(10.0, now, reserve=0.0)
+    assert no_reserve is not None and left < no_reserve <= 10.0
