@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -177,3 +178,14 @@ async def test_without_a_projection_it_reads_the_log(events: list[RecordedEvent]
     await snapshotter.stop()
     assert store.saved == expected(events)
     assert runtime.log.reads == [(1, EVENTS)]
+
+
+def test_snapshots_are_packed_smaller_and_older_ones_still_read(
+    events: list[RecordedEvent],
+) -> None:
+    pickled = pickle.dumps(PortfolioReport().apply_all(events), protocol=pickle.HIGHEST_PROTOCOL)
+    packed = snapshots_module.pack(pickled)
+    older = zlib.compress(pickled, 1)
+    assert len(packed) < len(older) * 0.8
+    assert snapshots_module.unpack(packed) == pickled
+    assert snapshots_module.unpack(older) == pickled
