@@ -45,6 +45,37 @@ class _Payload(TypeDecorator[Any]):
         return process
 
 
+class _UtcTime(TypeDecorator[datetime]):
+    """A time stored as naive UTC (so every database compares them the same way), given
+    aware or naive (taken as UTC). On SQLite written straight as the text SQLAlchemy's
+    DATETIME writes, without a conversion to naive first."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        if dialect.name == "sqlite":
+
+            def as_text(value: datetime | None) -> str | None:
+                if value is None:
+                    return None
+                if value.utcoffset():  # aware, not UTC
+                    value = value.astimezone(UTC)
+                # SQLAlchemy's SQLite DATETIME format: "YYYY-MM-DD HH:MM:SS.ffffff"
+                return value.isoformat(" ", "microseconds")[:26]
+
+            return as_text
+        inner = DateTime().dialect_impl(dialect).bind_processor(dialect)
+
+        def naive(value: datetime | None) -> Any:
+            if value is None:
+                return None
+            value = _naive_utc(value) if value.tzinfo is not None else value
+            return value if inner is None else inner(value)
+
+        return naive
+
+
 class ReportingProjection(Projection):
     name = NAME
 
@@ -63,8 +94,8 @@ class ReportingProjection(Projection):
             Column("aggregate_id", String(64), nullable=False),
             Column("actor", String(128), nullable=False, index=True),
             Column("source", String(128), nullable=False),
-            Column("occurred_at", DateTime(), nullable=False),
-            Column("recorded_at", DateTime(), nullable=False, index=True),
+            Column("occurred_at", _UtcTime(), nullable=False),
+            Column("recorded_at", _UtcTime(), nullable=False, index=True),
             Column("correlation_id", String(128), nullable=False, index=True),
             Column("causation_id", String(128), nullable=False),
             Column("payload", _Payload(), nullable=False),
@@ -89,8 +120,8 @@ class ReportingProjection(Projection):
                 "aggregate_id": e.aggregate_id,
                 "actor": e.actor,
                 "source": e.source,
-                "occurred_at": _naive_utc(e.occurred_at),
-                "recorded_at": _naive_utc(e.recorded_at),
+                "occurred_at": e.occurred_at,
+                "recorded_at": e.recorded_at,
                 "correlation_id": e.correlation_id,
                 "causation_id": e.causation_id,
                 "payload": e.payload,
