@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import uuid
@@ -15,6 +16,22 @@ from contracts.registry import COMMANDS, CURRENT_VERSION
 
 #: Event ids derive from the command id, so a retried command yields the same message ids.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c2b7e-3a51-4d6e-9a43-5f0e8f6c2d10")
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
+def event_id_for(command_id: str, index: int) -> str:
+    """The id of a command's `index`-th event: `str(uuid.uuid5(EVENT_ID_NAMESPACE,
+    f"{command_id}/{index}"))`, computed without building `UUID` objects (it is on every
+    command's path and every event intake's projection applies)."""
+    digest = bytearray(
+        hashlib.sha1(
+            _NAMESPACE_BYTES + f"{command_id}/{index}".encode(), usedforsecurity=False
+        ).digest()[:16]
+    )
+    digest[6] = digest[6] & 0x0F | 0x50  # version 5
+    digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 class InvalidInput(Exception):
@@ -139,7 +156,8 @@ def _check_keys_and_nulls(body: bytes, command: Command) -> None:
     carries the command id only when the body gave one (not the default's fresh UUID)."""
     given = command.command_id if "command_id" in command.model_fields_set else None
     try:
-        data = json.loads(body, object_pairs_hook=_unique_keys)
+        # What `json.loads(body, object_pairs_hook=_unique_keys)` does, with one decoder.
+        data = _UNIQUE_KEYS.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except _DuplicateKey as error:
         key = printable(error.key)[:200]
         raise InvalidInput(
@@ -160,6 +178,10 @@ def _check_keys_and_nulls(body: bytes, command: Command) -> None:
         except InvalidInput as invalid:
             invalid.command_id = given
             raise
+
+
+#: Built once: `json.loads` with a hook builds a decoder per call.
+_UNIQUE_KEYS = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
 def _refuse_nulls(value: Any, path: str = "") -> None:
@@ -217,12 +239,15 @@ def envelope_for(
     aggregate: tuple[str, str],
     index: int,
     now: datetime,
+    command_type: str | None = None,
 ) -> EventEnvelope:
     """The event's envelope, built from a validated command and event: not validated again,
-    as it is on every command's path."""
+    as it is on every command's path. `command_type` is recorded as the envelope's
+    `command` (intake names the command that caused each event)."""
     event_type = type(event).__name__
+    fields: dict[str, Any] = {} if command_type is None else {"command": command_type}
     return EventEnvelope.model_construct(
-        event_id=str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{command.command_id}/{index}")),
+        event_id=event_id_for(command.command_id, index),
         event_type=event_type,
         schema_version=CURRENT_VERSION[event_type],
         aggregate_type=aggregate[0],
@@ -234,4 +259,5 @@ def envelope_for(
         correlation_id=command.correlation_id or command.command_id,
         causation_id=command.command_id,
         payload=event.model_dump(mode="json"),
+        **fields,
     )

@@ -264,9 +264,7 @@ async def _append(
     link = loaded.last_link
     name = type(command).__name__
     for index, event in enumerate(events):
-        envelope = envelope_for(command, event, key, index, now).model_copy(
-            update={"command": name}
-        )
+        envelope = envelope_for(command, event, key, index, now, name)
         result = await intake.runtime.log.append(
             envelope, expected_last_position=last, previous_link=link
         )
