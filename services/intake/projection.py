@@ -8,14 +8,15 @@ on the path of a command.
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, select
 
-from contracts.base import RecordedEvent
+from contracts import projects as p
+from contracts.base import EventEnvelope, RecordedEvent
+from contracts.registry import payload_of
 from services.intake.command_ids import CommandIds
-from shared.commands import EVENT_ID_NAMESPACE
-from shared.projection import Projection
+from shared.commands import event_id_for
+from shared.db import insert_many
+from shared.projection import CannotApply, Projection
 from shared.projects_view import apply_project_event, projects_table
 
 NAME = "intake"
@@ -23,7 +24,7 @@ NAME = "intake"
 
 def first_event_id(command_id: str) -> str:
     """The id intake gives a command's first event (shared/commands.py, envelope_for)."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{command_id}/0"))
+    return event_id_for(command_id, 0)
 
 
 class IntakeProjection(Projection):
@@ -40,6 +41,11 @@ class IntakeProjection(Projection):
         )
         self.command_ids = command_ids or CommandIds()
         self._new_commands: dict[str, int] = {}
+        #: Every project id in the projects table as committed (plus this batch's, once
+        #: flushed): a proposal is checked against it instead of a query per event.
+        self._project_ids: set[str] = set()
+        #: This batch's proposals, inserted in one statement when the batch is flushed.
+        self._proposed: dict[str, dict[str, object]] = {}
 
     def load(self, conn: Connection) -> None:
         # Only ever adds: what the index holds are facts of the log, true whatever the
@@ -48,15 +54,56 @@ class IntakeProjection(Projection):
             select(self.commands.c.command_id, self.commands.c.position)
         ):
             self.command_ids.add(command_id, position)
+        # Exactly what is committed (called again after a failed batch and a rebuild).
+        self._project_ids = set(conn.execute(select(self.projects.c.project_id)).scalars())
+        self._proposed.clear()
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
         envelope = event.envelope
         if envelope.event_id == first_event_id(envelope.causation_id):
             self._new_commands.setdefault(envelope.causation_id, event.position)
             self.command_ids.add(envelope.causation_id, event.position)
+        if envelope.aggregate_type != p.AGGREGATE:
+            return
+        if envelope.event_type == "ProjectProposed":
+            self._propose(envelope, event.position)
+            return
+        if envelope.aggregate_id in self._proposed:
+            self._insert_proposed(conn)  # the row this event changes is written first
         apply_project_event(conn, self.projects, event)
 
+    def _propose(self, envelope: EventEnvelope, position: int) -> None:
+        """What `apply_project_event` does with a proposal (same refusal, same row), with
+        the row kept for the batch's one insert."""
+        payload = payload_of(envelope)
+        assert isinstance(payload, p.ProjectProposed)
+        project_id = payload.project_id
+        if project_id in self._project_ids or project_id in self._proposed:
+            raise CannotApply(f"project {envelope.aggregate_id} was already proposed")
+        self._proposed[project_id] = {
+            "project_id": project_id,
+            "name": payload.name,
+            "sponsor": payload.sponsor,
+            "category": payload.category,
+            "status": p.ProjectStatus.PROPOSED.value,
+            "capex": str(payload.capex),
+            "opex": str(payload.opex),
+            "currency": payload.currency,
+            "planned_start": payload.planned_start.isoformat(),
+            "planned_end": payload.planned_end.isoformat(),
+            "mandatory": payload.mandatory,
+            "version": 1,
+            "last_position": position,
+        }
+
+    def _insert_proposed(self, conn: Connection) -> None:
+        if self._proposed:
+            insert_many(conn, self.projects, list(self._proposed.values()))
+            self._project_ids.update(self._proposed)
+            self._proposed.clear()
+
     def flush(self, conn: Connection) -> None:
+        self._insert_proposed(conn)
         if self._new_commands:
             known = set(
                 conn.execute(
@@ -79,4 +126,5 @@ class IntakeProjection(Projection):
 
     def discard(self) -> None:
         self._new_commands.clear()
+        self._proposed.clear()
         super().discard()
