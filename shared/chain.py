@@ -46,6 +46,11 @@ from pydantic import ValidationError
 
 from contracts.base import EventEnvelope
 
+try:  # the same bytes, several times faster; json alone when it is not installed
+    import orjson
+except ImportError:  # pragma: no cover - orjson comes with the services' dependencies
+    orjson = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from shared.eventlog import EventLog
 
@@ -61,27 +66,86 @@ _NEWER_FIELDS = frozenset({FIELD, "command"})
 
 
 def canonical(document: dict[str, Any]) -> bytes:
-    """Canonical JSON: sorted keys, no whitespace, UTF-8, no NaN."""
+    """Canonical JSON: sorted keys, no whitespace, UTF-8, no NaN.
+
+    The definition is `json.dumps(document, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False, allow_nan=False)`, UTF-8 encoded. A document of strings, integers,
+    booleans, nulls, lists and objects with string keys (every envelope without a float)
+    is written by orjson, which writes exactly those bytes for such values (keys sorted by
+    code point, the same escapes); anything else (a float, whose shortest form orjson
+    writes differently, or what orjson refuses) goes through `json`."""
+    return _canonical(document, orjson is not None and _plain(document))
+
+
+def _canonical(document: Any, plain: bool) -> bytes:
+    if plain and orjson is not None:
+        try:
+            return bytes(orjson.dumps(document, option=orjson.OPT_SORT_KEYS))
+        except TypeError:  # a lone surrogate, an integer beyond 64 bits, nesting too deep
+            pass
     return json.dumps(
         document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
 
 
+def _plain(value: Any) -> bool:
+    """Only JSON's own types other than floats, with string keys (exact types: a subclass,
+    e.g. an enum, is left to `json`)."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                continue
+            if not _plain(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                continue
+            if not _plain(item):
+                return False
+        return True
+    return kind is str or kind is int or kind is bool or value is None
+
+
+def _parse(data: bytes) -> tuple[Any, bool]:
+    """`json.loads(data)`, and whether it is plain (`_plain`). Parsed by orjson when the
+    result is plain (it parses those exactly as json does), else by json itself (floats,
+    and what orjson refuses)."""
+    if orjson is not None:
+        try:
+            document = orjson.loads(data)
+        except ValueError:  # e.g. an escaped lone surrogate, a byte-order mark
+            return json.loads(data), False
+        if _plain(document):
+            return document, True
+    return json.loads(data), False
+
+
 def link(previous: str, document: dict[str, Any]) -> str:
     """The hash of an envelope (`document`, without `chain_hash`) after `previous`."""
+    return _link(previous, canonical(document))
+
+
+def _link(previous: str, canonical_json: bytes) -> str:
     digest = hashlib.sha256(previous.encode())
     digest.update(b"\n")
-    digest.update(canonical(document))
+    digest.update(canonical_json)
     return digest.hexdigest()
 
 
 def seal(data: bytes, previous: str) -> tuple[bytes, str]:
     """An envelope's JSON as the writer serialised it (without `chain_hash`), with its hash
     added as the last field; and that hash. The hash covers the very bytes' content."""
-    document = json.loads(data)
+    document, plain = _parse(data)
     if not isinstance(document, dict) or FIELD in document or not data.endswith(b"}"):
         raise ValueError("not an unsealed envelope")
-    hashed = link(previous, document)
+    hashed = _link(previous, _canonical(document, plain))
     return data[:-1] + b',"' + FIELD.encode() + b'":"' + hashed.encode() + b'"}', hashed
 
 
