@@ -10,6 +10,7 @@ fetch that times out before it is retried, never taken for the end.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import TypeVar
 
 import nats.errors
 import structlog
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -198,6 +200,89 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig, verify: bool
     return info
 
 
+class PublishAcks:
+    """JetStream publishes whose acks come back on one subscription of this process's own.
+
+    What `JetStreamContext.publish` does, for less per message (it is on every command's
+    path): nats-py's request draws random bytes from the OS per request and wraps the
+    wait in `asyncio.wait_for`; here a counter names each reply subject and one timer
+    bounds the wait. The answers are the same: an ack (stream sequence, duplicate), an
+    `APIError` from the server, `NoStreamResponseError` when no stream listens,
+    `nats.errors.TimeoutError` when nothing answers in time."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._waiting: dict[str, asyncio.Future[tuple[int, bool]]] = {}
+        self._next = 0
+        self._started: asyncio.Future[None] | None = None
+
+    async def _start(self) -> None:
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            try:
+                prefix = f"{self._nc.new_inbox()}."
+                await self._nc.subscribe(f"{prefix}*", cb=self._answered)
+            except BaseException as error:
+                self._started.set_exception(error)
+                self._started.exception()  # retrieved: the caller gets it raised
+                self._started = None
+                raise
+            self._prefix = prefix
+            self._started.set_result(None)
+        await self._started
+
+    async def send(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[tuple[int, bool]]:
+        """Publish; the future is the ack: (stream sequence, duplicate), or the error.
+        Cancelling it forgets the publish (a late ack is then ignored)."""
+        if not self._prefix:
+            await self._start()
+        self._next += 1
+        token = str(self._next)
+        future: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        future.add_done_callback(lambda _: self._waiting.pop(token, None))
+        try:
+            await self._nc.publish(subject, data, reply=self._prefix + token, headers=headers)
+        except BaseException:
+            future.cancel()
+            raise
+        return future
+
+    async def publish(
+        self, subject: str, data: bytes, headers: dict[str, str] | None, timeout: float
+    ) -> tuple[int, bool]:
+        """Publish and wait for the ack, at most `timeout` seconds."""
+        future = await self.send(subject, data, headers)
+        expiry = asyncio.get_running_loop().call_later(timeout, _expire, future)
+        try:
+            return await future
+        finally:
+            expiry.cancel()
+
+    async def _answered(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":  # no stream listens
+            future.set_exception(NoStreamResponseError())
+            return
+        try:
+            answer = json.loads(msg.data)
+            if "error" in answer:
+                APIError.from_error(answer["error"])  # raises the error's own class
+            future.set_result((int(answer["seq"]), bool(answer.get("duplicate"))))
+        except Exception as error:  # noqa: BLE001 - the publisher gets it raised
+            future.set_exception(error)
+
+
+def _expire(future: asyncio.Future[tuple[int, bool]]) -> None:
+    if not future.done():
+        future.set_exception(nats.errors.TimeoutError())
+
+
 class LogUnavailable(Exception):
     """The log did not answer within the patience: nothing is known to have been written
     (an append) or the read could not reach its end. Try again after `retry_after`."""
@@ -225,8 +310,12 @@ class EventLog:
         duplicate_window: float = 120.0,
         replicas: int = 1,
         patience: float = 20.0,
+        nc: Client | None = None,
     ) -> None:
         self.js = js
+        #: Given the connection, appends wait for their acks on a subscription of their own
+        #: (`PublishAcks`); without it, through `js.publish`.
+        self.acks = PublishAcks(nc) if nc is not None else None
         self.subjects = subjects
         self.duplicate_window = duplicate_window
         self.replicas = replicas
@@ -278,9 +367,12 @@ class EventLog:
             attempt += 1
             try:
                 wait = max(0.1, min(2.0, deadline - time.monotonic()))
-                ack = await self.js.publish(subject, data, headers=headers, timeout=wait)
-                duplicate = bool(ack.duplicate)
-                return Appended(ack.seq, duplicate, "" if duplicate else sealed)
+                if self.acks is not None:
+                    seq, duplicate = await self.acks.publish(subject, data, headers, wait)
+                else:
+                    ack = await self.js.publish(subject, data, headers=headers, timeout=wait)
+                    seq, duplicate = ack.seq, bool(ack.duplicate)
+                return Appended(seq, duplicate, "" if duplicate else sealed)
             except UNANSWERED:
                 # No answer, or no stream leader while a cluster elects one: retried with the
                 # same message id, so an attempt that did land is not stored twice.

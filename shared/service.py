@@ -127,6 +127,7 @@ class ServiceRuntime:
             settings.duplicate_window_seconds,
             settings.log_replicas,
             patience=settings.log_patience_seconds,
+            nc=self._nc,
         )
         await patiently(self._log.ensure_streams)
         self._db = Database(settings.database_url_for(self.name))

@@ -281,13 +281,17 @@ class InboxWorker:
         """Publish a batch's outcomes at once, then acknowledge each one that was stored.
         Never raises: an outcome that cannot be stored means a redelivery."""
         stored: list[tuple[Msg, asyncio.Future[Any], str]] = []
+        acks = self.intake.runtime.log.acks
         for msg, reply in answered:
+            subject = self.subjects.result(outcome_id(msg, reply.command_id))
+            data = reply.model_dump_json().encode()
+            headers: dict[str, str] = {"Portfolio-Outcome": reply.status}
             try:
-                future = await self.js.publish_async(
-                    self.subjects.result(outcome_id(msg, reply.command_id)),
-                    reply.model_dump_json().encode(),
-                    headers={"Portfolio-Outcome": reply.status},
-                )
+                future: asyncio.Future[Any]
+                if acks is not None:  # the log's own ack subscription (shared/eventlog.py)
+                    future = await acks.send(subject, data, headers)
+                else:
+                    future = await self.js.publish_async(subject, data, headers=headers)
             except Exception as error:
                 log.exception("inbox.result_not_published", subject=msg.subject)
                 self._failed("result", error)
