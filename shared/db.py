@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, Text, event
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 #: Tables the projection runner itself keeps, beside each projection's own.
 runner_metadata = MetaData()
@@ -85,22 +86,28 @@ _plans: dict[tuple[int, str, tuple[str, ...]], _InsertPlan] = {}
 
 
 def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows that all have the same keys in one executemany.
+    """Insert rows that all have the same keys in one statement.
 
-    On SQLite the statement goes to the driver as plain SQL with the columns' own bind
-    processors applied (JSON, dates), instead of SQLAlchemy's per-row parameter handling,
-    which cost more than the insert itself when a projection replays the log. Other
-    databases (and rows with differing keys) go through SQLAlchemy as before."""
+    On SQLite the statement goes to the driver as plain SQL (one executemany) with the
+    columns' own bind processors applied (JSON, dates), instead of SQLAlchemy's per-row
+    parameter handling, which cost more than the insert itself when a projection replays
+    the log; on PostgreSQL (psycopg) the rows go in one COPY, where an executemany sends a
+    statement per row. Other databases (and rows with differing keys) go through
+    SQLAlchemy as before."""
     first = rows[0]
-    if conn.dialect.name != "sqlite" or any(len(row) != len(first) for row in rows):
+    dialect = conn.dialect
+    fast = dialect.name == "sqlite" or (
+        dialect.name == "postgresql" and dialect.driver == "psycopg"
+    )
+    if not fast or any(len(row) != len(first) for row in rows):
         conn.execute(table.insert(), rows)
         return
-    plan = _plans.get((id(table), conn.dialect.name, tuple(first)))
+    plan = _plans.get((id(table), dialect.name, tuple(first)))
     if plan is None:
         # Keys that are not the table's columns are left out, as SQLAlchemy's insert does.
         keys = tuple(key for key in first if key in table.c)
         plan = _plan(conn, table, keys)
-        _plans[(id(table), conn.dialect.name, tuple(first))] = plan
+        _plans[(id(table), dialect.name, tuple(first))] = plan
     values, processed = plan.values, plan.processed
     try:
         if processed:
@@ -115,7 +122,23 @@ def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     except KeyError:  # as many keys, not the same ones
         conn.execute(table.insert(), rows)
         return
-    conn.exec_driver_sql(plan.sql, params)
+    if dialect.name == "sqlite":
+        conn.exec_driver_sql(plan.sql, params)
+    else:
+        _copy(conn, plan.sql, params)
+
+
+def _copy(conn: Connection, sql: str, params: list[Any]) -> None:
+    """COPY on the connection's own psycopg connection, so inside its transaction; a
+    driver error comes out as SQLAlchemy's, as from any other statement."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in params:
+                copy.write_row(row)
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(sql, None, error, conn.dialect.loaded_dbapi.Error) from error
 
 
 def _plan(conn: Connection, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
@@ -123,11 +146,17 @@ def _plan(conn: Connection, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
     quote = dialect.identifier_preparer
     columns = ", ".join(quote.quote(key) for key in keys)
     marks = ", ".join("?" for _ in keys)
+    table_name = quote.format_table(table)
+    sql = (
+        f"INSERT INTO {table_name} ({columns}) VALUES ({marks})"
+        if dialect.name == "sqlite"
+        else f"COPY {table_name} ({columns}) FROM STDIN"
+    )
     processors = [table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys]
     getter = itemgetter(*keys)
     values = getter if len(keys) > 1 else (lambda row: (getter(row),))
     return _InsertPlan(
-        f"INSERT INTO {quote.format_table(table)} ({columns}) VALUES ({marks})",
+        sql,
         keys,
         values,
         tuple((index, process) for index, process in enumerate(processors) if process),
