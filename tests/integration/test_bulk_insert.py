@@ -83,7 +83,7 @@ def test_bulk_rows_read_back_as_sqlalchemy_writes_them(
 def test_a_failed_bulk_insert_is_a_database_error_and_leaves_nothing(engine: Any) -> None:
     metadata = MetaData()
     fast, _ = _tables(metadata)
-    row = {"name": "a", "note": None, "at": datetime(2026, 1, 1), "payload": {}}
+    row: dict[str, Any] = {"name": "a", "note": None, "at": datetime(2026, 1, 1), "payload": {}}
     with engine.begin() as conn:
         metadata.create_all(conn)
     with pytest.raises(DBAPIError), engine.begin() as conn:
