@@ -4,8 +4,28 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from contextvars import ContextVar
+from typing import Any
 
 import structlog
+
+#: The message being handled: (correlation id, causation id). One variable set per message
+#: (structlog's own context variables cost a variable per key, bound and unbound each time).
+_MESSAGE: ContextVar[tuple[str | None, str | None] | None] = ContextVar(
+    "portfolio_message", default=None
+)
+
+
+def merge_message_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Adds the ids `bind_message_context` bound, as `merge_contextvars` adds its own."""
+    ids = _MESSAGE.get()
+    if ids is not None:
+        event_dict.setdefault("correlation_id", ids[0])
+        event_dict.setdefault("causation_id", ids[1])
+    return event_dict
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -17,6 +37,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            merge_message_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
@@ -35,8 +56,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 
 def bind_message_context(correlation_id: str | None, causation_id: str | None) -> None:
     """Every log line while handling one message names its correlation and causation ids."""
-    structlog.contextvars.bind_contextvars(correlation_id=correlation_id, causation_id=causation_id)
+    _MESSAGE.set((correlation_id, causation_id))
 
 
 def clear_message_context() -> None:
-    structlog.contextvars.unbind_contextvars("correlation_id", "causation_id")
+    _MESSAGE.set(None)
