@@ -276,22 +276,23 @@ class AlertMonitor:
                 if rule.enabled:
                     by_metric[rule.metric].append(rule)
             self._by_metric = dict(by_metric)
+            self._ruled_metrics = frozenset(by_metric)
             self._watches = {m: [_watch(x) for x in found] for m, found in by_metric.items()}
             self._evm_ruled = [m for m in EVM_ORDER if m in by_metric]
         return self._by_metric.get(metric, [])
 
     def watches(self, metric: r.Metric) -> list[_Watch]:
         """`rules_for(metric)` as `_Decision.observe` checks them."""
-        self.rules_for(metric)
+        if self._by_metric is None:
+            self.rules_for(metric)
         return self._watches.get(metric, [])
 
     def _ruled(self) -> frozenset[r.Metric]:
         """The metrics some enabled rule watches: a reading of any other changes nothing
         (an open alert exists only under an enabled rule)."""
-        self.rules_for(r.Metric.CPI)
-        assert self._by_metric is not None
-        if self._ruled_metrics is None or self._ruled_metrics != self._by_metric.keys():
-            self._ruled_metrics = frozenset(self._by_metric)
+        if self._by_metric is None:
+            self.rules_for(r.Metric.CPI)
+        assert self._ruled_metrics is not None
         return self._ruled_metrics
 
     # --- folding -----------------------------------------------------------------------------
@@ -545,7 +546,7 @@ class AlertMonitor:
         """A project's readings of the metrics some rule watches, evaluated in the order of
         `project_readings`."""
         metrics = self._ruled()
-        evm_metrics = self._evm_ruled
+        evm_metrics = self._evm_ruled  # kept with `metrics`
         basis = self.basis(project_id) if evm_metrics else None
         ac = self.actual_cost.get(project_id, ZERO)
         if basis is not None and not (basis.valid and ac.is_finite() and ac >= 0):
