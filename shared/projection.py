@@ -32,6 +32,7 @@ from contracts.registry import UnknownEventType
 from contracts.subjects import LOG_STREAM, Subjects
 from shared import metrics, tracing
 from shared.db import Database, insert_many, positions, runner_metadata, skipped_events
+from shared.pull import BatchPuller
 
 log = structlog.get_logger(__name__)
 
@@ -124,7 +125,7 @@ class ProjectionRunner:
         self.state: RunnerState = "starting"
         self.last_error: str | None = None
         self.caught_up = asyncio.Event()
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._sub: BatchPuller | None = None
         self._task: asyncio.Task[None] | None = None
         self._rebuild_requested = False
         self._batch_failing = False
@@ -256,14 +257,14 @@ class ProjectionRunner:
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self.position + 1,
             # The database holds the position: one ack per batch (its last message) is
-            # enough to keep the consumer moving.
+            # enough to keep the consumer moving; the next batch streams in meanwhile.
             ack_policy=AckPolicy.ALL,
             ack_wait=60,
-            max_ack_pending=self.batch_size,
+            max_ack_pending=2 * self.batch_size,
             filter_subject=self.subjects.events_all,
         )
         await self.js.add_consumer(LOG_STREAM, config)
-        self._sub = await self.js.pull_subscribe_bind(self.consumer_name, stream=LOG_STREAM)
+        self._sub = await BatchPuller(self.js, LOG_STREAM, self.consumer_name).start()
 
     async def _run(self) -> None:
         while self.state != "stopped":

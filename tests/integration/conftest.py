@@ -40,8 +40,11 @@ def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     yield "postgresql"
 
 
+#: Modules whose tests touch no database: once is enough for them.
+NO_DATABASE = ("test_eventlog", "test_pull")
+
+
 def pytest_collection_modifyitems(items: list[Any]) -> None:
-    """The event log's own tests touch no database: once is enough for them."""
     for item in list(items):
-        if "test_eventlog" in item.nodeid and "[postgresql]" in item.nodeid:
+        if "[postgresql]" in item.nodeid and any(m in item.nodeid for m in NO_DATABASE):
             items.remove(item)
