@@ -63,7 +63,7 @@ async def test_every_message_once_and_in_order(nc: Client, steps: list[tuple[str
     js = nc.jetstream()
     stream, consumer = await _stream(js)
     puller = await BatchPuller(js, stream, consumer).start()
-    appended, seen = 0, []
+    appended, seen = 0, list[int]()
     try:
         for kind, size in [*steps, ("fetch", MAX_BATCH)]:
             if kind == "append":
