@@ -270,16 +270,16 @@ class PortfolioReport:
             case pr.RankingDecided():
                 self.rankings[payload.model_id] = (event.position, payload)
             case r.AlertRaised():
-                self.alerts = risk_alerts.evolve_alerts(self.alerts, payload)
+                self._evolve_alerts(payload)
                 self.raised[payload.alert_id] = RaisedAlert(payload, event.position, e.recorded_at)
             case r.AlertRevised():
-                self.alerts = risk_alerts.evolve_alerts(self.alerts, payload)
+                self._evolve_alerts(payload)
                 if payload.alert_id in self.raised:
                     self.revised[payload.alert_id] = RevisedAlert(
                         payload, event.position, e.recorded_at
                     )
             case r.AlertCleared():
-                self.alerts = risk_alerts.evolve_alerts(self.alerts, payload)
+                self._evolve_alerts(payload)
                 self.raised.pop(payload.alert_id, None)
                 self.revised.pop(payload.alert_id, None)
             case _ if kind in sh.EVENTS:
@@ -295,6 +295,29 @@ class PortfolioReport:
                 )
                 if isinstance(payload, r.ProgressReported):
                     self._eac_point(payload, event.position)
+
+    def _evolve_alerts(self, event: r.AlertRaised | r.AlertRevised | r.AlertCleared) -> None:
+        """`evolve_alerts` on the one (rule, subject) the event names, written into the
+        report's own mappings in place: the state evolving the whole would give (same
+        entries, same order), without copying every open alert on every alert event."""
+        state = self.alerts
+        opened, episodes = state.open, state.episodes
+        if type(opened) is not dict or type(episodes) is not dict:
+            self.alerts = risk_alerts.evolve_alerts(state, event)
+            return
+        key = (event.rule_id, event.subject_id)
+        after = risk_alerts.evolve_alerts(
+            risk_alerts.AlertState(
+                open={key: opened[key]} if key in opened else {},
+                episodes={key: episodes[key]} if key in episodes else {},
+            ),
+            event,
+        )
+        for mine, theirs in ((opened, after.open), (episodes, after.episodes)):
+            if key in theirs:
+                mine[key] = theirs[key]
+            else:
+                mine.pop(key, None)
 
     def _eac_point(self, progress: r.ProgressReported, position: int) -> None:
         """A progress report, for the EAC series (a later report for the same month
