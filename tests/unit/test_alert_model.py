@@ -270,6 +270,17 @@ class AlertModel(RuleBasedStateMachine):
             assert alert.rule_revision == held.revision
             assert (alert.threshold, alert.clear_at) == (held.threshold, held.clear_at)
 
+    @invariant()
+    def open_alerts_show_their_subjects_current_figures(self) -> None:
+        """What an open alert shows (its figures kept as read, made when shown) is what a
+        reading of its subject built afresh now says."""
+        for alert in self.monitor.open_alerts():
+            now = self.monitor.reading_of(alert.raised.metric, alert.raised.subject_id)
+            assert now is not None
+            if now.value is None:
+                continue  # a value not available leaves the alert as it was
+            assert alert.view()["current_figures"] == dict(now.figures), alert.alert_id
+
 
 AlertModel.TestCase.settings = settings(
     max_examples=60,
