@@ -9,6 +9,7 @@ import pytest
 
 from contracts import ledger as lg
 from contracts import registry
+from contracts import risks as r
 from domain.risk.alerts import LazyFigures, health_figures
 from domain.risk.monitor import AlertMonitor
 from tests.unit.test_alert_batching import facts
@@ -69,7 +70,7 @@ def test_an_open_alert_takes_the_figures_of_each_invoice_made_when_shown() -> No
 def test_lazy_figures_are_made_once_and_equal_their_mapping() -> None:
     made: list[int] = []
 
-    def make(value: int) -> dict[str, object]:
+    def make(value: int) -> dict[str, r.Figure]:
         made.append(value)
         return {"value": value}
 
