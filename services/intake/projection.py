@@ -8,7 +8,7 @@ on the path of a command.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, bindparam, select
 
 from contracts import projects as p
 from contracts.base import EventEnvelope, RecordedEvent
@@ -40,6 +40,9 @@ class IntakeProjection(Projection):
             Column("position", Integer, nullable=False),
         )
         self.command_ids = command_ids or CommandIds()
+        self._known = select(self.commands.c.command_id).where(
+            self.commands.c.command_id.in_(bindparam("ids", expanding=True))
+        )
         self._new_commands: dict[str, int] = {}
         #: Every project id in the projects table as committed (plus this batch's, once
         #: flushed): a proposal is checked against it instead of a query per event.
@@ -105,22 +108,24 @@ class IntakeProjection(Projection):
     def flush(self, conn: Connection) -> None:
         self._insert_proposed(conn)
         if self._new_commands:
-            known = set(
-                conn.execute(
-                    select(self.commands.c.command_id).where(
-                        self.commands.c.command_id.in_(list(self._new_commands))
-                    )
-                ).scalars()
-            )
+            # Only an id the index first saw elsewhere can already be in the table: every
+            # row is in the index (`load`), at a position before this batch, and the index
+            # keeps an id's lowest position. The others (nearly all) are new: not looked up.
+            unsure = [
+                command_id
+                for command_id, position in self._new_commands.items()
+                if self.command_ids.first_position(command_id) != position
+            ]
+            known = set(conn.execute(self._known, {"ids": unsure}).scalars()) if unsure else set()
             # An id stored twice (a reuse past the duplicate window, before ids were checked)
             # keeps its first position.
-            rows = [
+            rows: list[dict[str, object]] = [
                 {"command_id": command_id, "position": position}
                 for command_id, position in self._new_commands.items()
                 if command_id not in known
             ]
             if rows:
-                conn.execute(self.commands.insert(), rows)
+                insert_many(conn, self.commands, rows)
             self._new_commands.clear()
         super().flush(conn)
 

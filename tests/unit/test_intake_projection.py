@@ -12,7 +12,7 @@ from sqlalchemy import Connection, create_engine, select
 
 from contracts import projects as p
 from contracts.base import EventEnvelope, FrozenModel, RecordedEvent
-from services.intake.projection import IntakeProjection
+from services.intake.projection import IntakeProjection, first_event_id
 from shared.projection import CannotApply, Projection
 from shared.projects_view import ProjectsProjection
 
@@ -138,3 +138,36 @@ def test_a_batch_rolled_back_is_forgotten() -> None:
         assert run(intake, conn, BATCHES[0]) == ["4: project A was already proposed"]
     with engine.connect() as conn:
         assert [r[0] for r in rows(conn, intake)] == ["A", "B"]
+
+
+def first_event(position: int, command_id: str, project_id: str) -> RecordedEvent:
+    """A command's first event as intake writes it (its id derives from the command id)."""
+    event = recorded(position, proposed(project_id))
+    envelope = event.envelope.model_copy(
+        update={"event_id": first_event_id(command_id), "causation_id": command_id}
+    )
+    return RecordedEvent(position=position, envelope=envelope)
+
+
+def test_a_command_id_keeps_its_first_position() -> None:
+    engine = create_engine("sqlite://")
+    intake = IntakeProjection()
+    with engine.begin() as conn:
+        intake.metadata.create_all(conn)
+        intake.load(conn)
+    batches = [
+        [first_event(1, "cmd-1", "A"), first_event(2, "cmd-2", "B"), first_event(3, "cmd-1", "C")],
+        [first_event(4, "cmd-2", "D"), first_event(5, "cmd-3", "E")],
+    ]
+    intake.command_ids.add("cmd-3", 5)  # as intake's own append does before the projection
+    for batch in batches:
+        with engine.begin() as conn:
+            assert run(intake, conn, batch) == []
+    with engine.connect() as conn:
+        columns = intake.commands.c.command_id, intake.commands.c.position
+        stored = {row[0]: row[1] for row in conn.execute(select(*columns))}
+    assert stored == {"cmd-1": 1, "cmd-2": 2, "cmd-3": 5}
+    fresh = IntakeProjection()  # a restart: the index is loaded from the table
+    with engine.connect() as conn:
+        fresh.load(conn)
+    assert [fresh.command_ids.first_position(c) for c in ("cmd-1", "cmd-2", "cmd-3")] == [1, 2, 5]
