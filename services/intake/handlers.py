@@ -35,7 +35,7 @@ from services.intake.aggregates import (
 )
 from services.intake.command_ids import CommandIds
 from services.intake.principals import address_of, bind
-from shared.commands import InvalidInput, envelope_for, parse_command
+from shared.commands import InvalidInput, envelope_for, parse_command, trusted_constructor
 from shared.eventlog import ConcurrencyConflict, LogUnavailable
 from shared.logging import bind_message_context, clear_message_context
 from shared.ratelimit import RateLimiter
@@ -46,6 +46,10 @@ from shared.settings import IntakeSettings
 log = structlog.get_logger(__name__)
 
 Reply = CommandAccepted | CommandRejected
+
+#: `model_construct` of the answers built on every command's path (shared/commands.py).
+_appended_event = trusted_constructor(AppendedEvent)
+_accepted = trusted_constructor(CommandAccepted)
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,11 @@ async def _accept(intake: Intake, command: Command) -> Reply:
         if isinstance(first, CommandAccepted):
             return first.model_copy(update={"duplicate": True})
         return first
-    await intake.command_ids.ready.wait()
-    earlier = await _first_use(intake, command.command_id)
+    if not intake.command_ids.ready.is_set():
+        await intake.command_ids.ready.wait()
+    # Only an id the index knows is read back (a retry or a reuse, never a new command).
+    known = intake.command_ids.first_position(command.command_id) is not None
+    earlier = await _first_use(intake, command.command_id) if known else None
     if earlier is not None:
         e = earlier.envelope
         if (e.aggregate_type, e.aggregate_id) != key or e.command not in (None, name):
@@ -202,7 +209,10 @@ def _reused(command: Command, first_use: str) -> CommandRejected:
 
 async def _decide_and_append(intake: Intake, command: Command) -> Reply:
     key = command.aggregate_key()
-    refs = {ref: (await intake.aggregates.load(ref)).state for ref in command.references()}
+    references = command.references()
+    refs = (
+        {ref: (await intake.aggregates.load(ref)).state for ref in references} if references else {}
+    )
     # On a cache miss, first guess that the aggregate is new: if the command creates it, the
     # append's expected position 0 checks that guess on the server, saving a read of the log.
     loaded = intake.aggregates.cached(key)
@@ -281,7 +291,7 @@ async def _append(
         state, version, last = evolve(state, event), version + 1, result.position
         link = result.link
         appended.append(  # from values already checked: not validated again (hot path)
-            AppendedEvent.model_construct(
+            _appended_event(
                 event_id=envelope.event_id,
                 event_type=envelope.event_type,
                 aggregate_type=key[0],
@@ -294,7 +304,7 @@ async def _append(
     if appended:
         intake.command_ids.add(command.command_id, appended[0].position)
     intake.aggregates.advance(key, Loaded(state, version, last, loaded.commands, link))
-    return CommandAccepted.model_construct(command_id=command.command_id, events=tuple(appended))
+    return _accepted(command_id=command.command_id, events=tuple(appended))
 
 
 def _conflict(command: Command, actual_version: int) -> CommandRejected:
