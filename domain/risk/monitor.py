@@ -6,7 +6,8 @@ the figures as they stand there:
 
 - budget consumption per pool: (actual costs + open commitments) / the pool's amount x 100
   (allocations do not count), folded with `domain.ledger.evolve_pool` from the pool's
-  facts; the ledger's own threshold events are not an input;
+  facts (an invoice with `book_invoice`: the same totals, without the ledger's cells);
+  the ledger's own threshold events are not an input;
 - over-allocation per role and month: demand / (capacity - time off) x 100;
 - earned value per project (baseline, progress, the actual costs of every pool), the EMV
   of its open threats, and each risk's current score.
@@ -20,6 +21,12 @@ none after. An open alert carries the current value as it moves, without another
 
 Because decisions are made one fact at a time, never per batch, the alerts are the same
 however the log was read: a function of the facts and their order.
+
+Most facts are invoices that move a pool's and a project's readings without deciding
+anything: a moved reading is evaluated from its value first (`_Decision.observe`), an open
+alert takes its figures lazily (made when shown), and the whole reading is built only when
+a rule raises or clears; a project's earned value reads its baseline's side (`evm.Basis`)
+kept until the baseline moves.
 """
 
 from __future__ import annotations
