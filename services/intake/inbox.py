@@ -51,6 +51,7 @@ from services.intake.principals import address_of, bind
 from shared import metrics, tracing
 from shared.commands import InvalidInput, parse_command, printable
 from shared.eventlog import inbox_stream_config
+from shared.pull import BatchPuller
 from shared.rejections import keep_rejection, make_rejection
 
 log = structlog.get_logger(__name__)
@@ -76,7 +77,7 @@ class InboxWorker:
         self.retry_delay = settings.projection_retry_delay_seconds
         self.max_deliveries = max(1, settings.inbox_max_deliveries)
         self._task: asyncio.Task[None] | None = None
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._sub: BatchPuller | None = None
         self._stopping = False
         #: Failed attempts of a message's own, by inbox position (cleared once answered).
         self._failures: dict[int, int] = {}
@@ -97,7 +98,9 @@ class InboxWorker:
         )
         await self._take_principals()
         await self.js.add_consumer(INBOX_STREAM, config)
-        self._sub = await self.js.pull_subscribe_bind(CONSUMER, stream=INBOX_STREAM)
+        # One subscription callback, no task per message; the next batch streams in while
+        # one is answered (max_ack_pending allows four batches unacknowledged).
+        self._sub = await BatchPuller(self.js, INBOX_STREAM, CONSUMER).start()
         self._task = asyncio.create_task(self._run(), name="intake-inbox")
 
     async def _take_principals(self) -> None:
@@ -121,6 +124,8 @@ class InboxWorker:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, 5)
         if self._sub is not None:
+            # What the puller holds or is still owed (at most the next batch) comes back
+            # after `ack_wait`, as do the messages of a batch the stop interrupted.
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
 
