@@ -10,6 +10,7 @@ both let readers work beside the writer).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +18,21 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, Text, event
+from pydantic_core import PydanticSerializationError, to_json
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Dialect,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    event,
+)
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -70,6 +85,25 @@ def create_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+class JsonDocument(TypeDecorator[Any]):
+    """A JSON column written by pydantic-core's serialiser: the same JSON values as
+    `json.dumps` (NaN and the infinities as its constants, big integers exact), several
+    times faster on an event's payload, which every projection stores per event; what it
+    refuses (a lone surrogate) goes to `json.dumps` as before. Read back as JSON is."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], str]:
+        def process(value: Any) -> str:
+            try:
+                return to_json(value, inf_nan_mode="constants").decode()
+            except PydanticSerializationError:
+                return json.dumps(value)
+
+        return process
 
 
 @dataclass(frozen=True)
@@ -196,6 +230,7 @@ class Database:
 __all__ = [
     "Connection",
     "Database",
+    "JsonDocument",
     "insert_many",
     "positions",
     "runner_metadata",

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import JSON, Column, Connection, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, select
 
 from contracts import ledger as lg
 from contracts.base import FrozenModel, RecordedEvent
@@ -34,6 +34,7 @@ from domain.ledger import (
     with_changes,
 )
 from shared.commands import EVENT_ID_NAMESPACE
+from shared.db import JsonDocument
 from shared.projection import CannotApply, Projection
 from shared.projects_view import apply_project_event, projects_table
 
@@ -75,7 +76,7 @@ class LedgerProjection(Projection):
             Column("aggregate_id", String(64), nullable=False),
             Column("event_type", String(64), nullable=False),
             Column("schema_version", Integer, nullable=False),
-            Column("payload", JSON, nullable=False),
+            Column("payload", JsonDocument, nullable=False),
         )
         self.reset()
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, Table, select
 
 from contracts import notify as n
 from contracts import reports as rp
@@ -18,6 +18,7 @@ from contracts.base import FrozenModel, RecordedEvent
 from contracts.registry import parse_payload
 from domain.subscriptions import SubscriptionState, evolve_subscription
 from services.notify.reports import MAX_AGE, Pending, digest, period
+from shared.db import JsonDocument
 from shared.projection import CannotApply, Projection
 
 NAME = "notify"
@@ -51,7 +52,7 @@ class NotifyProjection(Projection):
             Column("event_type", String(64), nullable=False),
             Column("schema_version", Integer, nullable=False),
             Column("recorded_at", DateTime(timezone=True), nullable=False),
-            Column("payload", JSON, nullable=False),
+            Column("payload", JsonDocument, nullable=False),
         )
         self.reset()
 

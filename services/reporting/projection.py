@@ -6,9 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic_core import to_json
 from sqlalchemy import (
-    JSON,
     Column,
     Connection,
     DateTime,
@@ -25,24 +23,11 @@ from sqlalchemy.engine import Dialect
 from contracts.base import RecordedEvent
 from contracts.projects import AGGREGATE as PROJECT
 from contracts.queries import AuditEntry, AuditQuery
+from shared.db import JsonDocument
 from shared.projection import Projection
 from shared.projects_view import apply_project_event, projects_table
 
 NAME = "reporting"
-
-
-class _Payload(TypeDecorator[Any]):
-    """JSON, written by pydantic's serialiser (several times faster than `json.dumps` on
-    a payload; the same JSON values, read back the same)."""
-
-    impl = JSON
-    cache_ok = True
-
-    def bind_processor(self, dialect: Dialect) -> Callable[[Any], str | None]:
-        def process(value: Any) -> str | None:
-            return None if value is None else to_json(value).decode()
-
-        return process
 
 
 class _UtcTime(TypeDecorator[datetime]):
@@ -98,7 +83,7 @@ class ReportingProjection(Projection):
             Column("recorded_at", _UtcTime(), nullable=False, index=True),
             Column("correlation_id", String(128), nullable=False, index=True),
             Column("causation_id", String(128), nullable=False),
-            Column("payload", _Payload(), nullable=False),
+            Column("payload", JsonDocument(), nullable=False),
             #: The project an event concerns, whichever aggregate it is on (an allocation
             #: on a pool, a risk, a baseline): a project's whole history is one lookup.
             Column("project_id", String(64), nullable=True),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, Table, select
 
 from contracts import risks as r
 from contracts.base import FrozenModel, RecordedEvent
@@ -29,6 +29,7 @@ from contracts.registry import parse_payload
 from domain.risk import alerts
 from domain.risk.monitor import INPUT_EVENTS, AlertMonitor
 from shared.commands import EVENT_ID_NAMESPACE
+from shared.db import JsonDocument
 from shared.projection import CannotApply, Projection
 from shared.projects_view import apply_project_event, projects_table
 
@@ -78,7 +79,7 @@ class RiskProjection(Projection):
             Column("event_type", String(64), nullable=False),
             Column("schema_version", Integer, nullable=False),
             Column("recorded_at", DateTime(timezone=True), nullable=True),
-            Column("payload", JSON, nullable=False),
+            Column("payload", JsonDocument, nullable=False),
         )
         self.reset()
 
