@@ -32,7 +32,7 @@ from contracts.registry import UnknownEventType
 from contracts.subjects import LOG_STREAM, Subjects
 from shared import metrics, tracing
 from shared.db import Database, insert_many, positions, runner_metadata, skipped_events
-from shared.pull import BatchPuller
+from shared.pull import BatchPuller, position_of
 
 log = structlog.get_logger(__name__)
 
@@ -87,17 +87,6 @@ class Projection(ABC):
         work of the service fold what was already read and parsed instead of reading the
         log again."""
         return None
-
-
-def position_of(msg: Msg) -> int:
-    """A log message's stream sequence, read from its reply subject: nats-py's `metadata`
-    builds a datetime and three dataclasses per message, a cost a replay paid for every
-    event. Anything but the plain `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`
-    form goes to nats-py's parser."""
-    tokens: list[str] = msg.reply.split(".") if msg.reply else []
-    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
-        return int(tokens[5])
-    return msg.metadata.sequence.stream
 
 
 class ProjectionRunner:

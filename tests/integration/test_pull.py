@@ -21,8 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from shared.embedded_nats import EmbeddedNats
-from shared.projection import position_of
-from shared.pull import BatchPuller
+from shared.pull import BatchPuller, position_of
 
 MAX_BATCH = 40
 
