@@ -43,6 +43,7 @@ from contracts.subjects import (
     Subjects,
 )
 from shared import chain, tracing
+from shared.pull import BatchPuller, position_of, stored_at
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -465,7 +466,7 @@ class EventLog:
         complete or it raises `LogUnavailable`: never silently short (see `read_raw`).
         """
         async for msg in self._messages(from_position, filter_subject, until_position, batch):
-            if until_time is not None and msg.metadata.timestamp > until_time:
+            if until_time is not None and stored_at(msg) > until_time:
                 return
             yield _recorded(msg)
 
@@ -480,7 +481,7 @@ class EventLog:
         """(position, subject, stored bytes) in log order, unparsed: what verification and
         copies need. Complete up to the bound or raises `LogUnavailable`."""
         async for msg in self._messages(from_position, filter_subject, until_position, batch):
-            yield msg.metadata.sequence.stream, msg.subject, msg.data
+            yield position_of(msg), msg.subject, msg.data
 
     async def _messages(
         self,
@@ -499,39 +500,32 @@ class EventLog:
         deadline = time.monotonic() + self.patience
         while position <= end:
             try:
-                sub = await self.js.pull_subscribe(
-                    wanted, stream=LOG_STREAM, config=_reader_config(position, wanted)
-                )
+                info = await self.js.add_consumer(LOG_STREAM, _reader_config(position, wanted))
+                puller = await BatchPuller(self.js, LOG_STREAM, info.name).start()
             except (*UNANSWERED, NotFoundError) as error:
                 await self._wait_or_give_up(deadline, position, end, error)
                 continue
-            consumer = None
             try:
-                try:
-                    info = await sub.consumer_info()
-                except (*UNANSWERED, NotFoundError) as error:
-                    await self._wait_or_give_up(deadline, position, end, error)
-                    continue
-                consumer, pending = info.name, info.num_pending or 0
+                pending = info.num_pending or 0
                 while position <= end and pending > 0:
                     try:
-                        msgs = await sub.fetch(batch, timeout=2.0)
+                        msgs = await puller.fetch(batch, timeout=2.0)
                     except (*UNANSWERED, NotFoundError) as error:
                         # Not the end: `pending` says more is stored. Read on from here.
                         await self._wait_or_give_up(deadline, position, end, error)
                         break
                     deadline = time.monotonic() + self.patience
                     for msg in msgs:
-                        stored = msg.metadata.sequence.stream
+                        stored = position_of(msg)
                         if stored > end:
                             return
                         position = stored + 1
-                        pending = msg.metadata.num_pending
                         yield msg
+                    pending = msgs[-1].metadata.num_pending
                 else:
                     return  # nothing more on the subjects read, or past the end
             finally:
-                await _close_quietly(self.js, sub, consumer)
+                await _close_quietly(self.js, puller, info.name)
 
     async def _wait_or_give_up(
         self, deadline: float, position: int, end: int, error: BaseException
@@ -559,14 +553,12 @@ def _reader_config(start: int, subject: str) -> ConsumerConfig:
 
 def _recorded(msg: Msg) -> RecordedEvent:
     return RecordedEvent(
-        position=msg.metadata.sequence.stream,
+        position=position_of(msg),
         envelope=EventEnvelope.model_validate_json(msg.data),
     )
 
 
-async def _close_quietly(
-    js: JetStreamContext, sub: JetStreamContext.PullSubscription, consumer: str | None
-) -> None:
+async def _close_quietly(js: JetStreamContext, sub: BatchPuller, consumer: str | None) -> None:
     """Remove a reader's consumer now rather than waiting for its inactivity threshold
     (briefly: a server that does not answer lets it expire on its own)."""
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from datetime import UTC, datetime
 
 import nats.errors
 from nats.aio.client import Client
@@ -58,12 +59,13 @@ def position_of(msg: Msg) -> int:
     return int(tokens[5]) if tokens is not None else msg.metadata.sequence.stream
 
 
-def stored_ns_of(msg: Msg) -> int:
-    """When the message was stored, in nanoseconds since the epoch (as `position_of`)."""
+def stored_at(msg: Msg) -> datetime:
+    """When the message was stored (as `position_of`), the very value nats-py's
+    `metadata.timestamp` gives, so cuts by time fall where they always fell."""
     tokens = _plain_tokens(msg)
-    if tokens is not None:
-        return int(tokens[7])
-    return int(msg.metadata.timestamp.timestamp() * 1_000_000_000)
+    if tokens is None:
+        return msg.metadata.timestamp
+    return datetime.fromtimestamp(int(tokens[7]) / 1_000_000_000.0, UTC)
 
 
 class BatchPuller:
@@ -145,4 +147,4 @@ class BatchPuller:
         self._arrived.set()
 
 
-__all__ = ["BatchPuller", "position_of", "stored_ns_of"]
+__all__ = ["BatchPuller", "position_of", "stored_at"]
