@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -59,6 +60,20 @@ RECONNECT: dict[str, Any] = {
     "ping_interval": 5,
     "max_outstanding_pings": 3,
 }
+
+
+#: Collect the young generation every this many allocations (Python's default: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_collector() -> None:
+    """A service's objects nearly all die within the batch or the command that made them:
+    collecting the young generation every 700 allocations (the default) scanned the batch
+    in hand again and again, a tenth of a replay's fold. What is loaded by now lives as
+    long as the process, so it is kept out of the full passes (which otherwise stop every
+    answer for ~90 ms now and then)."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
 class ServiceRuntime:
@@ -138,6 +153,7 @@ class ServiceRuntime:
                 self._js, self.name, settings.lease_ttl_seconds, replicas=settings.log_replicas
             )
             await self._lease.acquire()
+        tune_collector()
         await patiently(self._start_runner)
         if self._lease is not None:
             self._guard = asyncio.create_task(self._guard_lease(), name=f"guard:{self.name}")

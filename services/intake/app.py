@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 
 import structlog
@@ -18,13 +17,10 @@ from services.intake.inbox import InboxWorker
 from services.intake.projection import IntakeProjection
 from shared import metrics, tracing
 from shared.ratelimit import RateLimiter
-from shared.service import ServiceRuntime, answer, build_app
+from shared.service import ServiceRuntime, answer, build_app, tune_collector
 from shared.settings import IntakeSettings
 
 log = structlog.get_logger(__name__)
-
-#: Allocations between two collections of the youngest generation (Python's default: 700).
-GC_YOUNG_THRESHOLD = 20_000
 
 
 class IntakeParts:
@@ -70,13 +66,9 @@ class IntakeParts:
             await self.runtime.nc.subscribe(subject, queue="intake", cb=self._on_command)
             for subject in (commands, f"{commands}.*")
         ]
-        # What is loaded by now lives as long as the process: kept out of the collector's
-        # full passes, which otherwise stop every answer for ~90 ms now and then.
-        gc.freeze()
-        # A command allocates a few hundred objects, nearly all gone once it is answered:
-        # collecting the young generation every 700 allocations (the default) scanned the
-        # commands in flight again and again. Every 20,000, most of them are already freed.
-        gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+        # Again now that the inbox and the command-id index are loaded (they live as long
+        # as the process).
+        tune_collector()
 
     async def _index_current(self) -> None:
         """Take no command before the command-id index holds the whole log as it is now
