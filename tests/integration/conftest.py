@@ -41,7 +41,7 @@ def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
 
 #: Modules whose tests touch no database: once is enough for them.
-NO_DATABASE = ("test_eventlog", "test_pull")
+NO_DATABASE = ("test_eventlog", "test_pull", "test_publish_acks")
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
