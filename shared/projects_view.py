@@ -75,6 +75,25 @@ def _statements(table: Table) -> _Statements:
     return found
 
 
+def proposed_row(payload: p.ProjectProposed, position: int) -> dict[str, object]:
+    """A proposed project's summary row (the fold below and intake's batched insert)."""
+    return {
+        "project_id": payload.project_id,
+        "name": payload.name,
+        "sponsor": payload.sponsor,
+        "category": payload.category,
+        "status": p.ProjectStatus.PROPOSED.value,
+        "capex": str(payload.capex),
+        "opex": str(payload.opex),
+        "currency": payload.currency,
+        "planned_start": payload.planned_start.isoformat(),
+        "planned_end": payload.planned_end.isoformat(),
+        "mandatory": payload.mandatory,
+        "version": 1,
+        "last_position": position,
+    }
+
+
 def apply_project_event(conn: Connection, table: Table, event: RecordedEvent) -> None:
     """Fold one project event into the summary table; other aggregates are ignored.
 
@@ -88,24 +107,7 @@ def apply_project_event(conn: Connection, table: Table, event: RecordedEvent) ->
         existing = conn.execute(statements.exists, {"key": payload.project_id})
         if existing.first() is not None:
             raise CannotApply(f"project {envelope.aggregate_id} was already proposed")
-        conn.execute(
-            statements.insert,
-            {
-                "project_id": payload.project_id,
-                "name": payload.name,
-                "sponsor": payload.sponsor,
-                "category": payload.category,
-                "status": p.ProjectStatus.PROPOSED.value,
-                "capex": str(payload.capex),
-                "opex": str(payload.opex),
-                "currency": payload.currency,
-                "planned_start": payload.planned_start.isoformat(),
-                "planned_end": payload.planned_end.isoformat(),
-                "mandatory": payload.mandatory,
-                "version": 1,
-                "last_position": event.position,
-            },
-        )
+        conn.execute(statements.insert, proposed_row(payload, event.position))
         return
     row = conn.execute(statements.current, {"key": envelope.aggregate_id}).first()
     if row is None:

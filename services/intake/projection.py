@@ -17,7 +17,7 @@ from services.intake.command_ids import CommandIds
 from shared.commands import event_id_for
 from shared.db import insert_many
 from shared.projection import CannotApply, Projection
-from shared.projects_view import apply_project_event, projects_table
+from shared.projects_view import apply_project_event, projects_table, proposed_row
 
 NAME = "intake"
 
@@ -83,21 +83,7 @@ class IntakeProjection(Projection):
         project_id = payload.project_id
         if project_id in self._project_ids or project_id in self._proposed:
             raise CannotApply(f"project {envelope.aggregate_id} was already proposed")
-        self._proposed[project_id] = {
-            "project_id": project_id,
-            "name": payload.name,
-            "sponsor": payload.sponsor,
-            "category": payload.category,
-            "status": p.ProjectStatus.PROPOSED.value,
-            "capex": str(payload.capex),
-            "opex": str(payload.opex),
-            "currency": payload.currency,
-            "planned_start": payload.planned_start.isoformat(),
-            "planned_end": payload.planned_end.isoformat(),
-            "mandatory": payload.mandatory,
-            "version": 1,
-            "last_position": position,
-        }
+        self._proposed[project_id] = proposed_row(payload, position)
 
     def _insert_proposed(self, conn: Connection) -> None:
         if self._proposed:
