@@ -93,24 +93,20 @@ def _plain(value: Any) -> bool:
     e.g. an enum, is left to `json`)."""
     kind = type(value)
     if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                return False
-            kind = type(item)
-            if kind is str or kind is int or kind is bool or item is None:
-                continue
-            if not _plain(item):
-                return False
-        return True
-    if kind is list:
-        for item in value:
-            kind = type(item)
-            if kind is str or kind is int or kind is bool or item is None:
-                continue
-            if not _plain(item):
-                return False
-        return True
-    return kind is str or kind is int or kind is bool or value is None
+        if any(type(key) is not str for key in value):
+            return False
+        items: Any = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return kind is str or kind is int or kind is bool or value is None
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if not _plain(item):
+            return False
+    return True
 
 
 def _parse(data: bytes) -> tuple[Any, bool]:

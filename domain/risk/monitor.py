@@ -23,7 +23,7 @@ Because decisions are made one fact at a time, never per batch, the alerts are t
 however the log was read: a function of the facts and their order.
 
 Most facts are invoices that move a pool's and a project's readings without deciding
-anything: a moved reading is evaluated from its value first (`_Decision.observe`), an open
+anything: a moved reading is evaluated from its value first (`Decision.observe`), an open
 alert takes its figures lazily (made when shown), and the whole reading is built only when
 a rule raises or clears; a project's earned value reads its baseline's side (`evm.Basis`)
 kept until the baseline moves.
@@ -33,11 +33,10 @@ from __future__ import annotations
 
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from contracts import ledger as lg
 from contracts import projects as p
@@ -51,19 +50,13 @@ from domain.risk.alerts import (
     AlertEvent,
     LazyFigures,
     Reading,
-    alert_id_for,
-    audit_link,
-    clears,
     default_rules,
     health_figures,
-    holds,
-    in_scope,
-    in_scope_of,
     project_readings,
     risk_reading,
-    shown,
 )
 from domain.risk.baselines import BaselineState, evolve_baseline
+from domain.risk.decision import Decision, LiveAlert
 from domain.risk.register import RiskState, contingency, evolve_risk, highest_open_threat_score
 from domain.risk.rules import AlertRuleState, evolve_alert_rule
 
@@ -110,66 +103,10 @@ INPUT_EVENTS: frozenset[type[FrozenModel]] = frozenset(
 
 
 @dataclass
-class LiveAlert:
-    """An open alert: the event that raised it, the revision it holds under now, and the
-    current value of its metric (updated as it moves)."""
-
-    raised: r.AlertRaised
-    rule_revision: int
-    severity: r.Severity
-    comparison: r.Comparison
-    threshold: float
-    clear_at: float
-    value: float
-    raised_at: datetime | None = None
-    #: The subject's current figures (exact decimals until shown).
-    figures: Mapping[str, object] = field(default_factory=dict)
-
-    @property
-    def alert_id(self) -> str:
-        return self.raised.alert_id
-
-    def as_rule(self) -> AlertRuleState:
-        raised = self.raised
-        return AlertRuleState(
-            rule_id=raised.rule_id,
-            revision=self.rule_revision,
-            metric=raised.metric,
-            comparison=self.comparison,
-            threshold=self.threshold,
-            clear_at=self.clear_at,
-            severity=self.severity,
-            scope=raised.scope,
-            scope_id=raised.scope_id,
-            version=0,
-        )
-
-    def view(self) -> dict[str, Any]:
-        """What the alerts query answers: the raise, and where things stand now."""
-        return self.raised.model_dump(mode="json") | {
-            "rule_revision": self.rule_revision,
-            "severity": str(self.severity),
-            "threshold": self.threshold,
-            "clear_at": self.clear_at,
-            "raised_value": self.raised.value,
-            "value": self.value,
-            "value_shown": shown(self.value, self.as_rule()),
-            "raised_at": None if self.raised_at is None else self.raised_at.isoformat(),
-            "current_figures": {k: _figure(v) for k, v in self.figures.items()},
-        }
-
-
-@dataclass
 class ProjectInfo:
     status: p.ProjectStatus
     programme: str | None
     category: str
-
-
-def _figure(value: object) -> r.Figure:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
 
 
 def _pool_figures(
@@ -204,7 +141,7 @@ def _project_figures(
     return health_figures(evm.project_health(baseline, ac, top_risk_score=top_score, basis=basis))
 
 
-#: A rule as `_Decision.observe` checks it: the rule, its id, whether its scope is the
+#: A rule as `Decision.observe` checks it: the rule, its id, whether its scope is the
 #: portfolio, `holds` as an operator with the threshold, and `clears` (low is bad, clear at).
 _Watch = tuple[AlertRuleState, str, bool, Callable[[float, float], bool], float, bool, float]
 _HOLDS: dict[r.Comparison, Callable[[float, float], bool]] = {
@@ -289,7 +226,7 @@ class AlertMonitor:
         return self._by_metric.get(metric, [])
 
     def watches(self, metric: r.Metric) -> list[_Watch]:
-        """`rules_for(metric)` as `_Decision.observe` checks them."""
+        """`rules_for(metric)` as `Decision.observe` checks them."""
         if self._by_metric is None:
             self.rules_for(metric)
         return self._watches.get(metric, [])
@@ -312,7 +249,7 @@ class AlertMonitor:
         at: datetime | None = None,
     ) -> list[AlertEvent]:
         """Fold one fact; the alert events it calls for, in order (already applied)."""
-        decision = _Decision(self, (cause_id,), position, at)
+        decision = Decision(self, (cause_id,), position, at)
         if type(event) is lg.ActualCostRecorded:  # most of the log: no other case matches it
             return self._pool_fact(decision, event)
         match event:
@@ -376,7 +313,7 @@ class AlertMonitor:
                 decision.project_closed(subject)
         return decision.events
 
-    def _pool_fact(self, decision: _Decision, event: FrozenModel) -> list[AlertEvent]:
+    def _pool_fact(self, decision: Decision, event: FrozenModel) -> list[AlertEvent]:
         pool_id: str = event.pool_id  # type: ignore[attr-defined]
         pool = self.pools.get(pool_id)
         if isinstance(event, lg.ActualCostRecorded) and pool is not None:
@@ -489,10 +426,10 @@ class AlertMonitor:
     # Most facts move a reading that decides nothing (no rule holds, none clears) or only
     # carries an open alert's value: the value is computed, the figures only for an open
     # alert (lazily, made when shown), the whole reading only when an alert is raised or
-    # cleared. `_Decision.observe` decides exactly what `_Decision.evaluate` decides on the
+    # cleared. `Decision.observe` decides exactly what `Decision.evaluate` decides on the
     # whole reading.
 
-    def pool_moved(self, decision: _Decision, pool: PoolState) -> None:
+    def pool_moved(self, decision: Decision, pool: PoolState) -> None:
         metric = r.Metric.BUDGET_CONSUMPTION
         if not self.rules_for(metric):
             return
@@ -513,7 +450,7 @@ class AlertMonitor:
             lambda: self.pool_reading(pool),
         )
 
-    def role_moved(self, decision: _Decision, role: CapacityState, period: str) -> None:
+    def role_moved(self, decision: Decision, role: CapacityState, period: str) -> None:
         metric = r.Metric.OVER_ALLOCATION
         if not self.rules_for(metric):
             return
@@ -549,7 +486,7 @@ class AlertMonitor:
         )
         return found
 
-    def project_moved(self, decision: _Decision, project_id: str) -> None:
+    def project_moved(self, decision: Decision, project_id: str) -> None:
         """A project's readings of the metrics some rule watches, evaluated in the order of
         `project_readings`."""
         metrics = self._ruled()
@@ -657,247 +594,3 @@ class AlertMonitor:
             if info.programme is not None and info.status not in CLOSED_STATUSES:
                 programmes[info.programme].append(project_id)
         return evm.portfolio_health(open_projects, programmes), closed
-
-
-class _Decision:
-    """The alert events one fact calls for, applied to the monitor as they are decided."""
-
-    def __init__(
-        self,
-        monitor: AlertMonitor,
-        causes: tuple[str, ...],
-        position: int | None,
-        at: datetime | None,
-    ) -> None:
-        self.monitor = monitor
-        self.causes = causes
-        self.position = position
-        self.at = at
-        self.events: list[AlertEvent] = []
-
-    def readings(self, readings: Iterable[Reading]) -> None:
-        for reading in readings:
-            self.reading(reading)
-
-    def reading(self, reading: Reading) -> None:
-        for rule in self.monitor.rules_for(reading.metric):
-            self.evaluate(rule, reading)
-
-    def observe(
-        self,
-        metric: r.Metric,
-        subject_id: str,
-        value: Decimal | float | int | None,
-        gone: bool,
-        project_id: str | None,
-        programme_id: str | None,
-        category: str | None,
-        figures: Callable[[], Mapping[str, r.Figure]],
-        reading: Callable[[], Reading],
-    ) -> None:
-        """`evaluate` of every rule of `metric` on a reading known by its value, its scope
-        and whether its subject is gone: an open alert that stays takes the value and
-        `figures()`; the whole `reading()` is made only when some rule raises or clears."""
-        watches = self.monitor.watches(metric)
-        if not watches:
-            return
-        opened = self.monitor.open
-        number = None if value is None else float(value)
-        whole: Reading | None = None
-        shown_figures: Mapping[str, r.Figure] | None = None
-        for rule, rule_id, everywhere, hold, threshold, low_is_bad, clear_at in watches:
-            alert = opened.get((rule_id, subject_id))
-            scoped = everywhere or in_scope_of(rule, project_id, programme_id, category)
-            if alert is None:
-                if gone or number is None or not scoped or not hold(number, threshold):
-                    continue
-            elif not gone and scoped:
-                if number is None:
-                    continue
-                if not (number >= clear_at if low_is_bad else number <= clear_at):
-                    if shown_figures is None:
-                        shown_figures = figures() if whole is None else whole.figures
-                    alert.value = number
-                    alert.figures = shown_figures
-                    continue
-            if whole is None:
-                whole = reading()
-            self.evaluate(rule, whole)
-
-    def evaluate(self, rule: AlertRuleState, reading: Reading) -> None:
-        value = None if reading.value is None else float(reading.value)
-        key = (rule.rule_id, reading.subject_id)
-        alert = self.monitor.open.get(key)
-        if alert is not None:
-            reason = None
-            if reading.gone:
-                reason = reading.gone_reason
-            elif not in_scope(rule, reading):
-                reason = "subject left the rule's scope"
-            elif value is not None and clears(rule, value):
-                reason = "value passed the clear level"
-            if reason is not None:
-                self.clear(alert, value, reason, rule)
-            elif value is not None:
-                alert.value = value
-                # Kept as read, made JSON scalars when shown: an open alert moves with
-                # every invoice of its subject and is read far more rarely.
-                alert.figures = reading.figures
-            return
-        if reading.gone or value is None or not in_scope(rule, reading):
-            return
-        if holds(rule, value):
-            self.raise_(rule, reading, value)
-
-    def raise_(self, rule: AlertRuleState, reading: Reading, value: float) -> None:
-        key = (rule.rule_id, reading.subject_id)
-        episode = self.monitor.episodes.get(key, 0) + 1
-        self.monitor.episodes[key] = episode
-        text = shown(value, rule)
-        about = f" (project {reading.project_id})" if reading.project_id else ""
-        figures = {k: _figure(v) for k, v in reading.figures.items()}
-        raised = r.AlertRaised(
-            alert_id=alert_id_for(rule.rule_id, reading.subject_id, episode),
-            rule_id=rule.rule_id,
-            rule_revision=rule.revision,
-            metric=rule.metric,
-            comparison=rule.comparison,
-            severity=rule.severity,
-            scope=rule.scope,
-            scope_id=rule.scope_id,
-            subject_id=reading.subject_id,
-            subject_kind=reading.subject_kind,
-            project_id=reading.project_id,
-            programme_id=reading.programme_id,
-            pool_id=reading.pool_id,
-            value=value,
-            value_shown=text,
-            threshold=rule.threshold,
-            clear_at=rule.clear_at,
-            figures=figures,
-            caused_by=self.causes,
-            cause_position=self.position,
-            audit_link=audit_link(reading),
-            message=f"{rule.metric} {text} {rule.comparison.symbol} {rule.threshold:g} for "
-            f"{reading.subject_id}{about} (rule {rule.rule_id} revision {rule.revision}, "
-            f"clears at {rule.clear_at:g})",
-        )
-        self.monitor.open[key] = LiveAlert(
-            raised=raised,
-            rule_revision=rule.revision,
-            severity=rule.severity,
-            comparison=rule.comparison,
-            threshold=rule.threshold,
-            clear_at=rule.clear_at,
-            value=value,
-            raised_at=self.at,
-            figures=figures,
-        )
-        self.events.append(raised)
-
-    def clear(
-        self, alert: LiveAlert, value: float | None, reason: str, rule: AlertRuleState | None
-    ) -> None:
-        raised = alert.raised
-        revision = alert.rule_revision if rule is None else rule.revision
-        clear_at = alert.clear_at if rule is None else rule.clear_at
-        text = shown(value, rule or alert.as_rule())
-        self.events.append(
-            r.AlertCleared(
-                alert_id=raised.alert_id,
-                rule_id=raised.rule_id,
-                rule_revision=revision,
-                metric=raised.metric,
-                severity=alert.severity,
-                subject_id=raised.subject_id,
-                project_id=raised.project_id,
-                value=value,
-                value_shown=text,
-                clear_at=clear_at,
-                reason=reason,
-                caused_by=self.causes,
-                cause_position=self.position,
-                audit_link=raised.audit_link,
-                message=f"{raised.metric} {text} for {raised.subject_id}: {reason} "
-                f"(rule {raised.rule_id} revision {revision})",
-            )
-        )
-        del self.monitor.open[(raised.rule_id, raised.subject_id)]
-
-    def project_closed(self, project_id: str) -> None:
-        for key in sorted(self.monitor.open):
-            alert = self.monitor.open[key]
-            if alert.raised.project_id == project_id:
-                self.clear(alert, alert.value, r.PROJECT_CLOSED, None)
-
-    def rule_changed(self, rule: AlertRuleState) -> None:
-        """Open alerts of the rule re-evaluated under its new revision, then every subject
-        of its metric evaluated (a redefinition may make the rule hold for new ones)."""
-        for key in sorted(k for k in self.monitor.open if k[0] == rule.rule_id):
-            alert = self.monitor.open[key]
-            reading = self.monitor.reading_of(alert.raised.metric, alert.raised.subject_id)
-            value = alert.value if reading is None or reading.value is None else reading.value
-            current = None if value is None else float(value)
-            if not rule.enabled:
-                self.clear(alert, current, r.RULE_DISABLED, rule)
-            elif rule.metric != alert.raised.metric:
-                self.clear(alert, current, "rule redefined on another metric", rule)
-            elif reading is not None and not in_scope(rule, reading):
-                self.clear(alert, current, "rule redefined: subject out of its scope", rule)
-            elif current is not None and clears(rule, current):
-                self.clear(
-                    alert,
-                    current,
-                    f"rule redefined: value passed the clear level {rule.clear_at:g}",
-                    rule,
-                )
-            elif (
-                rule.revision,
-                rule.threshold,
-                rule.clear_at,
-                rule.severity,
-                rule.comparison,
-            ) != (
-                alert.rule_revision,
-                alert.threshold,
-                alert.clear_at,
-                alert.severity,
-                alert.comparison,
-            ):
-                self.revise(alert, rule, current)
-        if rule.enabled:
-            for reading in self.monitor.readings_of(rule.metric):
-                if (rule.rule_id, reading.subject_id) not in self.monitor.open:
-                    self.evaluate(rule, reading)
-
-    def revise(self, alert: LiveAlert, rule: AlertRuleState, value: float | None) -> None:
-        alert.rule_revision = rule.revision
-        alert.severity = rule.severity
-        alert.comparison = rule.comparison
-        alert.threshold = rule.threshold
-        alert.clear_at = rule.clear_at
-        if value is not None:
-            alert.value = value
-        text = shown(value, rule)
-        raised = alert.raised
-        self.events.append(
-            r.AlertRevised(
-                alert_id=raised.alert_id,
-                rule_id=rule.rule_id,
-                rule_revision=rule.revision,
-                metric=rule.metric,
-                comparison=rule.comparison,
-                severity=rule.severity,
-                subject_id=raised.subject_id,
-                project_id=raised.project_id,
-                value=value,
-                value_shown=text,
-                threshold=rule.threshold,
-                clear_at=rule.clear_at,
-                caused_by=self.causes,
-                cause_position=self.position,
-                message=f"{rule.metric} {text} {rule.comparison.symbol} {rule.threshold:g} for "
-                f"{raised.subject_id}: still holds under rule {rule.rule_id} revision "
-                f"{rule.revision} (clears at {rule.clear_at:g})",
-            )
-        )
