@@ -9,7 +9,10 @@ the log itself, with no database lookup on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +46,27 @@ class AggregateStore:
         self.log = log
         self.capacity = capacity
         self._cache: OrderedDict[tuple[str, str], Loaded] = OrderedDict()
+        #: Per aggregate with a command being decided: its lock and how many hold or wait.
+        self._turns: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def turn(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        """One command of an aggregate decided at a time in this process. Decided side by
+        side, every command but one would lose the append's expected-position check and
+        decide again; an import's burst of rows for one project ran out of retries so.
+        (Other intake processes are still caught by that check.)"""
+        entry = self._turns.get(key)
+        if entry is None:
+            entry = self._turns[key] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._turns[key]
 
     async def load(self, key: tuple[str, str]) -> Loaded:
         cached = self._cache.get(key)

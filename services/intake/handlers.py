@@ -165,7 +165,8 @@ async def _accept(intake: Intake, command: Command) -> Reply:
     future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
     intake.in_flight[command.command_id] = InFlight(key, name, future)
     try:
-        reply = await _decide_and_append(intake, command)
+        async with intake.aggregates.turn(key):
+            reply = await _decide_and_append(intake, command)
         future.set_result(reply)
         return reply
     except BaseException as error:

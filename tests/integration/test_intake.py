@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 
 from nats.aio.client import Client
@@ -75,6 +76,33 @@ async def test_idempotency_outlives_the_duplicate_window_and_a_restart(
     assert isinstance(repeat_estimate, CommandAccepted) and repeat_estimate.duplicate
     assert repeat_estimate.events == updated.events
     assert await EventLog(nc.jetstream(), SUBJECTS).last_position() == 2
+
+
+async def test_a_burst_for_one_aggregate_is_all_accepted_in_some_order(
+    nc: Client, nats_url: str, tmp_path: Path, event_log: EventLog
+) -> None:
+    """An import pipelines rows: many commands for one project arrive at once. None may be
+    refused as a conflict (no other writer exists), and each lands exactly once."""
+    capexes = [str(1000 + n) for n in range(48)]
+    async with running(nc, "intake", nats_url, tmp_path):
+        await send(nc, "ProposeProject", proposal("P-1"))
+        replies = await asyncio.gather(
+            *(
+                send(
+                    nc,
+                    "UpdateProjectEstimate",
+                    {"project_id": "P-1", "capex": capex, "opex": "0", "reason": "quote"},
+                )
+                for capex in capexes
+            )
+        )
+    refused = [r for r in replies if not isinstance(r, CommandAccepted)]
+    assert not refused, refused[:3]
+    versions = sorted(e.version for r in replies for e in r.events)  # type: ignore[union-attr]
+    assert versions == list(range(2, 2 + len(capexes)))
+    history = await event_log.read_aggregate("project", "P-1")
+    landed = sorted(Decimal(str(r.envelope.payload["capex"])) for r in history[1:])
+    assert landed == sorted(Decimal(capex) for capex in capexes)
 
 
 async def test_expected_version_conflict(nc: Client, nats_url: str, tmp_path: Path) -> None:
