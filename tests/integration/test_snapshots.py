@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,9 +38,11 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in json.loads(json.dumps(report)).items() if k != "generated_at"}
 
 
-async def snapshotted(event_log: EventLog, db: Database) -> tuple[Snapshotter, SnapshotStore]:
+async def snapshotted(
+    event_log: EventLog, db: Database, fork: bool = snapshots_module.CAN_FORK
+) -> tuple[Snapshotter, SnapshotStore]:
     snapshotter = Snapshotter(SimpleNamespace(log=event_log, db=db), every=EVERY, poll=0.05)
-    await snapshotter.start()
+    await snapshotter.start(SnapshotStore(db, fork=fork))
     assert snapshotter.store is not None
     last = await event_log.last_position()
     for _ in range(600):
@@ -47,16 +50,18 @@ async def snapshotted(event_log: EventLog, db: Database) -> tuple[Snapshotter, S
             break
         await asyncio.sleep(0.05)
     assert snapshotter.position == last
+    await snapshotter.flush()
     return snapshotter, snapshotter.store
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "in-process"])
 async def test_reports_from_snapshots_equal_full_folds(
-    nc: Client, event_log: EventLog, tmp_path: Path
+    nc: Client, event_log: EventLog, tmp_path: Path, fork: bool
 ) -> None:
     written = await publish(nc.jetstream(), BigLog(EVENTS, seed=3).events())
     assert written == EVENTS
     db = Database(database_url(tmp_path))
-    snapshotter, store = await snapshotted(event_log, db)
+    snapshotter, store = await snapshotted(event_log, db, fork)
     try:
         described = await snapshotter.describe()
         assert described["folded_position"] == EVENTS and described["snapshots"] > 0
@@ -81,6 +86,55 @@ async def test_reports_from_snapshots_equal_full_folds(
         _, slow_now = await portfolio_report(event_log, Cut(), now)
         assert comparable(fast_now) == comparable(slow_now)
         assert fast_now["projects"]["total"] > 0
+    finally:
+        await snapshotter.stop()
+        await db.close()
+
+
+async def test_a_child_that_dies_costs_its_snapshot_only(
+    nc: Client, event_log: EventLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forked child that dies mid-snapshot (killed, out of memory) loses that snapshot,
+    never the fold: the next ones are stored and reports stay equal to a full fold."""
+    if not snapshots_module.CAN_FORK:
+        pytest.skip("snapshots are pickled in-process here")
+    await publish(nc.jetstream(), BigLog(1200, seed=6).events())
+    real_pack = snapshots_module.pack
+
+    def dies_first(pickled: bytes) -> bytes:
+        if os.getpid() != parent and positions[0] == 0:  # the first snapshot's child
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_pack(pickled)
+
+    parent, positions = os.getpid(), [0]
+    monkeypatch.setattr(snapshots_module, "pack", dies_first)
+    db = Database(database_url(tmp_path))
+    snapshotter = Snapshotter(SimpleNamespace(log=event_log, db=db), every=EVERY, poll=0.05)
+    store = SnapshotStore(db, fork=True)
+    begin = store.begin
+
+    def counted(position: int, report: Any) -> Any:
+        pending = begin(position, report)
+        positions[0] += 1  # after the fork: only the first child sees 0
+        return pending
+
+    monkeypatch.setattr(store, "begin", counted)
+    await snapshotter.start(store)
+    try:
+        for _ in range(600):
+            if snapshotter.position >= 1200:
+                break
+            await asyncio.sleep(0.05)
+        await snapshotter.flush()
+        count, _, newest = await store.stats()
+        assert (count, newest) == (1200 // EVERY - 1, 1200)
+        assert await store.latest(EVERY) is None  # the first one's child was killed
+        now = datetime.now(UTC)
+        fast = await fold(event_log, Cut(), snapshots=store)
+        slow = await fold(event_log, Cut())
+        assert comparable(documents.portfolio(fast, now)) == comparable(
+            documents.portfolio(slow, now)
+        )
     finally:
         await snapshotter.stop()
         await db.close()
