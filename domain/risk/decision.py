@@ -250,10 +250,11 @@ class Decision:
         del self.monitor.open[(raised.rule_id, raised.subject_id)]
 
     def project_closed(self, project_id: str) -> None:
-        for key in sorted(self.monitor.open):
-            alert = self.monitor.open[key]
-            if alert.raised.project_id == project_id:
-                self.clear(alert, alert.value, r.PROJECT_CLOSED, None)
+        opened = self.monitor.open
+        # The project's own alerts picked first (sorting every open alert of the portfolio
+        # on each closed project grew with it), cleared in the order of their keys.
+        for key in sorted(k for k, a in opened.items() if a.raised.project_id == project_id):
+            self.clear(opened[key], opened[key].value, r.PROJECT_CLOSED, None)
 
     def rule_changed(self, rule: AlertRuleState) -> None:
         """Open alerts of the rule re-evaluated under its new revision, then every subject

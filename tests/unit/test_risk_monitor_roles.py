@@ -1,0 +1,134 @@
+"""The monitor folds a role's demand without copying its every cell (`assign_demand`): the
+role it keeps is the ledger's `evolve_capacity` fold of the same facts, field by field, and a
+closed project clears exactly its own alerts, in the order of their keys."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+from contracts import ledger as lg
+from contracts import risks as r
+from domain.ledger.capacity import CapacityState, evolve_capacity
+from domain.risk.decision import Decision, LiveAlert
+from domain.risk.monitor import AlertMonitor, assign_demand
+
+D = Decimal
+
+
+def _facts(seed: int) -> list[lg.CapacitySet | lg.DemandAssigned]:
+    rng = random.Random(seed)
+    periods = [f"2027-{m:02d}" for m in range(1, 7)]
+    projects = [f"P{i}" for i in range(8)]
+    current: dict[tuple[str, str], Decimal] = {}
+    found: list[lg.CapacitySet | lg.DemandAssigned] = [
+        lg.CapacitySet(role="dev", period=periods[0], amount=D(10), unit="fte", time_off=D(0))
+    ]
+    for _ in range(300):
+        period = rng.choice(periods)
+        if rng.random() < 0.1:
+            found.append(
+                lg.CapacitySet(
+                    role="dev",
+                    period=period,
+                    amount=D(rng.randint(0, 12)),
+                    unit="fte",
+                    time_off=D(rng.randint(0, 2)),
+                )
+            )
+            continue
+        cell = (rng.choice(projects), period)
+        amount = D(rng.choice(["0", "0", "1", "2", "3", "0.5"]))
+        found.append(
+            lg.DemandAssigned(
+                role="dev",
+                project_id=cell[0],
+                period=period,
+                amount=amount,
+                previous_amount=current.get(cell, D(0)),
+                unit="fte",
+            )
+        )
+        current[cell] = amount
+    return found
+
+
+def _fields(state: CapacityState) -> tuple[object, ...]:
+    return (
+        state.role,
+        state.unit,
+        state.version,
+        dict(state.capacity),
+        dict(state.demand),
+        dict(state.demand_by_period),
+        state.periods(),
+        state.over_allocated,
+    )
+
+
+def test_the_monitor_keeps_the_role_evolve_capacity_folds() -> None:
+    for seed in range(5):
+        monitor = AlertMonitor()
+        expected: CapacityState | None = None
+        for index, fact in enumerate(_facts(seed)):
+            monitor.fold(fact, f"e{index}", index + 1)
+            expected = evolve_capacity(expected, fact)
+            assert expected is not None
+            assert _fields(monitor.roles["dev"]) == _fields(expected)
+
+
+def test_assign_demand_is_evolve_capacity_of_one_demand() -> None:
+    role = evolve_capacity(
+        None, lg.CapacitySet(role="dev", period="2027-01", amount=D(4), unit="fte", time_off=D(0))
+    )
+    event = lg.DemandAssigned(
+        role="dev", project_id="P1", period="2027-01", amount=D(3), previous_amount=D(0), unit="fte"
+    )
+    expected = evolve_capacity(role, event)
+    assert _fields(assign_demand(role, event)) == _fields(expected)
+    removed = lg.DemandAssigned(
+        role="dev", project_id="P1", period="2027-01", amount=D(0), previous_amount=D(3), unit="fte"
+    )
+    assert _fields(assign_demand(expected, removed)) == _fields(evolve_capacity(expected, removed))
+
+
+def _live(rule_id: str, subject_id: str, project_id: str | None) -> LiveAlert:
+    raised = r.AlertRaised(
+        alert_id=f"{rule_id}/{subject_id}/1",
+        rule_id=rule_id,
+        metric=r.Metric.CPI,
+        comparison=r.Comparison.LT,
+        severity=r.Severity.WARNING,
+        scope=r.Scope.PORTFOLIO,
+        subject_id=subject_id,
+        project_id=project_id,
+        value=0.5,
+        threshold=0.9,
+        clear_at=0.95,
+        audit_link="",
+    )
+    return LiveAlert(raised, 1, raised.severity, raised.comparison, 0.9, 0.95, 0.5)
+
+
+def test_a_closed_project_clears_its_own_alerts_in_key_order() -> None:
+    monitor = AlertMonitor()
+    keys = [
+        ("rule-b", "P1", "P1"),
+        ("rule-a", "P2", "P2"),
+        ("rule-c", "R-9", "P1"),
+        ("rule-a", "P1", "P1"),
+        ("rule-a", "dev/2027-01", None),
+    ]
+    for rule_id, subject_id, project_id in keys:
+        monitor.open[(rule_id, subject_id)] = _live(rule_id, subject_id, project_id)
+    decision = Decision(monitor, ("closed",), 42, None)
+    decision.project_closed("P1")
+    assert [(e.rule_id, e.subject_id) for e in decision.events] == [
+        ("rule-a", "P1"),
+        ("rule-b", "P1"),
+        ("rule-c", "R-9"),
+    ]
+    assert all(
+        isinstance(e, r.AlertCleared) and e.reason == r.PROJECT_CLOSED for e in decision.events
+    )
+    assert sorted(monitor.open) == [("rule-a", "P2"), ("rule-a", "dev/2027-01")]
