@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
@@ -143,6 +146,18 @@ def pause(server: EmbeddedNats, seconds: float) -> None:
     pid = server.process.pid
     os.kill(pid, signal.SIGSTOP)
     asyncio.get_running_loop().call_later(seconds, os.kill, pid, signal.SIGCONT)
+    # A signal is delivered when the kernel next schedules the server: until its state reads
+    # "stopped", a thread of it may still answer what the test sends next.
+    tasks = Path(f"/proc/{pid}/task")
+    deadline = time.monotonic() + 2.0
+    while tasks.exists() and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):  # a thread may end while being looked at
+            states = [
+                (t / "stat").read_text().rpartition(")")[2].split()[0] for t in tasks.iterdir()
+            ]
+            if all(state in ("T", "t") for state in states):
+                return
+        time.sleep(0.001)
 
 
 async def test_a_read_paused_in_the_middle_is_complete(
