@@ -25,9 +25,34 @@ async def append_decision(
     decided (`identity`), so a retried append is stored once. `expected_position`: the
     aggregate's last position the decision was computed from (a conflict then means it is
     stale); None appends after whatever the aggregate holds now."""
+    envelope = decision_envelope(aggregate, decision, identity, cause, actor, source)
+    expected = expected_position
+    if expected is None:
+        expected = await event_log.last_position_of(*aggregate)
+    appended = await event_log.append(envelope, expected_last_position=expected)
+    return AppendedEvent(
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
+        aggregate_type=aggregate[0],
+        aggregate_id=aggregate[1],
+        position=appended.position,
+        version=0,
+    )
+
+
+def decision_envelope(
+    aggregate: tuple[str, str],
+    decision: FrozenModel,
+    identity: str,
+    cause: RecordedEvent | None,
+    actor: str,
+    source: str,
+) -> EventEnvelope:
+    """The envelope `append_decision` appends: its event id derived from `identity`, its
+    correlation and causation from the cause (or the identity), recorded now."""
     now = datetime.now(UTC)
     event_type = type(decision).__name__
-    envelope = EventEnvelope(
+    return EventEnvelope(
         event_id=str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}/{identity}")),
         event_type=event_type,
         schema_version=CURRENT_VERSION.get(event_type, 1),
@@ -40,16 +65,4 @@ async def append_decision(
         correlation_id=cause.envelope.correlation_id if cause else identity,
         causation_id=cause.envelope.event_id if cause else identity,
         payload=decision.model_dump(mode="json"),
-    )
-    expected = expected_position
-    if expected is None:
-        expected = await event_log.last_position_of(*aggregate)
-    appended = await event_log.append(envelope, expected_last_position=expected)
-    return AppendedEvent(
-        event_id=envelope.event_id,
-        event_type=event_type,
-        aggregate_type=aggregate[0],
-        aggregate_id=aggregate[1],
-        position=appended.position,
-        version=0,
     )
