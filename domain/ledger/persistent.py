@@ -54,17 +54,28 @@ class RefSet(AbstractSet[str]):
         return RefSet((*levels, carry))
 
 
+#: A removed key's value in the level that removes it: it hides the key's earlier values.
+_GONE: Any = object()
+
+
 @dataclass(frozen=True, eq=False)
 class LayeredMap(Mapping[K, V]):
-    """An immutable mapping; a later value for a key replaces the earlier one."""
+    """An immutable mapping; a later value for a key replaces the earlier one. It iterates
+    in a dict's order (first insertion), except that a key removed and set again may keep
+    its first place."""
 
     #: Newest first: a lookup stops at the first level holding the key.
     levels: tuple[Mapping[K, V], ...] = ()
+    #: How many removals its levels may hold (0: none, the fast paths).
+    removed: int = 0
 
     def __getitem__(self, key: K) -> V:
         for level in self.levels:
             if key in level:
-                return level[key]
+                value = level[key]
+                if value is _GONE:
+                    break
+                return value
         raise KeyError(key)
 
     @overload
@@ -76,19 +87,27 @@ class LayeredMap(Mapping[K, V]):
         for level in self.levels:
             found = level.get(key, _MISSING)
             if found is not _MISSING:
-                return found
+                return default if found is _GONE else found
         return default
 
     def __contains__(self, key: object) -> bool:
-        for level in self.levels:  # noqa: SIM110 - as above
+        for level in self.levels:
             if key in level:
-                return True
+                return level[key] is not _GONE  # type: ignore[index]
         return False
 
     def _merged(self) -> dict[K, V]:
         merged: dict[K, V] = {}
+        if not self.removed:
+            for level in reversed(self.levels):
+                merged.update(level)
+            return merged
         for level in reversed(self.levels):
-            merged.update(level)
+            for key, value in level.items():
+                if value is _GONE:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
         return merged
 
     def __iter__(self) -> Iterator[K]:
@@ -98,14 +117,23 @@ class LayeredMap(Mapping[K, V]):
         return len(self._merged())
 
     def set(self, key: K, value: V) -> LayeredMap[K, V]:
+        return self._with(key, value, self.removed)
+
+    def remove(self, key: K) -> LayeredMap[K, V]:
+        """Without `key` (the same map when it has none)."""
+        if key not in self:
+            return self
+        return self._with(key, _GONE, self.removed + 1)
+
+    def _with(self, key: K, value: V, removed: int) -> LayeredMap[K, V]:
         carry: Mapping[K, V] = {key: value}
         levels = list(self.levels)
         for index, level in enumerate(levels):
             if not level:
                 levels[index] = carry
-                return LayeredMap(tuple(levels))
+                return LayeredMap(tuple(levels), removed)
             carry, levels[index] = {**level, **carry}, {}
-        return LayeredMap((*levels, carry))
+        return LayeredMap((*levels, carry), removed)
 
 
 def with_changes(state: S, **changes: Any) -> S:

@@ -700,3 +700,34 @@ def test_ref_sets_and_layered_maps_behave_as_sets_and_dicts(ops: list[tuple[str,
         # The earlier versions are untouched.
         assert set(before_refs) == frozen_set
         assert dict(before_map) == frozen_dict
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from("abcdefghij"), st.integers(0, 9)), max_size=80
+    )
+)
+def test_layered_maps_remove_as_dicts_do(ops: list[tuple[bool, str, int]]) -> None:
+    """Removals hide the earlier values of a key at any depth, and the versions before a
+    removal keep them; the order is a dict's while nothing was removed."""
+    mapping, plain = LayeredMap[str, int](), dict[str, int]()
+    versions: list[tuple[LayeredMap[str, int], dict[str, int]]] = []
+    removed_any = False
+    for remove, key, value in ops:
+        if remove:
+            removed_any |= key in plain
+            mapping = mapping.remove(key)
+            plain.pop(key, None)
+        else:
+            mapping = mapping.set(key, value)
+            plain[key] = value
+        versions.append((mapping, dict(plain)))
+        assert dict(mapping) == plain and len(mapping) == len(plain)
+        for k in "abcdefghijz":
+            assert (k in mapping) == (k in plain)
+            assert mapping.get(k) == plain.get(k) and mapping.get(k, -1) == plain.get(k, -1)
+        if not removed_any:
+            assert list(mapping) == list(plain)
+    for version, then in versions:
+        assert dict(version) == then
