@@ -53,10 +53,8 @@ class IntakeProjection(Projection):
     def load(self, conn: Connection) -> None:
         # Only ever adds: what the index holds are facts of the log, true whatever the
         # database has committed so far.
-        for command_id, position in conn.execute(
-            select(self.commands.c.command_id, self.commands.c.position)
-        ):
-            self.command_ids.add(command_id, position)
+        rows = conn.execute(select(self.commands.c.command_id, self.commands.c.position))
+        self.command_ids.add_many((command_id, position) for command_id, position in rows)
         # Exactly what is committed (called again after a failed batch and a rebuild).
         self._project_ids = set(conn.execute(select(self.projects.c.project_id)).scalars())
         self._proposed.clear()
