@@ -207,6 +207,8 @@ class Decision:
             f"{reading.subject_id}{about} (rule {rule.rule_id} revision {rule.revision}, "
             f"clears at {rule.clear_at:g})",
         )
+        if raised.project_id is not None:
+            self.monitor.open_of_project[raised.project_id].add(key)
         self.monitor.open[key] = LiveAlert(
             raised=raised,
             rule_revision=rule.revision,
@@ -247,13 +249,16 @@ class Decision:
                 f"(rule {raised.rule_id} revision {revision})",
             )
         )
-        del self.monitor.open[(raised.rule_id, raised.subject_id)]
+        key = (raised.rule_id, raised.subject_id)
+        del self.monitor.open[key]
+        if raised.project_id is not None:
+            self.monitor.open_of_project[raised.project_id].discard(key)
 
     def project_closed(self, project_id: str) -> None:
-        opened = self.monitor.open
-        # The project's own alerts picked first (sorting every open alert of the portfolio
+        # The project's own open alerts (going through every open alert of the portfolio
         # on each closed project grew with it), cleared in the order of their keys.
-        for key in sorted(k for k, a in opened.items() if a.raised.project_id == project_id):
+        opened = self.monitor.open
+        for key in sorted(self.monitor.open_of_project.get(project_id, ())):
             self.clear(opened[key], opened[key].value, r.PROJECT_CLOSED, None)
 
     def rule_changed(self, rule: AlertRuleState) -> None:

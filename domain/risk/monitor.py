@@ -206,6 +206,8 @@ class AlertMonitor:
         self.defaults = {rule.rule_id: rule for rule in default_rules()}
         self.rules = dict(self.defaults)
         self.open: dict[tuple[str, str], LiveAlert] = {}
+        #: The keys of `open` by the alert's project (kept by `Decision.raise_` and `clear`).
+        self.open_of_project: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self.episodes: dict[tuple[str, str], int] = {}
         self.projects: dict[str, ProjectInfo] = {}
         self.pools: dict[str, PoolState] = {}

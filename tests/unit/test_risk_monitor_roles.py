@@ -5,12 +5,14 @@ closed project clears exactly its own alerts, in the order of their keys."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from decimal import Decimal
 
 from contracts import ledger as lg
 from contracts import risks as r
 from domain.ledger.capacity import CapacityState, evolve_capacity
-from domain.risk.decision import Decision, LiveAlert
+from domain.risk.alerts import Reading, default_rules
+from domain.risk.decision import Decision
 from domain.risk.monitor import AlertMonitor, assign_demand
 
 D = Decimal
@@ -92,24 +94,6 @@ def test_assign_demand_is_evolve_capacity_of_one_demand() -> None:
     assert _fields(assign_demand(expected, removed)) == _fields(evolve_capacity(expected, removed))
 
 
-def _live(rule_id: str, subject_id: str, project_id: str | None) -> LiveAlert:
-    raised = r.AlertRaised(
-        alert_id=f"{rule_id}/{subject_id}/1",
-        rule_id=rule_id,
-        metric=r.Metric.CPI,
-        comparison=r.Comparison.LT,
-        severity=r.Severity.WARNING,
-        scope=r.Scope.PORTFOLIO,
-        subject_id=subject_id,
-        project_id=project_id,
-        value=0.5,
-        threshold=0.9,
-        clear_at=0.95,
-        audit_link="",
-    )
-    return LiveAlert(raised, 1, raised.severity, raised.comparison, 0.9, 0.95, 0.5)
-
-
 def test_a_closed_project_clears_its_own_alerts_in_key_order() -> None:
     monitor = AlertMonitor()
     keys = [
@@ -120,12 +104,16 @@ def test_a_closed_project_clears_its_own_alerts_in_key_order() -> None:
         ("rule-a", "dev/2027-01", None),
     ]
     for rule_id, subject_id, project_id in keys:
-        monitor.open[(rule_id, subject_id)] = _live(rule_id, subject_id, project_id)
+        rule = replace(default_rules()[0], rule_id=rule_id)
+        reading = Reading(rule.metric, subject_id, 0.5, project_id=project_id)
+        Decision(monitor, ("opened",), 1, None).raise_(rule, reading, 0.5)
+    assert len(monitor.open) == 5
+    # One of P1's alerts cleared before the project closes.
+    Decision(monitor, ("moved",), 2, None).clear(monitor.open[("rule-b", "P1")], 0.99, "x", None)
     decision = Decision(monitor, ("closed",), 42, None)
     decision.project_closed("P1")
     assert [(e.rule_id, e.subject_id) for e in decision.events] == [
         ("rule-a", "P1"),
-        ("rule-b", "P1"),
         ("rule-c", "R-9"),
     ]
     assert all(
