@@ -338,10 +338,13 @@ class Snapshotter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, 10)
-        if self._storing is not None:
-            self._storing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._storing, 10)
+        if self._storing is not None:  # the snapshot begun last is stored, if it comes soon
+            try:
+                await asyncio.wait_for(asyncio.shield(self._storing), 10)
+            except TimeoutError:
+                self._storing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._storing
 
     async def flush(self) -> None:
         """Wait until the snapshot begun last is stored (or has failed, logged)."""

@@ -18,7 +18,7 @@ from bench.biglog import BigLog
 from contracts.base import RecordedEvent
 from services.reporting import snapshots as snapshots_module
 from services.reporting.report import PortfolioReport
-from services.reporting.snapshots import Snapshot, Snapshotter
+from services.reporting.snapshots import PendingSnapshot, Snapshot, Snapshotter
 
 EVENTS = 2400
 EVERY = 300
@@ -80,10 +80,15 @@ class Store:
     async def latest(self, at_most: int | None = None) -> Snapshot | None:
         return self.first
 
-    async def save(self, position: int, report: PortfolioReport) -> int:
-        state = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
-        self.saved[position] = state
-        return len(state)
+    def begin(self, position: int, report: PortfolioReport) -> PendingSnapshot:
+        """The report as it is now: the fold goes on before `finish` (as a fork's)."""
+        return PendingSnapshot(position, pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL))
+
+    async def finish(self, pending: PendingSnapshot) -> int:
+        assert pending.pickled is not None
+        await asyncio.sleep(0)  # stored while the fold goes on
+        self.saved[pending.position] = pending.pickled
+        return len(pending.pickled)
 
 
 async def replay(
