@@ -33,6 +33,7 @@ from domain.ledger import (
     pool_threshold_events,
     with_changes,
 )
+from domain.ledger.sums import sums_only
 from shared.commands import EVENT_ID_NAMESPACE
 from shared.db import JsonDocument
 from shared.projection import CannotApply, Projection
@@ -187,13 +188,13 @@ class LedgerProjection(Projection):
             decided = pool_threshold_events(pool, parts or pool.overspent)
             for found in decided:
                 pool = evolve(pool, found)
-            self.pools[ident] = pool
+            self.pools[ident] = sums_only(pool)
         else:
             role: CapacityState = evolve(self.roles.get(ident), event)
             decided = capacity_threshold_events(role, self.tolerance_percent, parts)
             for found in decided:
                 role = evolve(role, found)
-            self.roles[ident] = role
+            self.roles[ident] = sums_only(role)
         return [
             self._queue(key, found, f"{event_id}/{index}", position, cause)
             for index, found in enumerate(decided)

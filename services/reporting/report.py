@@ -47,6 +47,7 @@ from contracts.base import FrozenModel, RecordedEvent
 from contracts.registry import EVENTS, UnknownEventType, payload_of
 from contracts.reports import PortfolioReportPublished, ReportDeadLettered, ReportDelivered
 from domain import deciders, ledger, risk
+from domain.ledger.sums import sums_only
 from domain.prioritization import PortfolioView, decide_ranking
 from domain.projects import evolve_profile, profile_from
 from domain.risk import alerts as risk_alerts
@@ -216,7 +217,7 @@ class PortfolioReport:
 
     def _fold_ledger(self, aggregate: str, payload: FrozenModel, aggregate_id: str) -> None:
         states: dict[str, Any] = self.pools if aggregate == lg.POOL else self.roles
-        states[aggregate_id] = _sums_only(deciders.evolve(states.get(aggregate_id), payload))
+        states[aggregate_id] = sums_only(deciders.evolve(states.get(aggregate_id), payload))
         if isinstance(payload, lg.ActualCostRecorded):
             project_id, amount = payload.project_id, payload.amount
             self.actual_cost[project_id] += amount
@@ -485,20 +486,8 @@ class PortfolioReport:
         }
 
 
-_NO_REFS = ledger.RefSet()
 #: The ledger's event types and the aggregate (pool or role) each is on.
 _LEDGER_AGGREGATE: dict[type[FrozenModel], str] = dict(lg.EVENT_AGGREGATE)
-
-
-def _sums_only(state: Any) -> Any:
-    """A pool or role without the references of every invoice and timesheet it has seen:
-    they only tell duplicates apart, which is the ledger's job, and would make the report's
-    memory and its snapshots grow with every invoice ever booked."""
-    if isinstance(state, ledger.PoolState) and state.actual_refs.levels:
-        return ledger.with_changes(state, actual_refs=_NO_REFS)
-    if isinstance(state, ledger.CapacityState) and state.hours_refs.levels:
-        return ledger.with_changes(state, hours_refs=_NO_REFS)
-    return state
 
 
 def fold(events: Iterable[RecordedEvent], cut: Cut | None = None, **kwargs: Any) -> PortfolioReport:
