@@ -33,6 +33,9 @@ log = structlog.get_logger(__name__)
 #: Seconds an alert's append or publication waits for its ack before the careful path
 #: (`EventLog.append`: retried with the same message id, conflicts recognised).
 ACK_SECONDS = 2.0
+#: At most this many appends (or publications) in flight: a flush after a long outage may
+#: hold thousands.
+WINDOW = 256
 
 
 @dataclass
@@ -118,7 +121,7 @@ class AlertFlusher:
         try:
             for item in todo:
                 alert_id = item.event.alert_id
-                if alert_id in busy:
+                if alert_id in busy or len(sent) >= WINDOW:
                     await self._settle(sent, position, link)
                     busy.clear()
                 expected = position.get(alert_id, self.last_appended.get(alert_id, 0))
@@ -212,22 +215,32 @@ class AlertFlusher:
                     done += self._published(item)
                 else:
                     sent.append((item, await acks.send(subject, body, headers)))
-            loop = asyncio.get_running_loop()
-            while sent:
-                item, ack = sent[0]
-                expiry = loop.call_later(ACK_SECONDS, _expire, ack)
-                try:
-                    await ack
-                except Exception:  # noqa: BLE001 - published again (stored once), waited for
-                    subject, body, headers = self._publication(item)
-                    await self.js.publish(subject, body, headers=headers)
-                finally:
-                    expiry.cancel()
-                sent.pop(0)
-                done += self._published(item)
+                    if len(sent) >= WINDOW:
+                        done += await self._published_all(sent)
+            done += await self._published_all(sent)
         finally:
             for _, ack in sent:
                 ack.cancel()
+        return done
+
+    async def _published_all(
+        self, sent: list[tuple[Pending, asyncio.Future[tuple[int, bool]]]]
+    ) -> int:
+        """The acks of the publications sent, in order; one without is published again."""
+        done = 0
+        loop = asyncio.get_running_loop()
+        while sent:
+            item, ack = sent[0]
+            expiry = loop.call_later(ACK_SECONDS, _expire, ack)
+            try:
+                await ack
+            except Exception:  # noqa: BLE001 - published again (stored once), waited for
+                subject, body, headers = self._publication(item)
+                await self.js.publish(subject, body, headers=headers)
+            finally:
+                expiry.cancel()
+            sent.pop(0)
+            done += self._published(item)
         return done
 
     def _publication(self, item: Pending) -> tuple[str, bytes, dict[str, str]]:
