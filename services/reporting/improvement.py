@@ -41,6 +41,7 @@ from services.reporting.facts import (
     Lesson,
     ProjectFacts,
     Status,
+    cumulative,
     money,
     text,
 )
@@ -230,6 +231,7 @@ def convergence_row(
     """A project's EAC series (`spent`: its actual cost by month); for a completed one
     with actual costs, the error of the forecast standing at each point of its life."""
     final = sum(spent.values(), ZERO)
+    ac_to = cumulative(spent)
     errors = []
     if facts.completed_on is not None and final:
         start = facts.started_on or facts.proposed.planned_start
@@ -237,7 +239,7 @@ def convergence_row(
         for at in LIFE_POINTS:
             moment = start + timedelta(days=life * at // 100)
             standing = next((x for x in reversed(points) if x.as_of <= moment), None)
-            eac = None if standing is None else standing.eac(spent)[1]
+            eac = None if standing is None else standing.eac(ac_to(standing.period))
             errors.append(
                 {
                     "life_percent": at,
@@ -253,7 +255,7 @@ def convergence_row(
         "status": str(facts.profile.status),
         "currency": facts.profile.currency,
         "final_cost": money(final) if final and facts.completed_on is not None else None,
-        "series": [x.as_json(spent) for x in points[:limit]],
+        "series": [x.as_json(ac_to(x.period)) for x in points[:limit]],
         "errors": errors,
     }
 
