@@ -33,8 +33,9 @@ class CapacityState:
     unit: lg.CapacityUnit
     version: int = 1
     capacity: Mapping[str, CapacityLine] = field(default_factory=dict)
-    #: Demand by (project, month), and its running total by month.
-    demand: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)
+    #: Demand by (project, month) (layered: a demand copies no other cell), and its running
+    #: total by month.
+    demand: LayeredMap[tuple[str, str], Decimal] = field(default_factory=LayeredMap)
     demand_by_period: Mapping[str, Decimal] = field(default_factory=dict)
     hours_refs: RefSet = field(default_factory=RefSet)
     #: Actual hours by (project, month), and their running total.
@@ -68,11 +69,9 @@ def evolve_capacity(state: CapacityState | None, event: FrozenModel) -> Capacity
     match event:
         case lg.DemandAssigned():
             cell = (event.project_id, event.period)
-            demand = dict(state.demand)
-            if event.amount:
-                demand[cell] = event.amount
-            else:
-                demand.pop(cell, None)
+            demand = (
+                state.demand.set(cell, event.amount) if event.amount else state.demand.remove(cell)
+            )
             by_period = {
                 **state.demand_by_period,
                 event.period: state.demand_in(event.period) - event.previous_amount + event.amount,

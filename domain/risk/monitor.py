@@ -179,26 +179,6 @@ def book_invoice(pool: PoolState, event: lg.ActualCostRecorded) -> PoolState:
     return with_changes(pool, **changes)
 
 
-def assign_demand(role: CapacityState, event: lg.DemandAssigned) -> CapacityState:
-    """`evolve_capacity` of a demand on a defined role, without copying the role's every
-    (project, month) cell: that copy grew with the portfolio (~300 µs a demand at 3,000
-    projects). The role's demand map is the monitor's own (`evolve_capacity` made it for
-    this role's first `CapacitySet`; only the monitor's latest state of the role is read),
-    so it is changed in place; the month totals (a few dozen) are copied as before."""
-    demand = role.demand
-    assert isinstance(demand, dict)
-    cell = (event.project_id, event.period)
-    if event.amount:
-        demand[cell] = event.amount
-    else:
-        demand.pop(cell, None)
-    by_period = {
-        **role.demand_by_period,
-        event.period: role.demand_in(event.period) - event.previous_amount + event.amount,
-    }
-    return with_changes(role, version=role.version + 1, demand_by_period=by_period)
-
-
 class AlertMonitor:
     """Folds the inputs of every metric and decides the alert events, one fact at a time."""
 
@@ -319,11 +299,7 @@ class AlertMonitor:
                 role_name: str = event.role  # type: ignore[attr-defined]
                 if isinstance(event, lg.ActualHoursRecorded) and role_name in self.roles:
                     return []  # hours are no metric's input (before CapacitySet they raise)
-                known = self.roles.get(role_name)
-                if known is not None and type(event) is lg.DemandAssigned:
-                    role = assign_demand(known, event)
-                else:
-                    role = evolve_capacity(known, event)
+                role = evolve_capacity(self.roles.get(role_name), event)
                 self.roles[role_name] = role
                 if isinstance(event, lg.CapacitySet | lg.DemandAssigned):
                     self.role_moved(decision, role, event.period)

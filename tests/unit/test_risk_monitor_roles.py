@@ -1,6 +1,6 @@
-"""The monitor folds a role's demand without copying its every cell (`assign_demand`): the
-role it keeps is the ledger's `evolve_capacity` fold of the same facts, field by field, and a
-closed project clears exactly its own alerts, in the order of their keys."""
+"""The role the monitor keeps is the ledger's `evolve_capacity` fold of the same facts, field
+by field, and its demand is what was assigned last to each cell (a dict of the facts, the
+oracle); a closed project clears exactly its own alerts, in the order of their keys."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from contracts import risks as r
 from domain.ledger.capacity import CapacityState, evolve_capacity
 from domain.risk.alerts import Reading, default_rules
 from domain.risk.decision import Decision
-from domain.risk.monitor import AlertMonitor, assign_demand
+from domain.risk.monitor import AlertMonitor
 
 D = Decimal
 
@@ -72,26 +72,18 @@ def test_the_monitor_keeps_the_role_evolve_capacity_folds() -> None:
     for seed in range(5):
         monitor = AlertMonitor()
         expected: CapacityState | None = None
+        assigned: dict[tuple[str, str], Decimal] = {}
         for index, fact in enumerate(_facts(seed)):
             monitor.fold(fact, f"e{index}", index + 1)
             expected = evolve_capacity(expected, fact)
             assert expected is not None
             assert _fields(monitor.roles["dev"]) == _fields(expected)
-
-
-def test_assign_demand_is_evolve_capacity_of_one_demand() -> None:
-    role = evolve_capacity(
-        None, lg.CapacitySet(role="dev", period="2027-01", amount=D(4), unit="fte", time_off=D(0))
-    )
-    event = lg.DemandAssigned(
-        role="dev", project_id="P1", period="2027-01", amount=D(3), previous_amount=D(0), unit="fte"
-    )
-    expected = evolve_capacity(role, event)
-    assert _fields(assign_demand(role, event)) == _fields(expected)
-    removed = lg.DemandAssigned(
-        role="dev", project_id="P1", period="2027-01", amount=D(0), previous_amount=D(3), unit="fte"
-    )
-    assert _fields(assign_demand(expected, removed)) == _fields(evolve_capacity(expected, removed))
+            if isinstance(fact, lg.DemandAssigned):
+                assigned[(fact.project_id, fact.period)] = fact.amount
+            assert dict(expected.demand) == {cell: a for cell, a in assigned.items() if a}
+            for period in expected.periods():
+                in_period = (a for (_, p), a in assigned.items() if p == period)
+                assert expected.demand_in(period) == sum(in_period, D(0))
 
 
 def test_a_closed_project_clears_its_own_alerts_in_key_order() -> None:
