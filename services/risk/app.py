@@ -8,6 +8,7 @@ from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
 
 from services.risk import handlers
+from services.risk.flusher import AlertFlusher
 from services.risk.projection import NAME, RiskProjection
 from shared.service import ServiceRuntime, build_app
 from shared.settings import RiskSettings
@@ -20,12 +21,12 @@ def create_app(settings: RiskSettings | None = None) -> FastStream:
     projection = RiskProjection()
     runtime = ServiceRuntime(NAME, settings, projection)
 
-    flusher: handlers.AlertFlusher | None = None
+    flusher: AlertFlusher | None = None
 
     async def flush() -> None:
         nonlocal flusher
         if flusher is None:
-            flusher = handlers.AlertFlusher(runtime.log, runtime.js, settings.subjects, projection)
+            flusher = AlertFlusher(runtime.log, runtime.js, settings.subjects, projection)
         await flusher.flush()
 
     class FlushAtStart:

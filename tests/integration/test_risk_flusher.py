@@ -16,8 +16,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from contracts import risks as r
 from contracts.subjects import ALERTS_STREAM, Subjects
 from domain.risk.alerts import AlertEvent
-from services.risk import handlers
-from services.risk.handlers import AlertFlusher
+from services.risk import flusher as flusher_module
+from services.risk.flusher import AlertFlusher
 from services.risk.projection import RiskProjection, identity
 from shared.chain import verify_chain
 from shared.decisions import append_decision
@@ -89,11 +89,13 @@ async def published(nc: Client) -> list[dict[str, Any]]:
     return [json.loads(m.data) | {"header": m.headers} for m in msgs]
 
 
-@pytest.mark.parametrize(("own_acks", "window"), [(True, handlers.WINDOW), (True, 2), (False, 2)])
+@pytest.mark.parametrize(
+    ("own_acks", "window"), [(True, flusher_module.WINDOW), (True, 2), (False, 2)]
+)
 async def test_a_flush_appends_in_the_order_decided_chained_without_reading_back(
     nc: Client, own_acks: bool, window: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(handlers, "WINDOW", window)
+    monkeypatch.setattr(flusher_module, "WINDOW", window)
     event_log = EventLog(nc.jetstream(), SUBJECTS, nc=nc if own_acks else None)
     await event_log.ensure_streams()
     projection = RiskProjection()
