@@ -118,7 +118,9 @@ class ServiceSettings(PortfolioSettings):
 class IntakeSettings(ServiceSettings):
     max_command_bytes: int = 64 * 1024
     rejection_raw_limit_bytes: int = 16 * 1024
-    conflict_retries: int = 3
+    #: Decisions of a command that lost the append's check to another writer, before it
+    #: is refused `conflict` (a command without expected_version only).
+    conflict_retries: int = 8
     #: Request/reply commands one source may send per second (the inbox is its own buffer).
     source_rate_per_second: float = 5000.0
     source_burst: float = 10000.0

@@ -6,6 +6,7 @@ Every refusal is answered with its reason and kept, raw, in the rejections strea
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -243,6 +244,8 @@ async def _decide_and_append(intake: Intake, command: Command) -> Reply:
             reply = await _append(intake, command, key, loaded, events, now)
         except ConcurrencyConflict:
             guessing, conflicts = False, conflicts + (0 if guessing else 1)
+            if conflicts > 1:  # another writer is in a burst (a service's decisions): let it
+                await asyncio.sleep(random.uniform(0, 0.002 * 2**conflicts))
             history = await intake.aggregates.history(key)
             landed = reply_from_history(history, command.command_id)
             if landed is not None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import pytest
 from nats.aio.client import Client
 
 from contracts.base import CommandAccepted, CommandRejected, ErrorCode
@@ -103,6 +106,53 @@ async def test_a_burst_for_one_aggregate_is_all_accepted_in_some_order(
     history = await event_log.read_aggregate("project", "P-1")
     landed = sorted(Decimal(str(r.envelope.payload["capex"])) for r in history[1:])
     assert landed == sorted(Decimal(capex) for capex in capexes)
+
+
+@pytest.mark.parametrize(("rival_wins", "accepted_in_the_end"), [(5, True), (12, False)])
+async def test_another_writer_in_a_burst_is_waited_out_then_refused(
+    nc: Client,
+    nats_url: str,
+    tmp_path: Path,
+    event_log: EventLog,
+    monkeypatch: pytest.MonkeyPatch,
+    rival_wins: int,
+    accepted_in_the_end: bool,
+) -> None:
+    """A service appending its decisions to the aggregate (the ledger's thresholds on a
+    pool) wins the append's check again and again: intake decides again, backing off, up to
+    its retries; beyond them the sender gets `conflict`, kept with its reason."""
+    original = EventLog.append
+    rivals: list[Any] = []
+
+    async def contested(
+        self: EventLog, envelope: Any, expected_last_position: int, previous_link: Any = None
+    ) -> Any:
+        if envelope.event_type == "ProjectEstimateUpdated" and len(rivals) < rival_wins:
+            rival = envelope.model_copy(
+                update={"event_id": str(uuid.uuid4()), "causation_id": f"rival-{len(rivals)}"}
+            )
+            end = await self.last_position_of("project", "P-1")
+            rivals.append(await original(self, rival, expected_last_position=end))
+        return await original(self, envelope, expected_last_position, previous_link)
+
+    async with running(nc, "intake", nats_url, tmp_path):
+        await send(nc, "ProposeProject", proposal("P-1"))
+        monkeypatch.setattr(EventLog, "append", contested)
+        body = {"project_id": "P-1", "capex": "900", "opex": "0", "reason": "new quote"}
+        reply = await send(nc, "UpdateProjectEstimate", body | {"command_id": "contested"})
+    history = await event_log.read_aggregate("project", "P-1")
+    ours = [e for e in history if e.envelope.causation_id == "contested"]
+    if accepted_in_the_end:
+        assert isinstance(reply, CommandAccepted), reply
+        assert len(ours) == 1 and len(rivals) == rival_wins
+        assert reply.events[0].position == ours[0].position
+    else:
+        assert isinstance(reply, CommandRejected) and reply.error.code == ErrorCode.CONFLICT
+        assert "kept changing" in reply.error.message and not ours
+        kept = [k async for k in read_rejections(nc.jetstream(), SUBJECTS)]
+        assert [k.command_id for k in kept] == ["contested"]
+        assert "kept changing" in kept[0].error.message
+    assert len(history) == 1 + len(rivals) + len(ours)
 
 
 async def test_expected_version_conflict(nc: Client, nats_url: str, tmp_path: Path) -> None:
