@@ -38,6 +38,14 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in json.loads(json.dumps(report)).items() if k != "generated_at"}
 
 
+async def same_as_a_full_fold(event_log: EventLog, store: SnapshotStore) -> None:
+    """The report now, from the store's snapshots, equals the one folded from the start."""
+    now = datetime.now(UTC)
+    fast = await fold(event_log, Cut(), snapshots=store)
+    slow = await fold(event_log, Cut())
+    assert comparable(documents.portfolio(fast, now)) == comparable(documents.portfolio(slow, now))
+
+
 async def snapshotted(
     event_log: EventLog, db: Database, fork: bool = snapshots_module.CAN_FORK
 ) -> tuple[Snapshotter, SnapshotStore]:
@@ -129,12 +137,7 @@ async def test_a_child_that_dies_costs_its_snapshot_only(
         count, _, newest = await store.stats()
         assert (count, newest) == (1200 // EVERY - 1, 1200)
         assert await store.latest(EVERY) is None  # the first one's child was killed
-        now = datetime.now(UTC)
-        fast = await fold(event_log, Cut(), snapshots=store)
-        slow = await fold(event_log, Cut())
-        assert comparable(documents.portfolio(fast, now)) == comparable(
-            documents.portfolio(slow, now)
-        )
+        await same_as_a_full_fold(event_log, store)
     finally:
         await snapshotter.stop()
         await db.close()
@@ -152,12 +155,7 @@ async def test_snapshots_of_other_code_are_ignored(
         monkeypatch.setattr(snapshots_module, "fingerprint", lambda: "other-code")
         changed = SnapshotStore(db)
         assert await changed.latest() is None
-        now = datetime.now(UTC)
-        fast = await fold(event_log, Cut(), snapshots=changed)
-        slow = await fold(event_log, Cut())
-        assert comparable(documents.portfolio(fast, now)) == comparable(
-            documents.portfolio(slow, now)
-        )
+        await same_as_a_full_fold(event_log, changed)
     finally:
         await db.close()
 
