@@ -347,9 +347,17 @@ class Snapshotter:
                     await self._storing
 
     async def flush(self) -> None:
-        """Wait until the snapshot begun last is stored (or has failed, logged)."""
-        if self._storing is not None:
-            await asyncio.shield(self._storing)
+        """Wait until every snapshot due at the position folded so far is stored (or has
+        failed, logged): one due may not be begun yet while the one before is stored."""
+        while True:
+            storing = self._storing
+            if storing is not None:
+                await asyncio.shield(storing)
+            running = self._task is not None and not self._task.done() and not self._stopping
+            if running and self.position - self._saved >= self.every:
+                await asyncio.sleep(0.005)  # the fold begins it once the one before is stored
+            elif self._storing is storing:
+                return
 
     def committed(self, first: int, last: int, events: list[RecordedEvent]) -> None:
         """The projection committed positions `first`..`last`, applying `events` (those it
@@ -465,7 +473,8 @@ class Snapshotter:
 
     async def _save(self, store: SnapshotStore) -> None:
         """Begin a snapshot of the fold as it is now, stored while the fold goes on."""
-        await self.flush()
+        if self._storing is not None:  # one child at a time
+            await asyncio.shield(self._storing)
         started = time.perf_counter()
         pending = store.begin(self.position, self._report)
         self._saved = self.position
