@@ -82,11 +82,6 @@ def create_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        # A checkpoint every 64 MB of log instead of 4 MB: a projection's rows land in
-        # every index of its tables, and each checkpoint wrote those pages again (a tenth
-        # of a replay's CPU); the log file is cut back to 16 MB after one.
-        cursor.execute("PRAGMA wal_autocheckpoint=16384")
-        cursor.execute("PRAGMA journal_size_limit=16777216")
         cursor.close()
 
     return engine
