@@ -3,7 +3,7 @@ its maps (a long history would otherwise cost quadratic time)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -112,6 +112,13 @@ class LayeredMap(Mapping[K, V]):
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._merged())
+
+    def items(self) -> ItemsView[K, V]:
+        """Merged once: Mapping's would look every key up again level by level."""
+        return self._merged().items()
+
+    def values(self) -> ValuesView[V]:
+        return self._merged().values()
 
     def __len__(self) -> int:
         return len(self._merged())

@@ -24,13 +24,15 @@ def portfolio(
     the last published report's, else the empty portfolio), described by `since`."""
     if baseline is None and report.published is not None:
         baseline, since = report.published.summary, report.since()
+    # Computed once here: the sections and the summary each asked for them again.
     healths = report.project_health()
+    pool_rows = ledger.budget_report(report.pools.values(), ledger.Grouping.POOL)
     return {
         "kind": "portfolio",
         "generated_at": iso(generated_at),
         "cut": report.cut_json(),
         "projects": figures.project_counts(report.projects),
-        "budget": figures.budget(report.pools),
+        "budget": figures.budget(report.pools, pool_rows),
         "coverage": figures.coverage(report.projects, report.objectives),
         "risks": figures.risk_exposure(report.risks),
         "health": figures.health(healths, report.projects),
@@ -38,11 +40,11 @@ def portfolio(
         "ranking": figures.ranking(report.latest_ranking(), report.projects),
         "alerts": figures.alerts_json(report.open_alerts()),
         "improvement": improvement.figures(report),
-        "forecast": forecasting.section(report),
+        "forecast": forecasting.section(report, healths),
         "stakeholders": engagement.figures(report.stakeholders),
         "changes": {
             "since": dict(since or {"kind": "start"}),
-            **changes(baseline, report.summary(healths)),
+            **changes(baseline, report.summary(healths, pool_rows)),
         },
     }
 

@@ -190,7 +190,7 @@ class EacPoint:
 
     def eac(self, ac: Decimal) -> Decimal | None:
         """EAC = BAC x AC / EV (None: EV or AC 0), `ac` the actual cost up to this month."""
-        return evm.earned_value(self.bac, ZERO, self.ev, ac).eac_typical
+        return evm.eac_typical(self.bac, self.ev, ac)
 
     def as_json(self, ac: Decimal) -> dict[str, Any]:
         eac = self.eac(ac)

@@ -74,8 +74,13 @@ def _project_item(facts: ProjectFacts) -> dict[str, Any]:
     }
 
 
-def budget(pools: Mapping[str, ledger.PoolState]) -> dict[str, Any]:
-    rows = ledger.budget_report(pools.values(), ledger.Grouping.POOL)
+def budget(
+    pools: Mapping[str, ledger.PoolState],
+    rows: Mapping[tuple[str, ...], ledger.BudgetFigures] | None = None,
+) -> dict[str, Any]:
+    """The budget section; `rows`: the pools' `budget_report` by pool, when computed."""
+    if rows is None:
+        rows = ledger.budget_report(pools.values(), ledger.Grouping.POOL)
     listed = []
     totals: dict[str, dict[str, Decimal]] = {}
     for (pool_id,), figures in rows.items():

@@ -24,6 +24,7 @@ Inputs (README, "Portfolio forecast"):
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -32,6 +33,7 @@ from typing import Any
 from contracts import risks as r
 from domain import forecast as fc
 from domain import risk
+from domain.risk import evm
 from services.reporting.facts import FUNDED, LIST_LIMIT, STAGES, ProjectFacts, iso, money
 from services.reporting.report import PortfolioReport
 
@@ -66,6 +68,7 @@ def inputs(
     project_id: str | None = None,
     programme_id: str | None = None,
     include_pipeline: bool = False,
+    healths: Mapping[str, evm.Health] | None = None,
 ) -> Inputs:
     statuses = COMMITTED | (STAGES["pipeline"] if include_pipeline else frozenset())
     if project_id is not None and project_id not in report.projects:
@@ -81,7 +84,7 @@ def inputs(
         and (project_id is None or pid == project_id)
         and (programme_id is None or facts.programme == programme_id)
     }
-    healths = report.project_health()
+    healths = report.project_health() if healths is None else healths
     outlooks = []
     for pid, facts in chosen.items():
         baseline = report.baselines.get(pid)
@@ -199,9 +202,11 @@ def run(
     programme_id: str | None = None,
     include_pipeline: bool = False,
     generated_at: datetime | None = None,
+    healths: Mapping[str, evm.Health] | None = None,
 ) -> dict[str, Any]:
-    """The forecast answer (kind `forecast`): reproducible from its seed and iterations."""
-    found = inputs(report, project_id, programme_id, include_pipeline)
+    """The forecast answer (kind `forecast`): reproducible from its seed and iterations.
+    `healths`: the report's `project_health()` when the caller has it already."""
+    found = inputs(report, project_id, programme_id, include_pipeline, healths)
     result = fc.simulate(
         found.projects, found.risks, found.budgets, iterations=iterations, seed=seed
     )
@@ -301,11 +306,13 @@ def iso_date(value: Any) -> str | None:
     return None if value is None else str(value.isoformat())
 
 
-def section(report: PortfolioReport) -> dict[str, Any]:
+def section(
+    report: PortfolioReport, healths: Mapping[str, evm.Health] | None = None
+) -> dict[str, Any]:
     """The report's forecast section: the whole committed portfolio, seed 0, 1,000
     iterations (`portfolio forecast` asks for more)."""
     try:
-        found = run(report, seed=REPORT_SEED, iterations=REPORT_ITERATIONS)
+        found = run(report, seed=REPORT_SEED, iterations=REPORT_ITERATIONS, healths=healths)
     except ValueError as error:  # an input the simulation cannot take: said, not raised
         return {"kind": "forecast", "error": str(error)}
     # The report carries its own cut and time.

@@ -436,10 +436,17 @@ class PortfolioReport:
             )
         return found
 
-    def summary(self, healths: Mapping[str, evm.Health] | None = None) -> dict[str, Any]:
-        """What a published report records and the next one's changes are measured from."""
+    def summary(
+        self,
+        healths: Mapping[str, evm.Health] | None = None,
+        pool_rows: Mapping[tuple[str, ...], ledger.BudgetFigures] | None = None,
+    ) -> dict[str, Any]:
+        """What a published report records and the next one's changes are measured from
+        (`healths`, `pool_rows`: the project health and budget by pool, when computed)."""
         healths = self.project_health() if healths is None else healths
-        rows = ledger.budget_report(self.pools.values(), ledger.Grouping.POOL)
+        rows = pool_rows
+        if rows is None:
+            rows = ledger.budget_report(self.pools.values(), ledger.Grouping.POOL)
         reserve = risk.contingency(self.risks.values())
         found = self.latest_ranking()
         open_alerts = self.open_alerts()

@@ -7,6 +7,8 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts import risks as r
 from domain.risk import BaselineState, Progress
@@ -15,6 +17,7 @@ from domain.risk.evm import (
     HealthThresholds,
     Rag,
     assess_project,
+    eac_typical,
     earned_value,
     portfolio_health,
     project_health,
@@ -277,3 +280,22 @@ def test_the_portfolio_takes_the_worst_programme_or_loose_project() -> None:
     )
     calmer = portfolio_health(projects[:2] + projects[3:], {"PRG-1": ["A", "B"]})
     assert (calmer.status, calmer.set_by) == (Rag.AMBER, ("PRG-1", "D"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.decimals(-10, 10**9, places=2, allow_nan=False),
+    st.decimals(-10, 10**9, places=2, allow_nan=False),
+    st.decimals(-10, 10**9, places=2, allow_nan=False),
+)
+def test_eac_typical_alone_is_earned_values(bac: Decimal, ev: Decimal, ac: Decimal) -> None:
+    """The report's EAC series takes EAC alone: the same figure, the same refusals."""
+    try:
+        expected: Decimal | str | None = earned_value(bac, 0, ev, ac).eac_typical
+    except ValueError as error:
+        expected = str(error)
+    try:
+        found: Decimal | str | None = eac_typical(bac, ev, ac)
+    except ValueError as error:
+        found = str(error)
+    assert found == expected

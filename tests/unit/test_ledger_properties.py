@@ -695,6 +695,8 @@ def test_ref_sets_and_layered_maps_behave_as_sets_and_dicts(ops: list[tuple[str,
         plain_dict[key] = value
         assert set(refs) == plain_set and len(refs) == len(plain_set)
         assert dict(mapping) == plain_dict and len(mapping) == len(plain_dict)
+        assert list(mapping.items()) == list(plain_dict.items())
+        assert list(mapping.values()) == list(plain_dict.values())
         assert all(k in refs and k in mapping for k in plain_set)
         assert "z" not in refs and "z" not in mapping and mapping.get("z") is None
         # The earlier versions are untouched.
@@ -724,6 +726,9 @@ def test_layered_maps_remove_as_dicts_do(ops: list[tuple[bool, str, int]]) -> No
             plain[key] = value
         versions.append((mapping, dict(plain)))
         assert dict(mapping) == plain and len(mapping) == len(plain)
+        assert list(mapping.items()) == [(k, mapping[k]) for k in mapping]
+        assert list(mapping.values()) == [mapping[k] for k in mapping]
+        assert dict(mapping.items()) == plain
         for k in "abcdefghijz":
             assert (k in mapping) == (k in plain)
             assert mapping.get(k) == plain.get(k) and mapping.get(k, -1) == plain.get(k, -1)
