@@ -443,13 +443,20 @@ class EventLog:
         assert msg.data is not None and msg.seq is not None
         return RecordedEvent(position=msg.seq, envelope=EventEnvelope.model_validate_json(msg.data))
 
-    async def read_aggregate(self, aggregate_type: str, aggregate_id: str) -> list[RecordedEvent]:
+    async def read_aggregate(
+        self, aggregate_type: str, aggregate_id: str, after: int = 0
+    ) -> list[RecordedEvent]:
+        """The aggregate's events in order; `after`: only those after that log position."""
         subject = self.subjects.events(aggregate_type, aggregate_id)
         try:
             last = await self.js.get_last_msg(LOG_STREAM, subject)
         except NotFoundError:
             return []
-        return [e async for e in self.read(filter_subject=subject, until_position=last.seq)]
+        if last.seq is not None and last.seq <= after:
+            return []
+        return [
+            e async for e in self.read(after + 1, filter_subject=subject, until_position=last.seq)
+        ]
 
     async def read(
         self,

@@ -82,6 +82,33 @@ class AggregateStore:
         self._cache.pop(key, None)
         return await self.log.read_aggregate(*key)
 
+    async def catch_up(
+        self, key: tuple[str, str], stale: Loaded
+    ) -> tuple[Loaded, list[RecordedEvent]]:
+        """`stale` (lost an append's expected-position check) with the aggregate's events
+        since folded on, and those events (the last `len(since)` versions): a pool a million
+        events long has thousands of its own, and another writer's one or two are all that
+        changed. With none since (a log not as the cache remembers it), the whole history
+        is folded again."""
+        self._cache.pop(key, None)
+        since = await self.log.read_aggregate(*key, after=stale.last_position)
+        if not since:
+            history = await self.log.read_aggregate(*key)
+            return fold(history), history
+        state = stale.state
+        for recorded in since:
+            state = evolve(state, payload_of(recorded.envelope))
+        # The stale one is dropped: its set of command ids grows on in the fresh one.
+        stale.commands.update(recorded.envelope.causation_id for recorded in since)
+        fresh = Loaded(
+            state=state,
+            version=stale.version + len(since),
+            last_position=since[-1].position,
+            commands=stale.commands,
+            last_link=chain.link_of(since[-1].envelope),
+        )
+        return fresh, since
+
     def advance(self, key: tuple[str, str], loaded: Loaded) -> None:
         self._remember(key, loaded)
 
@@ -109,8 +136,11 @@ def fold(history: list[RecordedEvent]) -> Loaded:
     )
 
 
-def reply_from_history(history: list[RecordedEvent], command_id: str) -> CommandAccepted | None:
-    """The answer a command got the first time, if its events are already in the log."""
+def reply_from_history(
+    history: list[RecordedEvent], command_id: str, first_version: int = 1
+) -> CommandAccepted | None:
+    """The answer a command got the first time, if its events are already in the log
+    (`history`: the aggregate's events from version `first_version` on)."""
     events = tuple(
         AppendedEvent(
             event_id=r.envelope.event_id,
@@ -120,7 +150,7 @@ def reply_from_history(history: list[RecordedEvent], command_id: str) -> Command
             position=r.position,
             version=version,
         )
-        for version, r in enumerate(history, start=1)
+        for version, r in enumerate(history, start=first_version)
         if r.envelope.causation_id == command_id
     )
     if not events:

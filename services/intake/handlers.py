@@ -246,11 +246,11 @@ async def _decide_and_append(intake: Intake, command: Command) -> Reply:
             guessing, conflicts = False, conflicts + (0 if guessing else 1)
             if conflicts > 1:  # another writer is in a burst (a service's decisions): let it
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**conflicts))
-            history = await intake.aggregates.history(key)
-            landed = reply_from_history(history, command.command_id)
+            loaded, since = await intake.aggregates.catch_up(key, loaded)
+            first_version = loaded.version - len(since) + 1
+            landed = reply_from_history(since, command.command_id, first_version)
             if landed is not None:
                 return landed
-            loaded = fold(history)
             continue
         return reply
     return _conflict(command, loaded.version)

@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client
 
 from contracts.base import CommandAccepted, CommandRejected, ErrorCode
-from shared.eventlog import EventLog
+from shared.eventlog import ConcurrencyConflict, EventLog
 from shared.rejections import read_rejections
 from tests.integration.helpers import SUBJECTS, proposal, running, send
 
@@ -153,6 +153,93 @@ async def test_another_writer_in_a_burst_is_waited_out_then_refused(
         assert [k.command_id for k in kept] == ["contested"]
         assert "kept changing" in kept[0].error.message
     assert len(history) == 1 + len(rivals) + len(ours)
+
+
+async def test_a_conflict_reads_only_what_another_writer_appended(
+    nc: Client,
+    nats_url: str,
+    tmp_path: Path,
+    event_log: EventLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Losing the append's check to another writer, intake folds that writer's event onto
+    what it had, instead of the aggregate's whole history again; the versions it answers
+    with and decides on are still the log's."""
+    original_append, original_read = EventLog.append, EventLog.read_aggregate
+    rivals: list[Any] = []
+    reads: list[tuple[int, int]] = []
+
+    async def contested(
+        self: EventLog, envelope: Any, expected_last_position: int, previous_link: Any = None
+    ) -> Any:
+        if envelope.causation_id == "contested" and not rivals:
+            rival = envelope.model_copy(
+                update={"event_id": str(uuid.uuid4()), "causation_id": "rival"}
+            )
+            end = await self.last_position_of("project", "P-1")
+            rivals.append(await original_append(self, rival, expected_last_position=end))
+        return await original_append(self, envelope, expected_last_position, previous_link)
+
+    async def counted(self: EventLog, kind: str, key: str, after: int = 0) -> Any:
+        found = await original_read(self, kind, key, after)
+        reads.append((after, len(found)))
+        return found
+
+    body = {"project_id": "P-1", "opex": "0", "reason": "new quote"}
+    async with running(nc, "intake", nats_url, tmp_path):
+        await send(nc, "ProposeProject", proposal("P-1"))
+        for capex in range(1000, 1030):
+            assert isinstance(
+                await send(nc, "UpdateProjectEstimate", body | {"capex": capex}), CommandAccepted
+            )
+        before = await event_log.read_aggregate("project", "P-1")
+        monkeypatch.setattr(EventLog, "append", contested)
+        monkeypatch.setattr(EventLog, "read_aggregate", counted)
+        reply = await send(
+            nc, "UpdateProjectEstimate", body | {"capex": 5, "command_id": "contested"}
+        )
+        monkeypatch.setattr(EventLog, "read_aggregate", original_read)
+        assert isinstance(reply, CommandAccepted), reply
+        # What intake now knows is the log's: a command expecting the next version passes.
+        follow = body | {"capex": 6, "expected_version": len(before) + 2}
+        assert isinstance(await send(nc, "UpdateProjectEstimate", follow), CommandAccepted)
+    assert reads == [(before[-1].position, 1)]  # the rival's event alone, once
+    history = await event_log.read_aggregate("project", "P-1")
+    (ours,) = [e for e in history if e.envelope.causation_id == "contested"]
+    assert (reply.events[0].position, reply.events[0].version) == (ours.position, len(before) + 2)
+    assert [e.envelope.causation_id for e in history[len(before) :]][:2] == ["rival", "contested"]
+
+
+async def test_a_command_whose_append_landed_unseen_gets_the_logs_versions(
+    nc: Client,
+    nats_url: str,
+    tmp_path: Path,
+    event_log: EventLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The append landed but intake was told of a conflict (an answer lost, the retry
+    refused): catching up, it finds its own event and answers with the log's version."""
+    original = EventLog.append
+
+    async def lost(
+        self: EventLog, envelope: Any, expected_last_position: int, previous_link: Any = None
+    ) -> Any:
+        result = await original(self, envelope, expected_last_position, previous_link)
+        if envelope.causation_id == "unseen":
+            raise ConcurrencyConflict("P-1", expected_last_position, "the answer was lost")
+        return result
+
+    body = {"project_id": "P-1", "opex": "0", "reason": "new quote"}
+    async with running(nc, "intake", nats_url, tmp_path):
+        await send(nc, "ProposeProject", proposal("P-1"))
+        for capex in (1000, 1001, 1002):
+            await send(nc, "UpdateProjectEstimate", body | {"capex": capex})
+        monkeypatch.setattr(EventLog, "append", lost)
+        reply = await send(nc, "UpdateProjectEstimate", body | {"capex": 7, "command_id": "unseen"})
+    history = await event_log.read_aggregate("project", "P-1")
+    assert isinstance(reply, CommandAccepted), reply
+    (ours,) = [(v, e) for v, e in enumerate(history, 1) if e.envelope.causation_id == "unseen"]
+    assert [(e.position, e.version) for e in reply.events] == [(ours[1].position, ours[0])]
 
 
 async def test_expected_version_conflict(nc: Client, nats_url: str, tmp_path: Path) -> None:
