@@ -95,19 +95,7 @@ class AggregateStore:
         if not since:
             history = await self.log.read_aggregate(*key)
             return fold(history), history
-        state = stale.state
-        for recorded in since:
-            state = evolve(state, payload_of(recorded.envelope))
-        # The stale one is dropped: its set of command ids grows on in the fresh one.
-        stale.commands.update(recorded.envelope.causation_id for recorded in since)
-        fresh = Loaded(
-            state=state,
-            version=stale.version + len(since),
-            last_position=since[-1].position,
-            commands=stale.commands,
-            last_link=chain.link_of(since[-1].envelope),
-        )
-        return fresh, since
+        return fold(since, onto=stale), since
 
     def advance(self, key: tuple[str, str], loaded: Loaded) -> None:
         self._remember(key, loaded)
@@ -123,16 +111,22 @@ class AggregateStore:
         return loaded
 
 
-def fold(history: list[RecordedEvent]) -> Loaded:
-    state: Any = None
+def fold(history: list[RecordedEvent], onto: Loaded | None = None) -> Loaded:
+    """`history` folded onto `onto` (the events that follow it; default: an aggregate with
+    no events yet). `onto` is dropped: its set of command ids grows on in the result."""
+    base = new_aggregate() if onto is None else onto
+    if not history:
+        return base
+    state = base.state
     for recorded in history:
         state = evolve(state, payload_of(recorded.envelope))
+    base.commands.update(recorded.envelope.causation_id for recorded in history)
     return Loaded(
         state=state,
-        version=len(history),
-        last_position=history[-1].position if history else 0,
-        commands={recorded.envelope.causation_id for recorded in history},
-        last_link=chain.link_of(history[-1].envelope) if history else chain.GENESIS,
+        version=base.version + len(history),
+        last_position=history[-1].position,
+        commands=base.commands,
+        last_link=chain.link_of(history[-1].envelope),
     )
 
 
