@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 import structlog
+import zstandard
 from sqlalchemy import (
     Column,
     Connection,
@@ -80,18 +81,63 @@ def fingerprint() -> str:
     return digest.hexdigest()[:32]
 
 
-#: How a snapshot's pickle is stored: xz (LZMA) at its fastest preset, about two thirds of
-#: zlib's size at level 1 for some 40 ms more per 2 MB pickled (on the database's thread).
-#: Snapshots stored with zlib before are still read.
+#: How a snapshot's pickle is stored: Zstandard at level 9. Against xz at its fastest preset
+#: (what snapshots were before) it is 3% bigger, packs in 0.30 s instead of 0.52 and unpacks
+#: in 0.03 s instead of 0.20 (the 19 MB pickle of a million-event fold): a report as of a
+#: past time unpacks one, and the forked child that packs one shares two cores with the
+#: replay. Snapshots stored as xz or zlib before are still read.
+ZSTD_LEVEL = 9
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
+_ZLIB_FIRST = 0x78  # a zlib stream's first byte (deflate, 32 KiB window)
 
 
 def pack(pickled: bytes) -> bytes:
-    return lzma.compress(pickled, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, preset=0)
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
+    return compressor.compress(pickled)
 
 
 def unpack(state: bytes) -> bytes:
-    return lzma.decompress(state) if state.startswith(_XZ_MAGIC) else zlib.decompress(state)
+    """The pickle a stored snapshot holds, whichever of the three forms it was stored in."""
+    if state.startswith(_ZSTD_MAGIC):
+        return zstandard.ZstdDecompressor().decompress(state)
+    if state.startswith(_XZ_MAGIC):
+        return lzma.decompress(state)
+    if state[:1] == bytes((_ZLIB_FIRST,)):
+        return zlib.decompress(state)
+    raise ValueError(f"a snapshot in no known format (first bytes {state[:6].hex()})")
+
+
+#: What reading a damaged snapshot raises (a truncated or altered blob, a bad pickle).
+_UNREADABLE = (
+    ValueError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    zstandard.ZstdError,
+    pickle.UnpicklingError,
+    AttributeError,
+    ImportError,
+    IndexError,
+    KeyError,
+    TypeError,
+)
+
+
+def _load(state: bytes) -> PortfolioReport:
+    pickled = unpack(state)
+    # Millions of objects, none of them garbage: collecting while they are made only
+    # walks them again and again (a quarter of the load's time).
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        report: PortfolioReport = pickle.loads(pickled)
+    finally:
+        if paused:
+            gc.enable()
+    if not isinstance(report, PortfolioReport):
+        raise TypeError(f"a snapshot of a {type(report).__name__}, not a report")
+    return report
 
 
 metadata = MetaData()
@@ -150,24 +196,21 @@ class SnapshotStore:
             select(t.position, t.state)
             .where(t.fingerprint == self.fingerprint)
             .order_by(t.position.desc())
-            .limit(1)
         )
         if at_most is not None:
             query = query.where(t.position <= at_most)
-        row = conn.execute(query).first()
-        if row is None:
-            return None
-        pickled = unpack(row.state)
-        # Millions of objects, none of them garbage: collecting while they are made only
-        # walks them again and again (a quarter of the load's time).
-        paused = gc.isenabled()
-        gc.disable()
-        try:
-            report: PortfolioReport = pickle.loads(pickled)
-        finally:
-            if paused:
-                gc.enable()
-        return Snapshot(row.position, report)
+        # Newest first, one row at a time: a snapshot that cannot be read (a damaged file)
+        # costs a longer fold from the one before it, never the report.
+        for row in conn.execute(query):
+            try:
+                return Snapshot(row.position, _load(row.state))
+            except _UNREADABLE as error:
+                log.warning(
+                    "snapshot.unreadable",
+                    position=row.position,
+                    error=f"{type(error).__name__}: {error}",
+                )
+        return None
 
     async def save(self, position: int, report: PortfolioReport) -> int:
         """Save the report as it is now; returns the bytes stored."""
@@ -201,7 +244,7 @@ class SnapshotStore:
                 os.waitpid(pending.pid, 0)  # noqa: ASYNC222 - killed: reaped at once
             raise
         code = os.waitstatus_to_exitcode(status)
-        if code != 0 or not state.startswith(_XZ_MAGIC):
+        if code != 0 or not state.startswith(_ZSTD_MAGIC):
             raise SnapshotFailed(
                 f"the child pickling the snapshot at {pending.position} ended with {code}"
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import lzma
 import os
 import signal
 from datetime import UTC, datetime, timedelta
@@ -156,6 +157,70 @@ async def test_snapshots_of_other_code_are_ignored(
         changed = SnapshotStore(db)
         assert await changed.latest() is None
         await same_as_a_full_fold(event_log, changed)
+    finally:
+        await db.close()
+
+
+async def test_a_damaged_snapshot_costs_a_longer_fold_never_the_report(
+    nc: Client, event_log: EventLog, tmp_path: Path
+) -> None:
+    """The newest snapshot's bytes damaged on disk (cut short, overwritten, in no known
+    format): the report folds from the one before it, equal to a full fold."""
+    await publish(nc.jetstream(), BigLog(1300, seed=8).events())
+    db = Database(database_url(tmp_path))
+    snapshotter, store = await snapshotted(event_log, db)
+    await snapshotter.stop()
+    table = snapshots_module.snapshots_table
+    try:
+        newest = await store.latest()
+        assert newest is not None and newest.position == 1200
+        good = await db.read(
+            lambda conn: conn.execute(table.select().where(table.c.position == 1200)).one().state
+        )
+        for damaged in (good[: len(good) // 2], b"\x00" * 64, good[:4] + b"\x00" * 60):
+            await db.write(
+                lambda conn, state: conn.execute(
+                    table.update().where(table.c.position == 1200).values(state=state)
+                ),
+                damaged,
+            )
+            found = await store.latest()
+            assert found is not None and found.position == 800
+            await same_as_a_full_fold(event_log, store)
+    finally:
+        await db.close()
+
+
+async def test_snapshots_stored_as_xz_by_the_previous_version_are_read(
+    nc: Client, event_log: EventLog, tmp_path: Path
+) -> None:
+    """Snapshots the previous version stored (xz) open with this one: a report from them
+    equals a full fold, and the new ones beside them are Zstandard."""
+    await publish(nc.jetstream(), BigLog(900, seed=9).events())
+    db = Database(database_url(tmp_path))
+    snapshotter, store = await snapshotted(event_log, db)
+    await snapshotter.stop()
+    table = snapshots_module.snapshots_table
+    try:
+        rows = await db.read(lambda conn: conn.execute(table.select()).all())
+        assert rows and all(row.state.startswith(b"\x28\xb5\x2f\xfd") for row in rows)
+        for row in rows:  # rewritten as the previous version stored them
+            old = lzma.compress(
+                snapshots_module.unpack(row.state),
+                format=lzma.FORMAT_XZ,
+                check=lzma.CHECK_NONE,
+                preset=0,
+            )
+            await db.write(
+                lambda conn, position, state: conn.execute(
+                    table.update().where(table.c.position == position).values(state=state)
+                ),
+                row.position,
+                old,
+            )
+        found = await store.latest()
+        assert found is not None and found.position == 800
+        await same_as_a_full_fold(event_log, store)
     finally:
         await db.close()
 

@@ -6,6 +6,7 @@ the same snapshots, at the same positions, as folding the whole log in order."""
 from __future__ import annotations
 
 import asyncio
+import lzma
 import pickle
 import zlib
 from collections.abc import AsyncIterator
@@ -190,7 +191,19 @@ def test_snapshots_are_packed_smaller_and_older_ones_still_read(
 ) -> None:
     pickled = pickle.dumps(PortfolioReport().apply_all(events), protocol=pickle.HIGHEST_PROTOCOL)
     packed = snapshots_module.pack(pickled)
-    older = zlib.compress(pickled, 1)
-    assert len(packed) < len(older) * 0.8
-    assert snapshots_module.unpack(packed) == pickled
-    assert snapshots_module.unpack(older) == pickled
+    zlib_form = zlib.compress(pickled, 1)  # two versions ago
+    xz_form = lzma.compress(pickled, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, preset=0)
+    assert len(packed) < len(zlib_form) * 0.8
+    assert packed.startswith(b"\x28\xb5\x2f\xfd")  # Zstandard
+    for stored in (packed, zlib_form, xz_form):
+        assert snapshots_module.unpack(stored) == pickled
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"", b"\x00" * 32, b"PK\x03\x04 a zip", b"\x28\xb5\x2f\xfd" + b"\x00" * 8],
+    ids=["empty", "zeros", "other-format", "cut-short-zstd"],
+)
+def test_bytes_that_are_no_snapshot_are_refused_with_an_error(stored: bytes) -> None:
+    with pytest.raises(snapshots_module._UNREADABLE):
+        snapshots_module._load(stored)
