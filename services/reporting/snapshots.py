@@ -190,6 +190,20 @@ class SnapshotStore:
         """The newest snapshot at or before position `at_most` (any, when None)."""
         return await self.db.read(self._latest, at_most)
 
+    async def newest_position(self, at_most: int) -> int | None:
+        """Where the snapshot `latest(at_most)` would be taken from, without loading it."""
+
+        def query(conn: Connection) -> int | None:
+            t = snapshots_table.c
+            found = conn.execute(
+                select(func.max(t.position)).where(
+                    (t.fingerprint == self.fingerprint) & (t.position <= at_most)
+                )
+            ).scalar()
+            return None if found is None else int(found)
+
+        return await self.db.read(query)
+
     def _latest(self, conn: Connection, at_most: int | None) -> Snapshot | None:
         t = snapshots_table.c
         query = (

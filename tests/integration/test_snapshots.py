@@ -19,7 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bench.biglog import BigLog, publish
 from contracts.subjects import LOG_STREAM
-from services.reporting import documents
+from services.reporting import documents, timetravel
 from services.reporting import snapshots as snapshots_module
 from services.reporting.facts import Cut
 from services.reporting.snapshots import SnapshotStore, Snapshotter
@@ -223,6 +223,94 @@ async def test_snapshots_stored_as_xz_by_the_previous_version_are_read(
         await same_as_a_full_fold(event_log, store)
     finally:
         await db.close()
+
+
+async def _two_ways(
+    event_log: EventLog,
+    cut: Cut,
+    earlier: Cut,
+    store: SnapshotStore | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """The portfolio report at `cut` with its changes since `earlier` (in place of the day
+    before), as the service builds it and, the oracle, folded once per cut; and whether
+    the service folded it in one pass."""
+    now = datetime.now(UTC)
+    monkeypatch.setattr(timetravel, "previous_day", lambda _cut, _now: earlier)
+    real, passes = timetravel._fold_through, []
+
+    async def counted(*args: Any) -> Any:
+        found = await real(*args)
+        passes.append(found is not None)
+        return found
+
+    async def never(*_: Any) -> None:
+        return None
+
+    monkeypatch.setattr(timetravel, "_fold_through", counted)
+    _, served = await portfolio_report(event_log, cut, now, snapshots=store)
+    monkeypatch.setattr(timetravel, "_fold_through", never)
+    _, two_folds = await portfolio_report(event_log, cut, now, snapshots=store)
+    monkeypatch.undo()
+    return comparable(served), comparable(two_folds), passes == [True]
+
+
+@pytest.mark.parametrize("with_snapshots", [True, False], ids=["snapshots", "no-snapshots"])
+async def test_a_report_and_its_day_before_in_one_pass_equal_two_folds(
+    nc: Client,
+    event_log: EventLog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    with_snapshots: bool,
+) -> None:
+    """A report's changes since the day before come from one pass over the log (the
+    earlier cut's summary taken on the way) when no snapshot lies between the two cuts,
+    and equal folding each cut alone: cuts between two snapshots, on one, the same cut
+    twice; with a snapshot between them each cut folds from its own."""
+    await publish(nc.jetstream(), BigLog(2000, seed=10).events())
+    db = Database(database_url(tmp_path))
+    snapshotter, store = await snapshotted(event_log, db)
+    await snapshotter.stop()
+    try:
+        positions = (300, 420, 790, 800, 1210, 1590, 1990)
+        times = {p: await _stored_time(event_log, p) for p in positions}
+        pairs = [  # (earlier, later, one pass with snapshots every 400)
+            (420, 790, True),
+            (800, 800, True),
+            (1210, 1590, True),
+            (300, 1210, False),
+            (790, 1990, False),
+            (1210, None, False),
+        ]
+        for before, after, in_one_pass in pairs:
+            earlier = Cut(as_of=times[before])
+            cut = Cut(as_of=None if after is None else times[after])
+            served, two_folds, one_pass = await _two_ways(
+                event_log, cut, earlier, store if with_snapshots else None, monkeypatch
+            )
+            assert served == two_folds
+            assert one_pass == (in_one_pass or not with_snapshots)
+            since = served["changes"]["since"]
+            assert since["kind"] == "previous_day" and since["position"] >= before
+            assert since["as_of"] == times[before].isoformat()
+    finally:
+        await db.close()
+
+
+async def test_an_event_recorded_after_the_earlier_cut_but_stored_before_it(
+    nc: Client, event_log: EventLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An intake whose clock runs ahead of the server's: an event stored before the
+    earlier cut but recorded after it belongs to the later report only. Folded in one
+    pass it would be left out of both; the report is folded once per cut instead."""
+    envelopes = list(BigLog(1200, seed=11).events())
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    envelopes[699] = envelopes[699].model_copy(update={"recorded_at": ahead})
+    await publish(nc.jetstream(), iter(envelopes))
+    earlier = Cut(as_of=await _stored_time(event_log, 900))
+    served, two_folds, one_pass = await _two_ways(event_log, Cut(), earlier, None, monkeypatch)
+    assert served == two_folds and not one_pass
+    assert served["cut"]["position"] == 1200 and served["cut"]["events"] == 1200
 
 
 async def test_position_at_a_time(nc: Client, event_log: EventLog) -> None:
