@@ -40,7 +40,7 @@ from contracts.queries import (
     ReplayStarted,
     ServiceStatus,
 )
-from shared import metrics, tracing
+from shared import metrics, nats_headers, tracing
 from shared.db import Database, skipped_events
 from shared.eventlog import EventLog
 from shared.lease import Lease
@@ -129,6 +129,7 @@ class ServiceRuntime:
     async def start(self) -> None:
         settings = self.settings
         tracing.configure(self.name)
+        nats_headers.install()
         self._nc = await nats.connect(
             settings.nats_servers(),
             name=f"portfolio-{self.name}",
