@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
+from sys import intern
+from typing import NamedTuple
 
 from contracts import risks as r
 from contracts.base import Command, ErrorCode, FieldError, FrozenModel
@@ -15,8 +17,19 @@ from domain.risk.register import cents
 # --- project baselines and progress ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Progress:
+# The points of every baseline are kept by every fold (reporting, risk, each snapshot):
+# tuples, a fraction of the memory of a model or a dataclass, pickled without either's
+# per-instance state; their months interned (a few dozen values, held thousands of times).
+
+
+class PlannedPoint(NamedTuple):
+    """The cumulative planned value at the end of a month (the contract's `PlannedValue`)."""
+
+    period: str
+    planned_value: Decimal
+
+
+class Progress(NamedTuple):
     period: str
     percent_complete: Decimal
     forecast_end: date | None
@@ -27,7 +40,7 @@ class BaselineState:
     project_id: str
     revision: int
     budget_at_completion: Decimal
-    planned_value_by_period: tuple[r.PlannedValue, ...]
+    planned_value_by_period: tuple[PlannedPoint, ...]
     planned_end: date | None
     version: int
     #: One entry per reported month, ascending; a later report for a month replaces it.
@@ -72,7 +85,10 @@ def evolve_baseline(state: BaselineState | None, event: FrozenModel) -> Baseline
                 project_id=event.project_id,
                 revision=event.revision,
                 budget_at_completion=event.budget_at_completion,
-                planned_value_by_period=event.planned_value_by_period,
+                planned_value_by_period=tuple(
+                    PlannedPoint(intern(x.period), x.planned_value)
+                    for x in event.planned_value_by_period
+                ),
                 planned_end=event.planned_end,
                 version=1 if state is None else state.version + 1,
                 progress=() if state is None else state.progress,
@@ -83,7 +99,7 @@ def evolve_baseline(state: BaselineState | None, event: FrozenModel) -> Baseline
     match event:
         case r.ProgressReported():
             entry = Progress(
-                period=event.period,
+                period=intern(event.period),
                 percent_complete=event.percent_complete,
                 forecast_end=event.forecast_end,
             )

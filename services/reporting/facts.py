@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 
 from contracts import projects as p
 from contracts import risks as r
@@ -172,9 +172,9 @@ def cumulative(spent: Mapping[str, Decimal]) -> Callable[[str], Decimal]:
     return lambda period: totals[bisect_right(months, period)]
 
 
-@dataclass(frozen=True)
-class EacPoint:
-    """One progress report: the baseline's BAC then and the earned value."""
+class EacPoint(NamedTuple):
+    """One progress report: the baseline's BAC then and the earned value (a tuple: every
+    project keeps one a month, in memory and in every snapshot)."""
 
     period: str
     position: int

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from sys import intern
 from typing import Any
 
 from pydantic import ValidationError
@@ -329,7 +330,7 @@ class PortfolioReport:
         ]
         points.append(
             EacPoint(
-                period=progress.period,
+                period=intern(progress.period),
                 position=position,
                 percent_complete=progress.percent_complete,
                 bac=baseline.budget_at_completion,
