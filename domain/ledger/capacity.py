@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from sys import intern
 
 from contracts import ledger as lg
 from contracts.base import Command, ErrorCode, FrozenModel
@@ -68,7 +69,7 @@ def evolve_capacity(state: CapacityState | None, event: FrozenModel) -> Capacity
     state = with_changes(state, version=state.version + 1)
     match event:
         case lg.DemandAssigned():
-            cell = (event.project_id, event.period)
+            cell = (intern(event.project_id), intern(event.period))
             demand = (
                 state.demand.set(cell, event.amount) if event.amount else state.demand.remove(cell)
             )
@@ -78,7 +79,7 @@ def evolve_capacity(state: CapacityState | None, event: FrozenModel) -> Capacity
             }
             return with_changes(state, demand=demand, demand_by_period=by_period)
         case lg.ActualHoursRecorded():
-            cell = (event.project_id, event.period)
+            cell = (intern(event.project_id), intern(event.period))
             return with_changes(
                 state,
                 hours_refs=state.hours_refs.add(event.external_ref),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from sys import intern
 
 from contracts import ledger as lg
 from contracts.base import Command, ErrorCode, FrozenModel
@@ -116,7 +117,7 @@ def _commit(state: PoolState, key: str, line: CommitmentLine) -> PoolState:
 
 
 def _book_actual(state: PoolState, event: lg.ActualCostRecorded) -> PoolState:
-    cell = (event.project_id, event.period)
+    cell = (intern(event.project_id), intern(event.period))
     state = with_changes(
         state,
         actual_refs=state.actual_refs.add(event.external_ref),

@@ -225,7 +225,8 @@ class PortfolioReport:
             by_period = self.actual_by_period.get(project_id)
             if by_period is None:
                 by_period = self.actual_by_period[project_id] = {}
-            by_period[payload.period] = by_period.get(payload.period, ZERO) + amount
+            period = intern(payload.period)
+            by_period[period] = by_period.get(period, ZERO) + amount
 
     def _fold_other(
         self, kind: type[FrozenModel], payload: FrozenModel, event: RecordedEvent
