@@ -22,6 +22,7 @@ from contracts.subjects import LOG_STREAM
 from services.reporting import documents, timetravel
 from services.reporting import snapshots as snapshots_module
 from services.reporting.facts import Cut
+from services.reporting.handlers import PublishRequest, publish_report
 from services.reporting.snapshots import SnapshotStore, Snapshotter
 from services.reporting.timetravel import fold, portfolio_report, position_at
 from shared.db import Database
@@ -293,6 +294,37 @@ async def test_a_report_and_its_day_before_in_one_pass_equal_two_folds(
             since = served["changes"]["since"]
             assert since["kind"] == "previous_day" and since["position"] >= before
             assert since["as_of"] == times[before].isoformat()
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("with_snapshots", [True, False], ids=["snapshots", "no-snapshots"])
+async def test_a_report_published_between_the_cuts_is_what_changes_are_measured_from(
+    nc: Client,
+    event_log: EventLog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    with_snapshots: bool,
+) -> None:
+    """A report published after the day before: the changes are measured from it, not
+    from the day before, whether the publication lies between the cuts or before both."""
+    await publish(nc.jetstream(), BigLog(1200, seed=12).events())
+    now = datetime.now(UTC)
+    published = await publish_report(event_log, PublishRequest(rationale="month end"), now, 10**7)
+    assert published is not None
+    db = Database(database_url(tmp_path))
+    snapshotter, store = await snapshotted(event_log, db)
+    await snapshotter.stop()
+    try:
+        last = await event_log.last_position()
+        assert last == 1201
+        for before in (1100, 1201):  # the publication between the cuts, then before both
+            earlier = Cut(as_of=await _stored_time(event_log, before))
+            served, two_folds, _ = await _two_ways(
+                event_log, Cut(), earlier, store if with_snapshots else None, monkeypatch
+            )
+            assert served == two_folds
+            assert served["changes"]["since"]["kind"] == "published"
     finally:
         await db.close()
 
