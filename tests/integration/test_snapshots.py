@@ -64,6 +64,17 @@ async def snapshotted(
     return snapshotter, snapshotter.store
 
 
+async def stored_with_snapshots(
+    nc: Client, event_log: EventLog, tmp_path: Path, events: int, seed: int
+) -> tuple[Database, SnapshotStore]:
+    """A generated log of `events` and its snapshots, every `EVERY`, all stored."""
+    await publish(nc.jetstream(), BigLog(events, seed=seed).events())
+    db = Database(database_url(tmp_path))
+    snapshotter, store = await snapshotted(event_log, db)
+    await snapshotter.stop()
+    return db, store
+
+
 @pytest.mark.parametrize("fork", [True, False], ids=["forked", "in-process"])
 async def test_reports_from_snapshots_equal_full_folds(
     nc: Client, event_log: EventLog, tmp_path: Path, fork: bool
@@ -148,10 +159,7 @@ async def test_a_child_that_dies_costs_its_snapshot_only(
 async def test_snapshots_of_other_code_are_ignored(
     nc: Client, event_log: EventLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await publish(nc.jetstream(), BigLog(1000, seed=4).events())
-    db = Database(database_url(tmp_path))
-    snapshotter, store = await snapshotted(event_log, db)
-    await snapshotter.stop()
+    db, store = await stored_with_snapshots(nc, event_log, tmp_path, 1000, 4)
     try:
         assert await store.latest() is not None
         monkeypatch.setattr(snapshots_module, "fingerprint", lambda: "other-code")
@@ -167,10 +175,7 @@ async def test_a_damaged_snapshot_costs_a_longer_fold_never_the_report(
 ) -> None:
     """The newest snapshot's bytes damaged on disk (cut short, overwritten, in no known
     format): the report folds from the one before it, equal to a full fold."""
-    await publish(nc.jetstream(), BigLog(1300, seed=8).events())
-    db = Database(database_url(tmp_path))
-    snapshotter, store = await snapshotted(event_log, db)
-    await snapshotter.stop()
+    db, store = await stored_with_snapshots(nc, event_log, tmp_path, 1300, 8)
     table = snapshots_module.snapshots_table
     try:
         newest = await store.latest()
@@ -179,12 +184,7 @@ async def test_a_damaged_snapshot_costs_a_longer_fold_never_the_report(
             lambda conn: conn.execute(table.select().where(table.c.position == 1200)).one().state
         )
         for damaged in (good[: len(good) // 2], b"\x00" * 64, good[:4] + b"\x00" * 60):
-            await db.write(
-                lambda conn, state: conn.execute(
-                    table.update().where(table.c.position == 1200).values(state=state)
-                ),
-                damaged,
-            )
+            await _overwrite(db, 1200, damaged)
             found = await store.latest()
             assert found is not None and found.position == 800
             await same_as_a_full_fold(event_log, store)
@@ -197,10 +197,7 @@ async def test_snapshots_stored_as_xz_by_the_previous_version_are_read(
 ) -> None:
     """Snapshots the previous version stored (xz) open with this one: a report from them
     equals a full fold, and the new ones beside them are Zstandard."""
-    await publish(nc.jetstream(), BigLog(900, seed=9).events())
-    db = Database(database_url(tmp_path))
-    snapshotter, store = await snapshotted(event_log, db)
-    await snapshotter.stop()
+    db, store = await stored_with_snapshots(nc, event_log, tmp_path, 900, 9)
     table = snapshots_module.snapshots_table
     try:
         rows = await db.read(lambda conn: conn.execute(table.select()).all())
@@ -212,18 +209,22 @@ async def test_snapshots_stored_as_xz_by_the_previous_version_are_read(
                 check=lzma.CHECK_NONE,
                 preset=0,
             )
-            await db.write(
-                lambda conn, position, state: conn.execute(
-                    table.update().where(table.c.position == position).values(state=state)
-                ),
-                row.position,
-                old,
-            )
+            await _overwrite(db, row.position, old)
         found = await store.latest()
         assert found is not None and found.position == 800
         await same_as_a_full_fold(event_log, store)
     finally:
         await db.close()
+
+
+async def _overwrite(db: Database, position: int, state: bytes) -> None:
+    """The stored bytes of the snapshot at `position`, replaced as on disk."""
+    table = snapshots_module.snapshots_table
+    await db.write(
+        lambda conn: conn.execute(
+            table.update().where(table.c.position == position).values(state=state)
+        )
+    )
 
 
 async def _two_ways(
@@ -268,10 +269,7 @@ async def test_a_report_and_its_day_before_in_one_pass_equal_two_folds(
     earlier cut's summary taken on the way) when no snapshot lies between the two cuts,
     and equal folding each cut alone: cuts between two snapshots, on one, the same cut
     twice; with a snapshot between them each cut folds from its own."""
-    await publish(nc.jetstream(), BigLog(2000, seed=10).events())
-    db = Database(database_url(tmp_path))
-    snapshotter, store = await snapshotted(event_log, db)
-    await snapshotter.stop()
+    db, store = await stored_with_snapshots(nc, event_log, tmp_path, 2000, 10)
     try:
         positions = (300, 420, 790, 800, 1210, 1590, 1990)
         times = {p: await _stored_time(event_log, p) for p in positions}
