@@ -6,13 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from sys import intern
 
 from contracts import ledger as lg
 from contracts.base import Command, ErrorCode, FrozenModel
 from domain.kernel import Refs, Rejected, refuse
 from domain.ledger.eligibility import fundable, may_record_costs
-from domain.ledger.periods import ZERO
+from domain.ledger.periods import ZERO, cell_of
 from domain.ledger.persistent import LayeredMap, RefSet, with_changes
 
 # --- the capacity aggregate (one role) --------------------------------------------------
@@ -69,7 +68,7 @@ def evolve_capacity(state: CapacityState | None, event: FrozenModel) -> Capacity
     state = with_changes(state, version=state.version + 1)
     match event:
         case lg.DemandAssigned():
-            cell = (intern(event.project_id), intern(event.period))
+            cell = cell_of(event.project_id, event.period)
             demand = (
                 state.demand.set(cell, event.amount) if event.amount else state.demand.remove(cell)
             )
@@ -79,7 +78,7 @@ def evolve_capacity(state: CapacityState | None, event: FrozenModel) -> Capacity
             }
             return with_changes(state, demand=demand, demand_by_period=by_period)
         case lg.ActualHoursRecorded():
-            cell = (intern(event.project_id), intern(event.period))
+            cell = cell_of(event.project_id, event.period)
             return with_changes(
                 state,
                 hours_refs=state.hours_refs.add(event.external_ref),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
+from sys import intern
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
@@ -11,6 +12,13 @@ HUNDRED = Decimal(100)
 
 
 # --- months and fiscal periods ----------------------------------------------------------
+
+
+def cell_of(project_id: str, period: str) -> tuple[str, str]:
+    """The key of a project's month in a pool's or a role's figures: its strings interned,
+    as thousands of cells share a few thousand ids and a few dozen months (each event's
+    payload brings new copies)."""
+    return intern(project_id), intern(period)
 
 
 def month_index(period: str) -> int:

@@ -5,13 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from sys import intern
 
 from contracts import ledger as lg
 from contracts.base import Command, ErrorCode, FrozenModel
 from domain.kernel import Refs, Rejected, refuse
 from domain.ledger.eligibility import fundable, may_record_costs
-from domain.ledger.periods import ZERO, fiscal_label, fiscal_months, months_between, percent
+from domain.ledger.periods import (
+    ZERO,
+    cell_of,
+    fiscal_label,
+    fiscal_months,
+    months_between,
+    percent,
+)
 from domain.ledger.persistent import LayeredMap, RefSet, with_changes
 
 # --- refusals ---------------------------------------------------------------------------
@@ -117,7 +123,7 @@ def _commit(state: PoolState, key: str, line: CommitmentLine) -> PoolState:
 
 
 def _book_actual(state: PoolState, event: lg.ActualCostRecorded) -> PoolState:
-    cell = (intern(event.project_id), intern(event.period))
+    cell = cell_of(event.project_id, event.period)
     state = with_changes(
         state,
         actual_refs=state.actual_refs.add(event.external_ref),

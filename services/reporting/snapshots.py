@@ -190,17 +190,22 @@ class SnapshotStore:
         """The newest snapshot at or before position `at_most` (any, when None)."""
         return await self.db.read(self._latest, at_most)
 
-    async def newest_position(self, at_most: int) -> int | None:
-        """Where the snapshot `latest(at_most)` would be taken from, without loading it."""
+    async def any_between(self, after: int, until: int) -> bool:
+        """Whether a snapshot lies after position `after`, at or before `until` (one is
+        cheaper to load than folding the events up to it)."""
 
-        def query(conn: Connection) -> int | None:
+        def query(conn: Connection) -> bool:
             t = snapshots_table.c
             found = conn.execute(
-                select(func.max(t.position)).where(
-                    (t.fingerprint == self.fingerprint) & (t.position <= at_most)
+                select(t.position)
+                .where(
+                    (t.fingerprint == self.fingerprint)
+                    & (t.position > after)
+                    & (t.position <= until)
                 )
-            ).scalar()
-            return None if found is None else int(found)
+                .limit(1)
+            ).first()
+            return found is not None
 
         return await self.db.read(query)
 

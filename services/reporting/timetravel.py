@@ -173,11 +173,8 @@ async def _fold_through(
     assert earlier.as_of is not None
     end = await (position_at(log, cut.as_of) if cut.as_of else log.last_position())
     middle = await position_at(log, earlier.as_of)
-    if snapshots is not None and await snapshots.newest_position(
-        end
-    ) != await snapshots.newest_position(middle):
-        # A snapshot between the cuts: loading it costs less than folding up to it.
-        return None
+    if snapshots is not None and await snapshots.any_between(middle, end):
+        return None  # the later cut loads that snapshot: cheaper than folding up to it
     report, start = PortfolioReport(cut=earlier), 1
     if snapshots is not None:
         found = await snapshots.latest(middle)

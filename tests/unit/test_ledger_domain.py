@@ -27,6 +27,7 @@ from domain.ledger import (
     fiscal_months,
     pool_threshold_events,
 )
+from domain.ledger.periods import cell_of
 from domain.projects import ProjectState
 
 NOW = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
@@ -1112,3 +1113,16 @@ def test_events_round_trip_through_json() -> None:
     for event in (DEFINED, ALLOCATED_CRM, PO_1, CAPACITY_SET, ASSIGNED, actual("1.10", "I")):
         again = type(event).model_validate_json(event.model_dump_json())
         assert again == event
+
+
+def test_a_pools_cells_share_one_string_per_project_and_month() -> None:
+    """Each event parsed from the wire brings its own copies of the ids: the cells keep
+    one, however many invoices name them (memory that would grow with every invoice)."""
+    state = given(DEFINED, ALLOCATED_CRM)
+    for ref in ("INV-1", "INV-2", "INV-3"):
+        wire = actual("100", ref).model_dump_json()
+        state = evolve(state, lg.ActualCostRecorded.model_validate_json(wire))
+    ((project_id, period),) = list(state.actual_cells)
+    assert state.actual_cells[(project_id, period)] == D("300")
+    shared = cell_of("".join(["CR", "M"]), "".join(["2025", "-05"]))
+    assert project_id is shared[0] and period is shared[1]

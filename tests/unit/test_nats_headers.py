@@ -1,5 +1,5 @@
 """The faster header parse gives nats-py's own result for any bytes (the oracle is the
-library's parser itself), and a service process uses it once installed."""
+library's parser itself), and stands in for nats-py's once installed."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_names_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(nats_headers._NAMES) <= 8
 
 
-def test_installed_in_a_service_process() -> None:
+def test_installed_once_in_place_of_nats_pys_own() -> None:
     nats_headers.install()
     nats_headers.install()  # twice: still nats-py's own parser behind it
     assert Client._parse_header_lines is nats_headers.parse_header_lines
