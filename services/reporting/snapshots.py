@@ -12,29 +12,28 @@ Pickling the fold costs about a second per 20 MB of state, which at a million ev
 half of a replay's CPU: where the platform can fork, a child process pickles and
 compresses a copy-on-write image of the fold while the service folds on (as Redis'
 BGSAVE does), and hands the bytes back through a pipe; the parent only stores them.
+How a snapshot is stored (in parts that consecutive snapshots share) is
+snapshot_format.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
-import lzma
 import os
 import pickle
 import signal
 import time
 import warnings
-import zlib
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import structlog
-import zstandard
 from sqlalchemy import (
     Column,
     Connection,
@@ -50,7 +49,9 @@ from sqlalchemy import (
 )
 
 from contracts.base import RecordedEvent
+from services.reporting import snapshot_format
 from services.reporting.report import PortfolioReport
+from services.reporting.snapshot_format import UNREADABLE, SnapshotParts
 from shared.db import Database
 from shared.eventlog import EventLog
 
@@ -81,65 +82,6 @@ def fingerprint() -> str:
     return digest.hexdigest()[:32]
 
 
-#: How a snapshot's pickle is stored: Zstandard at level 9. Against xz at its fastest preset
-#: (what snapshots were before) it is 3% bigger, packs in 0.30 s instead of 0.52 and unpacks
-#: in 0.03 s instead of 0.20 (the 19 MB pickle of a million-event fold): a report as of a
-#: past time unpacks one, and the forked child that packs one shares two cores with the
-#: replay. Snapshots stored as xz or zlib before are still read.
-ZSTD_LEVEL = 9
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_XZ_MAGIC = b"\xfd7zXZ\x00"
-_ZLIB_FIRST = 0x78  # a zlib stream's first byte (deflate, 32 KiB window)
-
-
-def pack(pickled: bytes) -> bytes:
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
-    return compressor.compress(pickled)
-
-
-def unpack(state: bytes) -> bytes:
-    """The pickle a stored snapshot holds, whichever of the three forms it was stored in."""
-    if state.startswith(_ZSTD_MAGIC):
-        return zstandard.ZstdDecompressor().decompress(state)
-    if state.startswith(_XZ_MAGIC):
-        return lzma.decompress(state)
-    if state[:1] == bytes((_ZLIB_FIRST,)):
-        return zlib.decompress(state)
-    raise ValueError(f"a snapshot in no known format (first bytes {state[:6].hex()})")
-
-
-#: What reading a damaged snapshot raises (a truncated or altered blob, a bad pickle).
-_UNREADABLE = (
-    ValueError,
-    EOFError,
-    zlib.error,
-    lzma.LZMAError,
-    zstandard.ZstdError,
-    pickle.UnpicklingError,
-    AttributeError,
-    ImportError,
-    IndexError,
-    KeyError,
-    TypeError,
-)
-
-
-def _load(state: bytes) -> PortfolioReport:
-    pickled = unpack(state)
-    # Millions of objects, none of them garbage: collecting while they are made only
-    # walks them again and again (a quarter of the load's time).
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        report: PortfolioReport = pickle.loads(pickled)
-    finally:
-        if paused:
-            gc.enable()
-    if not isinstance(report, PortfolioReport):
-        raise TypeError(f"a snapshot of a {type(report).__name__}, not a report")
-    return report
-
-
 metadata = MetaData()
 snapshots_table = Table(
     "reporting_snapshots",
@@ -151,6 +93,17 @@ snapshots_table = Table(
     Column("size", Integer, nullable=False),
     Column("state", LargeBinary, nullable=False),
 )
+#: The parts snapshots share (snapshot_format.py), once each, by the digest of their pickle.
+parts_table = Table(
+    "reporting_snapshot_parts",
+    metadata,
+    Column("digest", LargeBinary(snapshot_format.DIGEST_SIZE), primary_key=True),
+    Column("fingerprint", String(32), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+#: Digests asked for in one query (SQLite's older builds allow 999 parameters).
+_DIGESTS_PER_QUERY = 500
 
 
 @dataclass(frozen=True)
@@ -169,12 +122,14 @@ class SnapshotFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class PendingSnapshot:
-    """A snapshot begun: pickled here already (`pickled`), or by child `pid` into `pipe`."""
+    """A snapshot begun: made here already (`parts`), or by child `pid` into `pipe`.
+    `pins` keeps the levels it may store apart alive until it is stored."""
 
     position: int
-    pickled: bytes | None = None
+    parts: SnapshotParts | None = None
     pid: int = 0
     pipe: int = -1
+    pins: tuple[object, ...] = ()
 
 
 class SnapshotStore:
@@ -182,6 +137,13 @@ class SnapshotStore:
         self.db = db
         self.fork = fork
         self.fingerprint = fingerprint()
+        #: The last snapshot stored: its parts' digests by the id of their level, and the
+        #: levels themselves, held so that no other object takes one of those ids.
+        self._known: Mapping[int, bytes] = {}
+        self._pins: tuple[object, ...] = ()
+        #: Digests of the parts stored (by this process: a part stored before a restart is
+        #: packed once more, and not stored twice).
+        self._stored: set[bytes] = set()
 
     async def create(self) -> None:
         await self.db.write(lambda conn: metadata.create_all(conn))
@@ -218,18 +180,32 @@ class SnapshotStore:
         )
         if at_most is not None:
             query = query.where(t.position <= at_most)
-        # Newest first, one row at a time: a snapshot that cannot be read (a damaged file)
-        # costs a longer fold from the one before it, never the report.
+        # Newest first, one row at a time: a snapshot that cannot be read (a damaged file,
+        # a part missing) costs a longer fold from the one before it, never the report.
         for row in conn.execute(query):
             try:
-                return Snapshot(row.position, _load(row.state))
-            except _UNREADABLE as error:
+                report = snapshot_format.load(row.state, lambda ds: self._parts(conn, ds))
+                return Snapshot(row.position, report)
+            except UNREADABLE as error:
                 log.warning(
                     "snapshot.unreadable",
                     position=row.position,
                     error=f"{type(error).__name__}: {error}",
                 )
         return None
+
+    def _parts(self, conn: Connection, digests: list[bytes]) -> dict[bytes, bytes]:
+        t = parts_table.c
+        found: dict[bytes, bytes] = {}
+        for start in range(0, len(digests), _DIGESTS_PER_QUERY):
+            rows = conn.execute(
+                select(t.digest, t.data).where(
+                    (t.fingerprint == self.fingerprint)
+                    & t.digest.in_(digests[start : start + _DIGESTS_PER_QUERY])
+                )
+            )
+            found.update((bytes(row.digest), bytes(row.data)) for row in rows)
+        return found
 
     async def save(self, position: int, report: PortfolioReport) -> int:
         """Save the report as it is now; returns the bytes stored."""
@@ -238,22 +214,30 @@ class SnapshotStore:
     def begin(self, position: int, report: PortfolioReport) -> PendingSnapshot:
         """Take the report as it is at this instant: forked (the child pickles the image
         the fork froze, so the caller may fold on at once), else pickled here."""
+        pins = tuple(snapshot_format.pinned_levels(report))
+        pinned = frozenset(map(id, pins))
         if self.fork:
             read, write = os.pipe()
             with warnings.catch_warnings():  # the child touches no lock another thread holds
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
             if pid == 0:  # pragma: no cover - the child, measured by the snapshot tests
-                _pack_and_exit(report, read, write)
+                _dump_and_exit(report, pinned, self._known, self._stored, read, write)
             os.close(write)
-            return PendingSnapshot(position, pid=pid, pipe=read)
-        return PendingSnapshot(position, pickled=pickle.dumps(report, pickle.HIGHEST_PROTOCOL))
+            return PendingSnapshot(position, pid=pid, pipe=read, pins=pins)
+        parts = snapshot_format.dump(report, pinned, self._known, self._stored)
+        return PendingSnapshot(position, parts=parts, pins=pins)
 
     async def finish(self, pending: PendingSnapshot) -> int:
-        """Store a begun snapshot (compressed off the event loop: on the database's thread,
-        or in the child); returns the bytes stored. Cancelled, it ends the child."""
-        if pending.pickled is not None:
-            return await self.db.write(self._save, pending.position, pending.pickled, True)
+        """Store a begun snapshot; returns the bytes stored (its own and its new parts').
+        Cancelled, it ends the child."""
+        parts = pending.parts if pending.parts is not None else await self._from_child(pending)
+        size = await self.db.write(self._save, pending.position, parts)
+        self._known, self._pins = parts.ids, pending.pins
+        self._stored.update(parts.new)
+        return size
+
+    async def _from_child(self, pending: PendingSnapshot) -> SnapshotParts:
         try:
             state = await asyncio.to_thread(_read_all, pending.pipe)
             _, status = await asyncio.to_thread(os.waitpid, pending.pid, 0)
@@ -263,55 +247,83 @@ class SnapshotStore:
                 os.waitpid(pending.pid, 0)  # noqa: ASYNC222 - killed: reaped at once
             raise
         code = os.waitstatus_to_exitcode(status)
-        if code != 0 or not state.startswith(_ZSTD_MAGIC):
+        try:
+            parts = pickle.loads(state) if code == 0 else None
+        except UNREADABLE:
+            parts = None
+        if not isinstance(parts, SnapshotParts):
             raise SnapshotFailed(
                 f"the child pickling the snapshot at {pending.position} ended with {code}"
             )
-        return await self.db.write(self._save, pending.position, state, False)
+        return parts
 
-    def _save(self, conn: Connection, position: int, data: bytes, pickled: bool) -> int:
-        state = pack(data) if pickled else data
-        t = snapshots_table.c
+    def _save(self, conn: Connection, position: int, parts: SnapshotParts) -> int:
+        t, pt = snapshots_table.c, parts_table.c
         conn.execute(delete(snapshots_table).where(t.fingerprint != self.fingerprint))
+        conn.execute(delete(parts_table).where(pt.fingerprint != self.fingerprint))
         conn.execute(
             delete(snapshots_table).where(
                 (t.position == position) & (t.fingerprint == self.fingerprint)
             )
         )
+        new = dict(parts.new)
+        if new:
+            for present in self._parts(conn, list(new)):
+                del new[present]
+        if new:
+            conn.execute(
+                parts_table.insert(),
+                [
+                    {"digest": d, "fingerprint": self.fingerprint, "size": len(b), "data": b}
+                    for d, b in new.items()
+                ],
+            )
         conn.execute(
             snapshots_table.insert(),
             {
                 "position": position,
                 "fingerprint": self.fingerprint,
                 "taken_at": datetime.now(UTC).replace(tzinfo=None),
-                "size": len(state),
-                "state": state,
+                "size": len(parts.blob),
+                "state": parts.blob,
             },
         )
-        return len(state)
+        return len(parts.blob) + sum(map(len, new.values()))
 
     async def stats(self) -> tuple[int, int, int]:
-        """(count, total bytes, newest position) of the current code's snapshots."""
+        """(count, total bytes with their parts, newest position) of the current code's
+        snapshots."""
 
         def query(conn: Connection) -> tuple[int, int, int]:
-            t = snapshots_table.c
+            t, pt = snapshots_table.c, parts_table.c
             row = conn.execute(
                 select(func.count(), func.sum(t.size), func.max(t.position)).where(
                     t.fingerprint == self.fingerprint
                 )
             ).one()
-            return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+            parts = conn.execute(
+                select(func.sum(pt.size)).where(pt.fingerprint == self.fingerprint)
+            ).scalar()
+            return int(row[0] or 0), int(row[1] or 0) + int(parts or 0), int(row[2] or 0)
 
         return await self.db.read(query)
 
 
-def _pack_and_exit(report: PortfolioReport, read: int, write: int) -> None:
-    """The forked child: the snapshot's bytes into the pipe, then gone without running
+def _dump_and_exit(
+    report: PortfolioReport,
+    pinned: frozenset[int],
+    known: Mapping[int, bytes],
+    stored: set[bytes],
+    read: int,
+    write: int,
+) -> None:
+    """The forked child: the snapshot's parts into the pipe, then gone without running
     anything the parent owns (no atexit, no buffers flushed twice, no connection closed)."""
     status = 1
     try:
         os.close(read)
-        data = memoryview(pack(pickle.dumps(report, pickle.HIGHEST_PROTOCOL)))
+        parts = snapshot_format.dump(report, pinned, known, stored)
+        data = memoryview(pickle.dumps(parts, pickle.HIGHEST_PROTOCOL))
         while data:
             data = data[os.write(write, data) :]
         status = 0

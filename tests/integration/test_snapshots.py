@@ -19,7 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bench.biglog import BigLog, publish
 from contracts.subjects import LOG_STREAM
-from services.reporting import documents, timetravel
+from services.reporting import documents, snapshot_format, timetravel
 from services.reporting import snapshots as snapshots_module
 from services.reporting.facts import Cut
 from services.reporting.handlers import PublishRequest, publish_report
@@ -112,6 +112,53 @@ async def test_reports_from_snapshots_equal_full_folds(
         await db.close()
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "in-process"])
+async def test_snapshots_in_parts_equal_full_folds_and_share_their_parts(
+    nc: Client, event_log: EventLog, tmp_path: Path, fork: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger's big levels stored apart (levels of 8 items and more here): reports
+    from them equal full folds, consecutive snapshots share parts, and a part lost on
+    disk costs the snapshots that need it, never the report."""
+    monkeypatch.setattr(snapshot_format, "PART_MIN_ITEMS", 8)
+    await publish(nc.jetstream(), BigLog(EVENTS, seed=4).events())
+    db = Database(database_url(tmp_path))
+    snapshotter, store = await snapshotted(event_log, db, fork)
+    parts = snapshots_module.parts_table
+    try:
+        assert store._known and set(store._known) <= set(map(id, store._pins))
+        rows = await db.read(
+            lambda conn: conn.execute(
+                snapshots_module.snapshots_table.select().order_by("position")
+            ).all()
+        )
+        referred = [snapshot_format.digests_of(row.state) for row in rows]
+        assert sum(map(bool, referred)) >= len(rows) - 1
+        stored = await db.read(lambda conn: conn.execute(parts.select()).all())
+        assert 0 < len(stored) < sum(map(len, referred)) / 2
+        count, size, _ = await store.stats()
+        own = sum(len(row.state) for row in rows)
+        assert (count, size) == (len(rows), own + sum(row.size for row in stored))
+        now = datetime.now(UTC)
+        for position in (EVERY * 2 + 1, EVENTS // 2, EVENTS - 3):
+            cut = Cut(as_of=await _stored_time(event_log, position))
+            fast = await fold(event_log, cut, snapshots=store)
+            slow = await fold(event_log, cut)
+            assert comparable(documents.portfolio(fast, now)) == comparable(
+                documents.portfolio(slow, now)
+            )
+        newest, before = referred[-1], set().union(*referred[:-1])
+        only_newest = next(d for d in newest if d not in before)
+        await db.write(
+            lambda conn: conn.execute(parts.delete().where(parts.c.digest == only_newest))
+        )
+        found = await store.latest()
+        assert found is not None and found.position == rows[-2].position
+        await same_as_a_full_fold(event_log, store)
+    finally:
+        await snapshotter.stop()
+        await db.close()
+
+
 async def test_a_child_that_dies_costs_its_snapshot_only(
     nc: Client, event_log: EventLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,7 +167,7 @@ async def test_a_child_that_dies_costs_its_snapshot_only(
     if not snapshots_module.CAN_FORK:
         pytest.skip("snapshots are pickled in-process here")
     await publish(nc.jetstream(), BigLog(1200, seed=6).events())
-    real_pack = snapshots_module.pack
+    real_pack = snapshot_format.pack
 
     def dies_first(pickled: bytes) -> bytes:
         if os.getpid() != parent and positions[0] == 0:  # the first snapshot's child
@@ -128,7 +175,7 @@ async def test_a_child_that_dies_costs_its_snapshot_only(
         return real_pack(pickled)
 
     parent, positions = os.getpid(), [0]
-    monkeypatch.setattr(snapshots_module, "pack", dies_first)
+    monkeypatch.setattr(snapshot_format, "pack", dies_first)
     db = Database(database_url(tmp_path))
     snapshotter = Snapshotter(SimpleNamespace(log=event_log, db=db), every=EVERY, poll=0.05)
     store = SnapshotStore(db, fork=True)
@@ -204,7 +251,7 @@ async def test_snapshots_stored_as_xz_by_the_previous_version_are_read(
         assert rows and all(row.state.startswith(b"\x28\xb5\x2f\xfd") for row in rows)
         for row in rows:  # rewritten as the previous version stored them
             old = lzma.compress(
-                snapshots_module.unpack(row.state),
+                snapshot_format.unpack(row.state),
                 format=lzma.FORMAT_XZ,
                 check=lzma.CHECK_NONE,
                 preset=0,

@@ -17,8 +17,10 @@ import pytest
 
 from bench.biglog import BigLog
 from contracts.base import RecordedEvent
+from services.reporting import snapshot_format
 from services.reporting import snapshots as snapshots_module
 from services.reporting.report import PortfolioReport
+from services.reporting.snapshot_format import SnapshotParts
 from services.reporting.snapshots import PendingSnapshot, Snapshot, Snapshotter
 
 EVENTS = 2400
@@ -83,13 +85,14 @@ class Store:
 
     def begin(self, position: int, report: PortfolioReport) -> PendingSnapshot:
         """The report as it is now: the fold goes on before `finish` (as a fork's)."""
-        return PendingSnapshot(position, pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL))
+        pickled = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
+        return PendingSnapshot(position, parts=SnapshotParts(pickled))
 
     async def finish(self, pending: PendingSnapshot) -> int:
-        assert pending.pickled is not None
+        assert pending.parts is not None
         await asyncio.sleep(0)  # stored while the fold goes on
-        self.saved[pending.position] = pending.pickled
-        return len(pending.pickled)
+        self.saved[pending.position] = pending.parts.blob
+        return len(pending.parts.blob)
 
 
 async def replay(
@@ -190,20 +193,36 @@ def test_snapshots_are_packed_smaller_and_older_ones_still_read(
     events: list[RecordedEvent],
 ) -> None:
     pickled = pickle.dumps(PortfolioReport().apply_all(events), protocol=pickle.HIGHEST_PROTOCOL)
-    packed = snapshots_module.pack(pickled)
+    packed = snapshot_format.pack(pickled)
     zlib_form = zlib.compress(pickled, 1)  # two versions ago
     xz_form = lzma.compress(pickled, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, preset=0)
     assert len(packed) < len(zlib_form) * 0.8
     assert packed.startswith(b"\x28\xb5\x2f\xfd")  # Zstandard
     for stored in (packed, zlib_form, xz_form):
-        assert snapshots_module.unpack(stored) == pickled
+        assert snapshot_format.unpack(stored) == pickled
 
 
 @pytest.mark.parametrize(
     "stored",
-    [b"", b"\x00" * 32, b"PK\x03\x04 a zip", b"\x28\xb5\x2f\xfd" + b"\x00" * 8],
-    ids=["empty", "zeros", "other-format", "cut-short-zstd"],
+    [
+        b"",
+        b"\x00" * 32,
+        b"PK\x03\x04 a zip",
+        b"\x28\xb5\x2f\xfd" + b"\x00" * 8,
+        snapshot_format.PARTS_MAGIC + b"\x00\x00\x00\x09" + b"\x01" * 20,
+        snapshot_format.PARTS_MAGIC + b"\x00\x00",
+        snapshot_format.PARTS_MAGIC + b"\x00\x00\x00\x01" + b"\x02" * 16 + b"\x28\xb5",
+    ],
+    ids=[
+        "empty",
+        "zeros",
+        "other-format",
+        "cut-short-zstd",
+        "parts-list-cut-short",
+        "parts-count-cut-short",
+        "parts-body-cut-short",
+    ],
 )
 def test_bytes_that_are_no_snapshot_are_refused_with_an_error(stored: bytes) -> None:
-    with pytest.raises(snapshots_module._UNREADABLE):
-        snapshots_module._load(stored)
+    with pytest.raises(snapshot_format.UNREADABLE):
+        snapshot_format.load(stored, lambda digests: {})
