@@ -45,7 +45,7 @@ PARTS_MAGIC = b"PFSP\x01"
 _COUNT = struct.Struct(">I")
 DIGEST_SIZE = 16
 #: Levels with fewer items stay inline: a part costs a row and a frame of its own.
-PART_MIN_ITEMS = 256
+PART_MIN_ITEMS = 32
 
 
 def pack(pickled: bytes) -> bytes:
@@ -150,12 +150,20 @@ def load(blob: bytes, parts: Callable[[list[bytes]], Mapping[bytes, bytes]]) -> 
     else:
         pickled, found = unpack(blob), {}
     # Millions of objects, none of them garbage: collecting while they are made only
-    # walks them again and again (a quarter of the load's time).
+    # walks them again and again (a quarter of the load's time), and so would the passes
+    # after, which found them all young (0.15-0.3 s of a report as of a past time at a
+    # million events). They are kept out of the passes instead (frozen: a report holds no
+    # cycles, and is freed by reference counting when done). Freezing takes the whole
+    # heap: the young garbage of the moment is collected first; a cycle that died in the
+    # oldest generation since its last pass is kept for good (the process's own objects,
+    # frozen at start by shared.service.tune_collector, are in the same generation).
     paused = gc.isenabled()
+    gc.collect(1)
     gc.disable()
     try:
         report = _PartsUnpickler(io.BytesIO(pickled), found).load()
     finally:
+        gc.freeze()
         if paused:
             gc.enable()
     if not isinstance(report, PortfolioReport):
@@ -210,22 +218,34 @@ class _PartsPickler(pickle.Pickler):
 
 
 class _PartsUnpickler(pickle.Unpickler):
+    """Resolves the digests in place of levels. What `find_class` hands out must not refer
+    back to the unpickler: its memo holds every object of the report, and a cycle through
+    it would keep the report alive after use (frozen, until the process ends)."""
+
     def __init__(self, data: io.BytesIO, parts: Mapping[bytes, bytes]) -> None:
         super().__init__(data)
-        self.parts = parts
-        self.levels: dict[bytes, Level] = {}
+        self.resolve = _Levels(parts)
 
     def find_class(self, module: str, name: str) -> Any:
+        level = self.resolve
         if module == __name__ and name == "_layered":
-            return lambda levels, removed: _layered(tuple(map(self._level, levels)), removed)
+            return lambda levels, removed: _layered(tuple(map(level, levels)), removed)
         if module == __name__ and name == "_refs":
-            return lambda levels: _refs(tuple(map(self._level, levels)))
+            return lambda levels: _refs(tuple(map(level, levels)))
         return super().find_class(module, name)
 
-    def _level(self, part: Level | bytes) -> Any:
+
+class _Levels:
+    """The levels a snapshot's digests stand for, each unpickled once."""
+
+    def __init__(self, parts: Mapping[bytes, bytes]) -> None:
+        self.parts = parts
+        self.loaded: dict[bytes, Level] = {}
+
+    def __call__(self, part: Level | bytes) -> Any:
         if not isinstance(part, bytes):
             return part
-        level = self.levels.get(part)
+        level = self.loaded.get(part)
         if level is None:  # a missing part raises KeyError: the snapshot is unreadable
-            level = self.levels[part] = pickle.loads(unpack(self.parts[part]))
+            level = self.loaded[part] = pickle.loads(unpack(self.parts[part]))
         return level
