@@ -227,9 +227,11 @@ def convergence_row(
     points: list[EacPoint],
     spent: Mapping[str, Decimal],
     limit: int,
+    series: bool = True,
 ) -> dict[str, Any]:
-    """A project's EAC series (`spent`: its actual cost by month); for a completed one
-    with actual costs, the error of the forecast standing at each point of its life."""
+    """A project's EAC series (`spent`: its actual cost by month; none without `series`,
+    for a row only its errors are kept of); for a completed one with actual costs, the
+    error of the forecast standing at each point of its life."""
     final = sum(spent.values(), ZERO)
     ac_to = cumulative(spent)
     errors = []
@@ -255,7 +257,7 @@ def convergence_row(
         "status": str(facts.profile.status),
         "currency": facts.profile.currency,
         "final_cost": money(final) if final and facts.completed_on is not None else None,
-        "series": [x.as_json(ac_to(x.period)) for x in points[:limit]],
+        "series": [x.as_json(ac_to(x.period)) for x in points[:limit]] if series else [],
         "errors": errors,
     }
 
@@ -358,16 +360,15 @@ def figures(report: PortfolioReport, project_id: str | None = None) -> dict[str,
         for facts in chosen
         if facts.profile.status == Status.COMPLETED or facts.realised
     ]
-    convergence = [
-        convergence_row(
-            facts,
-            report.eac_points[facts.profile.project_id],
-            report.actual_by_period.get(facts.profile.project_id, {}),
-            LIST_LIMIT,
-        )
-        for facts in chosen
-        if facts.profile.project_id in report.eac_points
-    ]
+    # Every project's errors make the summary, but only the first rows are listed: the
+    # series (a point a month, most of the section's cost) only for those.
+    convergence: list[dict[str, Any]] = []
+    for facts in chosen:
+        points = report.eac_points.get(facts.profile.project_id)
+        if points is not None:
+            spent = report.actual_by_period.get(facts.profile.project_id, {})
+            listed = len(convergence) < LIST_LIMIT
+            convergence.append(convergence_row(facts, points, spent, LIST_LIMIT, listed))
     lessons = [x for x in report.lessons if project_id is None or x.project_id == project_id]
     return {
         "estimate_accuracy": estimate_accuracy(accuracy, LIST_LIMIT),

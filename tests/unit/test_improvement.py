@@ -596,3 +596,35 @@ def test_the_scorecards_history_names_the_closure_records() -> None:
     what = [h["what"] for h in card["audit"]]
     assert "realised benefit 2027: 27000 (replacing 25000)" in what
     assert "lesson L1 (planning): Survey the sites first" in what
+
+
+def test_the_eac_series_of_the_rows_listed_and_every_projects_errors_in_the_summary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the first rows are listed, so only they carry a series; the summary is of
+    every project's errors. The oracle builds every row in full."""
+    from bench.biglog import BigLog
+    from contracts.base import RecordedEvent
+    from services.reporting import improvement
+    from services.reporting.report import PortfolioReport
+
+    envelopes = BigLog(6000, seed=11, recorded_at=datetime(2026, 1, 5, tzinfo=UTC)).events()
+    report = PortfolioReport().apply_all(
+        RecordedEvent(position=n, envelope=e) for n, e in enumerate(envelopes, start=1)
+    )
+    limit = 3
+    monkeypatch.setattr(improvement, "LIST_LIMIT", limit)
+    full = [
+        improvement.convergence_row(
+            facts,
+            report.eac_points[pid],
+            report.actual_by_period.get(pid, {}),
+            limit,
+        )
+        for pid, facts in sorted(report.projects.items())
+        if pid in report.eac_points
+    ]
+    assert len(full) > limit and all(row["series"] for row in full)
+    assert any(row["errors"] for row in full[limit:])  # the summary needs the rest
+    found = improvement.figures(report)["eac_convergence"]
+    assert found == improvement.eac_convergence(full, limit)
