@@ -7,6 +7,7 @@ import asyncio
 import json
 import lzma
 import os
+import pickle
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from services.reporting import documents, snapshot_format, timetravel
 from services.reporting import snapshots as snapshots_module
 from services.reporting.facts import Cut
 from services.reporting.handlers import PublishRequest, publish_report
+from services.reporting.report import PortfolioReport
 from services.reporting.snapshots import SnapshotStore, Snapshotter
 from services.reporting.timetravel import fold, portfolio_report, position_at
 from shared.db import Database
@@ -49,10 +51,13 @@ async def same_as_a_full_fold(event_log: EventLog, store: SnapshotStore) -> None
 
 
 async def snapshotted(
-    event_log: EventLog, db: Database, fork: bool = snapshots_module.CAN_FORK
+    event_log: EventLog,
+    db: Database,
+    fork: bool = snapshots_module.CAN_FORK,
+    store: SnapshotStore | None = None,
 ) -> tuple[Snapshotter, SnapshotStore]:
     snapshotter = Snapshotter(SimpleNamespace(log=event_log, db=db), every=EVERY, poll=0.05)
-    await snapshotter.start(SnapshotStore(db, fork=fork))
+    await snapshotter.start(store or SnapshotStore(db, fork=fork))
     assert snapshotter.store is not None
     last = await event_log.last_position()
     for _ in range(600):
@@ -157,6 +162,61 @@ async def test_snapshots_in_parts_equal_full_folds_and_share_their_parts(
     finally:
         await snapshotter.stop()
         await db.close()
+
+
+async def test_a_data_folder_of_the_previous_version_is_continued_in_parts(
+    nc: Client, event_log: EventLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snapshots the previous version stored (one pickle each, the same fold code) are
+    kept: the snapshotter goes on from the newest of them instead of folding the log
+    again, the ones it adds are in parts, and reports from either equal full folds."""
+    monkeypatch.setattr(snapshot_format, "PART_MIN_ITEMS", 8)
+    await publish(nc.jetstream(), BigLog(EVENTS, seed=12).events())
+    db = Database(database_url(tmp_path))
+    store = SnapshotStore(db)
+    await store.create()
+    old_until = EVERY * 3
+    report = PortfolioReport()
+    async for event in event_log.read(1, until_position=old_until):
+        report.apply(event)
+        if event.position % EVERY == 0:  # as the previous version stored them
+            pickled = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
+            await _insert(db, store, event.position, snapshot_format.pack(pickled))
+    snapshotter, store = await snapshotted(event_log, db, store=store)
+    try:
+        assert snapshotter.read + snapshotter.handed == EVENTS - old_until
+        table = snapshots_module.snapshots_table
+        rows = await db.read(
+            lambda conn: conn.execute(table.select().order_by(table.c.position)).all()
+        )
+        assert [row.position for row in rows] == list(range(EVERY, EVENTS + 1, EVERY))
+        old = [row for row in rows if row.position <= old_until]
+        assert all(row.state.startswith(snapshot_format.ZSTD_MAGIC) for row in old)
+        new = [row for row in rows if row.position > old_until]
+        assert all(row.state.startswith(snapshot_format.PARTS_MAGIC) for row in new)
+        now = datetime.now(UTC)
+        for position in (EVERY * 2 + 7, old_until + EVERY + 3, EVENTS - 1):
+            cut = Cut(as_of=await _stored_time(event_log, position))
+            fast = await fold(event_log, cut, snapshots=store)
+            slow = await fold(event_log, cut)
+            assert comparable(documents.portfolio(fast, now)) == comparable(
+                documents.portfolio(slow, now)
+            )
+    finally:
+        await snapshotter.stop()
+        await db.close()
+
+
+async def _insert(db: Database, store: SnapshotStore, position: int, state: bytes) -> None:
+    table = snapshots_module.snapshots_table
+    row = {
+        "position": position,
+        "fingerprint": store.fingerprint,
+        "taken_at": datetime.now(UTC).replace(tzinfo=None),
+        "size": len(state),
+        "state": state,
+    }
+    await db.write(lambda conn: conn.execute(table.insert(), row))
 
 
 async def test_a_child_that_dies_costs_its_snapshot_only(
