@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 #: An identifier that is also a valid NATS subject token (aggregate ids end up in subjects).
 Identifier = Annotated[
@@ -22,6 +29,19 @@ Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Text = Annotated[str, StringConstraints(max_length=5000)]
 #: Money is decimal, never float: at most 2 decimal places, up to a trillion.
 Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), max_digits=16, decimal_places=2)]
+
+
+def _expressible_in_utc(moment: datetime) -> datetime:
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time lies outside years 1-9999 once converted to UTC") from None
+    return moment
+
+
+#: A time with its UTC offset that is also a time in UTC: 9999-12-31T23:59:59-14:00 is
+#: after the last representable instant, and a projection storing UTC could not hold it.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_expressible_in_utc)]
 
 #: A reference from a command to another aggregate: (aggregate type, id).
 AggregateKey = tuple[str, str]
@@ -49,7 +69,7 @@ class Command(FrozenModel):
     actor: Name = "anonymous"
     source: Name = "unknown"
     correlation_id: Identifier | None = None
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: UtcTime | None = Field(
         default=None, description="Business time of the fact; defaults to the time intake saw it."
     )
     expected_version: int | None = Field(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from contracts.base import FrozenModel, Identifier, Name
+from contracts.base import FrozenModel, Identifier, Name, UtcTime
 
 #: Answers travel as one NATS message (1 MiB by default): long lists come in pages.
 PAGE_SIZE = 500
@@ -70,11 +70,11 @@ class AuditQuery(FrozenModel):
     correlation_id: str | None = None
     #: Every event concerning the project, on whichever aggregate (pools, risks, baselines).
     project_id: str | None = None
-    since: AwareDatetime | None = None
+    since: UtcTime | None = None
     #: Recorded at or before: the trail as it stood then (`portfolio audit --as-of`).
-    until: AwareDatetime | None = None
+    until: UtcTime | None = None
     #: Facts whose business time is at or before this, even if recorded later.
-    occurred_until: AwareDatetime | None = None
+    occurred_until: UtcTime | None = None
     after_position: int = Field(default=0, ge=0, description="Page after this position.")
     limit: int = Field(default=PAGE_SIZE, ge=1, le=PAGE_SIZE)
 
@@ -175,7 +175,7 @@ class ForecastQuery(FrozenModel):
     programme_id: Identifier | None = None
     #: Also proposed and under-review projects (by default: approved, in progress, on hold).
     include_pipeline: bool = False
-    as_of: AwareDatetime | None = Field(default=None, description="Recorded time.")
+    as_of: UtcTime | None = Field(default=None, description="Recorded time.")
 
     @model_validator(mode="after")
     def _one_scope(self) -> ForecastQuery:

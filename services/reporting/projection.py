@@ -45,7 +45,7 @@ class _UtcTime(TypeDecorator[datetime]):
                 if value is None:
                     return None
                 if value.utcoffset():  # aware, not UTC
-                    value = value.astimezone(UTC)
+                    value = _naive_utc(value)
                 # SQLAlchemy's SQLite DATETIME format: "YYYY-MM-DD HH:MM:SS.ffffff"
                 return value.isoformat(" ", "microseconds")[:26]
 
@@ -164,10 +164,15 @@ def _project_of(aggregate_type: str, aggregate_id: str, payload: dict[str, Any])
 
 
 def _naive_utc(moment: datetime) -> datetime:
-    """Times are stored as naive UTC so every database compares them the same way."""
+    """Times are stored as naive UTC so every database compares them the same way. A time
+    whose UTC lies beyond years 1-9999 (intake refuses one now; an older log may hold one)
+    is stored as the nearest representable instant, never stalling the projection."""
     if moment.utcoffset() == _ZERO:  # as read from the log: no conversion needed
         return moment.replace(tzinfo=None)
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        return datetime.max if moment.year > 1 else datetime.min
 
 
 _ZERO = timedelta(0)

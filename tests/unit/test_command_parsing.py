@@ -341,3 +341,24 @@ def test_hostile_bodies_parse_or_are_refused_with_a_sendable_reason(
     dumped = command.model_dump_json()
     assert "\\u0000" not in dumped
     assert type(command).model_validate_json(dumped) == command
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["9999-12-31T23:59:59-14:00", "9999-12-31T20:00:00-05:00", "0001-01-01T00:00:00+01:00"],
+)
+def test_a_business_time_beyond_the_utc_calendar_is_refused_by_name(moment: str) -> None:
+    """Valid with its offset, but after 9999-12-31 or before 0001-01-01 in UTC, where every
+    projection keeps its times: appended, it stalled the reporting projection."""
+    error = error_of("ProposeProject", proposal(occurred_at=moment))
+    assert error.code == ErrorCode.VALIDATION_FAILED
+    assert fields(error) == ["occurred_at"]
+    assert "UTC" in error.details[0].message
+
+
+@pytest.mark.parametrize(
+    "moment", ["9999-12-31T23:59:59+00:00", "9999-12-31T10:00:00-05:00", "0001-01-01T00:00:00Z"]
+)
+def test_a_business_time_at_the_edges_of_the_utc_calendar_is_taken(moment: str) -> None:
+    command = parse_command("ProposeProject", proposal(occurred_at=moment), LIMIT)
+    assert command.occurred_at == datetime.fromisoformat(moment)
