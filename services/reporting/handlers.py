@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
-from pydantic import AwareDatetime, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from contracts.base import FrozenModel, Identifier, Name, Rationale
+from contracts.base import FrozenModel, Identifier, Name, Rationale, UtcTime
 from contracts.queries import (
     AuditAnswer,
     AuditEntry,
@@ -156,11 +156,11 @@ class ReportQuery(FrozenModel):
     """`portfolio.query.reporting.report`: the portfolio report, a project's scorecard, or
     what changed between two points (`diff_from`, `diff_to`)."""
 
-    as_of: AwareDatetime | None = Field(default=None, description="Recorded time.")
-    occurred_as_of: AwareDatetime | None = Field(default=None, description="Business time.")
+    as_of: UtcTime | None = Field(default=None, description="Recorded time.")
+    occurred_as_of: UtcTime | None = Field(default=None, description="Business time.")
     project_id: Identifier | None = None
-    diff_from: AwareDatetime | None = None
-    diff_to: AwareDatetime | None = None
+    diff_from: UtcTime | None = None
+    diff_to: UtcTime | None = None
     #: Whether the diff's points are recorded or business times.
     diff_by: Literal["recorded", "occurred"] = "recorded"
 
