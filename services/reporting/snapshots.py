@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import (
@@ -195,17 +195,22 @@ class SnapshotStore:
         return None
 
     def _parts(self, conn: Connection, digests: list[bytes]) -> dict[bytes, bytes]:
+        """The packed parts stored of `digests`, by digest."""
         t = parts_table.c
-        found: dict[bytes, bytes] = {}
+        rows = self._of_digests(conn, digests, t.digest, t.data)
+        return {bytes(row.digest): bytes(row.data) for row in rows}
+
+    def _of_digests(self, conn: Connection, digests: list[bytes], *columns: Any) -> list[Any]:
+        t = parts_table.c
+        rows: list[Any] = []
         for start in range(0, len(digests), _DIGESTS_PER_QUERY):
-            rows = conn.execute(
-                select(t.digest, t.data).where(
+            rows += conn.execute(
+                select(*columns).where(
                     (t.fingerprint == self.fingerprint)
                     & t.digest.in_(digests[start : start + _DIGESTS_PER_QUERY])
                 )
-            )
-            found.update((bytes(row.digest), bytes(row.data)) for row in rows)
-        return found
+            ).all()
+        return rows
 
     async def save(self, position: int, report: PortfolioReport) -> int:
         """Save the report as it is now; returns the bytes stored."""
@@ -267,9 +272,8 @@ class SnapshotStore:
             )
         )
         new = dict(parts.new)
-        if new:
-            for present in self._parts(conn, list(new)):
-                del new[present]
+        for present in self._of_digests(conn, list(new), pt.digest):  # only their digests
+            del new[bytes(present.digest)]
         if new:
             conn.execute(
                 parts_table.insert(),

@@ -50,6 +50,21 @@ async def same_as_a_full_fold(event_log: EventLog, store: SnapshotStore) -> None
     assert comparable(documents.portfolio(fast, now)) == comparable(documents.portfolio(slow, now))
 
 
+async def same_as_full_folds_at(
+    event_log: EventLog, store: SnapshotStore, positions: tuple[int, ...]
+) -> None:
+    """Reports cut at the stored times of `positions`, from the store's snapshots, equal
+    the ones folded from the start."""
+    now = datetime.now(UTC)
+    for position in positions:
+        cut = Cut(as_of=await _stored_time(event_log, position))
+        fast = await fold(event_log, cut, snapshots=store)
+        slow = await fold(event_log, cut)
+        assert comparable(documents.portfolio(fast, now)) == comparable(
+            documents.portfolio(slow, now)
+        )
+
+
 async def snapshotted(
     event_log: EventLog,
     db: Database,
@@ -143,14 +158,7 @@ async def test_snapshots_in_parts_equal_full_folds_and_share_their_parts(
         count, size, _ = await store.stats()
         own = sum(len(row.state) for row in rows)
         assert (count, size) == (len(rows), own + sum(row.size for row in stored))
-        now = datetime.now(UTC)
-        for position in (EVERY * 2 + 1, EVENTS // 2, EVENTS - 3):
-            cut = Cut(as_of=await _stored_time(event_log, position))
-            fast = await fold(event_log, cut, snapshots=store)
-            slow = await fold(event_log, cut)
-            assert comparable(documents.portfolio(fast, now)) == comparable(
-                documents.portfolio(slow, now)
-            )
+        await same_as_full_folds_at(event_log, store, (EVERY * 2 + 1, EVENTS // 2, EVENTS - 3))
         newest, before = referred[-1], set().union(*referred[:-1])
         only_newest = next(d for d in newest if d not in before)
         await db.write(
@@ -194,14 +202,8 @@ async def test_a_data_folder_of_the_previous_version_is_continued_in_parts(
         assert all(row.state.startswith(snapshot_format.ZSTD_MAGIC) for row in old)
         new = [row for row in rows if row.position > old_until]
         assert all(row.state.startswith(snapshot_format.PARTS_MAGIC) for row in new)
-        now = datetime.now(UTC)
-        for position in (EVERY * 2 + 7, old_until + EVERY + 3, EVENTS - 1):
-            cut = Cut(as_of=await _stored_time(event_log, position))
-            fast = await fold(event_log, cut, snapshots=store)
-            slow = await fold(event_log, cut)
-            assert comparable(documents.portfolio(fast, now)) == comparable(
-                documents.portfolio(slow, now)
-            )
+        positions = (EVERY * 2 + 7, old_until + EVERY + 3, EVENTS - 1)
+        await same_as_full_folds_at(event_log, store, positions)
     finally:
         await snapshotter.stop()
         await db.close()
