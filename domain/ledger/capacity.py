@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from contracts import ledger as lg
 from contracts.base import Command, ErrorCode, FrozenModel
+from domain.interning import shared_amount
 from domain.kernel import Refs, Rejected, refuse
 from domain.ledger.eligibility import fundable, may_record_costs
 from domain.ledger.periods import ZERO, cell_of
@@ -70,7 +71,9 @@ def evolve_capacity(state: CapacityState | None, event: FrozenModel) -> Capacity
         case lg.DemandAssigned():
             cell = cell_of(event.project_id, event.period)
             demand = (
-                state.demand.set(cell, event.amount) if event.amount else state.demand.remove(cell)
+                state.demand.set(cell, shared_amount(event.amount))
+                if event.amount
+                else state.demand.remove(cell)
             )
             by_period = {
                 **state.demand_by_period,
@@ -82,7 +85,9 @@ def evolve_capacity(state: CapacityState | None, event: FrozenModel) -> Capacity
             return with_changes(
                 state,
                 hours_refs=state.hours_refs.add(event.external_ref),
-                hours=state.hours.set(cell, state.hours.get(cell, ZERO) + event.hours),
+                hours=state.hours.set(
+                    cell, shared_amount(state.hours.get(cell, ZERO) + event.hours)
+                ),
                 hours_total=state.hours_total + event.hours,
             )
         case lg.RoleOverAllocated():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from sys import intern
+
+from domain.interning import shared_pair
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
@@ -15,10 +16,10 @@ HUNDRED = Decimal(100)
 
 
 def cell_of(project_id: str, period: str) -> tuple[str, str]:
-    """The key of a project's month in a pool's or a role's figures: its strings interned,
-    as thousands of cells share a few thousand ids and a few dozen months (each event's
-    payload brings new copies)."""
-    return intern(project_id), intern(period)
+    """The key of a project's month in a pool's or a role's figures: one tuple of interned
+    strings per project and month, however many pools and roles hold a cell for it (each
+    event's payload brings new copies)."""
+    return shared_pair(project_id, period)
 
 
 def month_index(period: str) -> int:

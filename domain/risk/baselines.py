@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from contracts import risks as r
 from contracts.base import Command, ErrorCode, FieldError, FrozenModel
+from domain.interning import shared_amount
 from domain.kernel import Refs, Rejected
 from domain.projects import live_project
 from domain.risk.register import cents
@@ -86,7 +87,7 @@ def evolve_baseline(state: BaselineState | None, event: FrozenModel) -> Baseline
                 revision=event.revision,
                 budget_at_completion=event.budget_at_completion,
                 planned_value_by_period=tuple(
-                    PlannedPoint(intern(x.period), x.planned_value)
+                    PlannedPoint(intern(x.period), shared_amount(x.planned_value))
                     for x in event.planned_value_by_period
                 ),
                 planned_end=event.planned_end,
@@ -100,7 +101,7 @@ def evolve_baseline(state: BaselineState | None, event: FrozenModel) -> Baseline
         case r.ProgressReported():
             entry = Progress(
                 period=intern(event.period),
-                percent_complete=event.percent_complete,
+                percent_complete=shared_amount(event.percent_complete),
                 forecast_end=event.forecast_end,
             )
             others = [p for p in state.progress if p.period != event.period]

@@ -48,9 +48,10 @@ from contracts.base import FrozenModel, RecordedEvent
 from contracts.registry import EVENTS, UnknownEventType, payload_of
 from contracts.reports import PortfolioReportPublished, ReportDeadLettered, ReportDelivered
 from domain import deciders, ledger, risk
+from domain.interning import shared_amount
 from domain.ledger.sums import sums_only
 from domain.prioritization import PortfolioView, decide_ranking
-from domain.projects import evolve_profile, profile_from
+from domain.projects import ProjectProfile, evolve_profile, profile_from
 from domain.risk import alerts as risk_alerts
 from domain.risk import evm
 from domain.strategy import StakeholderState
@@ -213,8 +214,15 @@ class PortfolioReport:
             self._fold_other(kind, payload, event)
         if e.aggregate_type == p.AGGREGATE and not isinstance(payload, p.ProjectProposed):
             found = self.projects[e.aggregate_id]
-            found.profile = evolve_profile(found.profile, payload)
+            found.profile = self._shared_profile(e.aggregate_id) or evolve_profile(
+                found.profile, payload
+            )
             found.last_position = event.position
+
+    def _shared_profile(self, project_id: str) -> ProjectProfile | None:
+        """The view's profile of the project: it has just folded the same event with the
+        same function, so it is this one (kept once, not twice: a profile per project)."""
+        return self.view.candidates.get(project_id)
 
     def _fold_ledger(self, aggregate: str, payload: FrozenModel, aggregate_id: str) -> None:
         states: dict[str, Any] = self.pools if aggregate == lg.POOL else self.roles
@@ -234,7 +242,7 @@ class PortfolioReport:
         e = event.envelope
         match payload:
             case p.ProjectProposed():
-                profile = profile_from(payload)
+                profile = self._shared_profile(payload.project_id) or profile_from(payload)
                 self.projects[payload.project_id] = ProjectFacts(
                     profile=profile,
                     proposed=profile,
@@ -333,7 +341,7 @@ class PortfolioReport:
             EacPoint(
                 period=intern(progress.period),
                 position=position,
-                percent_complete=progress.percent_complete,
+                percent_complete=shared_amount(progress.percent_complete),
                 bac=baseline.budget_at_completion,
                 ev=progress.earned_value,
             )

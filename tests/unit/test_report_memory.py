@@ -4,12 +4,24 @@ every invoice ever booked."""
 
 from __future__ import annotations
 
+import json
 import pickle
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
+from bench.biglog import BigLog
 from contracts import ledger as lg
+from contracts import projects as p
 from contracts.base import EventEnvelope, FrozenModel, RecordedEvent
+from contracts.registry import payload_of
+from domain.ledger import capacity, periods
+from domain.projects import ProjectProfile, evolve_profile, profile_from
+from domain.risk import baselines
+from services.reporting import documents
+from services.reporting import report as report_module
 from services.reporting.report import fold
 
 T0 = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
@@ -97,3 +109,68 @@ def test_the_reports_state_does_not_grow_with_every_invoice() -> None:
     # Ten times the invoices over the same 3 projects x 12 months: the sums only (their
     # persistent maps may hold a few superseded values per level), not 10x the references.
     assert size(6_000) < size(600) * 2
+
+
+# --- values held once ------------------------------------------------------------------------
+
+
+def generated(events: int) -> list[RecordedEvent]:
+    envelopes = BigLog(events, seed=11, recorded_at=T0).events()
+    return [RecordedEvent(position=n, envelope=e) for n, e in enumerate(envelopes, 1)]
+
+
+@pytest.fixture(scope="module")
+def big() -> list[RecordedEvent]:
+    return generated(30_000)
+
+
+def test_a_reports_equal_amounts_and_cell_keys_are_held_once(big: list[RecordedEvent]) -> None:
+    report = fold(big)
+    amounts: dict[str, set[int]] = defaultdict(set)
+    cells: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for role in report.roles.values():
+        for cell, value in [*role.demand.items(), *role.hours.items()]:
+            amounts[str(value)].add(id(value))
+            cells[cell].add(id(cell))
+    for pool in report.pools.values():
+        for cell in pool.actual_cells:
+            cells[cell].add(id(cell))
+    for points in report.eac_points.values():
+        for point in points:
+            amounts[str(point.percent_complete)].add(id(point.percent_complete))
+    assert len(amounts) > 50 and len(cells) > 500  # the generated log has them to share
+    assert all(len(ids) == 1 for ids in amounts.values())
+    assert all(len(ids) == 1 for ids in cells.values())
+
+
+def test_a_projects_profile_is_the_views_and_what_its_events_fold_to(
+    big: list[RecordedEvent],
+) -> None:
+    report = fold(big)
+    # The oracle: each project's profile folded alone from its own events.
+    expected: dict[str, ProjectProfile] = {}
+    for event in big:
+        e = event.envelope
+        if e.aggregate_type != p.AGGREGATE:
+            continue
+        payload = payload_of(e)
+        if isinstance(payload, p.ProjectProposed):
+            expected[e.aggregate_id] = profile_from(payload)
+        else:
+            expected[e.aggregate_id] = evolve_profile(expected[e.aggregate_id], payload)
+    assert len(expected) > 20
+    assert {k: f.profile for k, f in report.projects.items()} == expected
+    for project_id, facts in report.projects.items():
+        assert facts.profile is report.view.candidates[project_id]  # held once, not twice
+
+
+def test_sharing_changes_no_figure_of_the_report(
+    big: list[RecordedEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime(2027, 6, 1, tzinfo=UTC)
+    shared = documents.portfolio(fold(big), now)
+    for module in (capacity, baselines, report_module):
+        monkeypatch.setattr(module, "shared_amount", lambda value: value)
+    monkeypatch.setattr(periods, "shared_pair", lambda first, second: (first, second))
+    monkeypatch.setattr(report_module.PortfolioReport, "_shared_profile", lambda *_: None)
+    assert json.dumps(documents.portfolio(fold(big), now)) == json.dumps(shared)
