@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -102,23 +102,38 @@ def budget_report(
     sums: dict[tuple[str, ...], _Sums] = {}
 
     def row(key: tuple[str, ...], currency: str) -> _Sums:
-        return sums.setdefault(key, _Sums(currency))
+        found = sums.get(key)  # not setdefault: that builds a row for every cell
+        if found is None:
+            found = sums[key] = _Sums(currency)
+        return found
 
     for pool in pools:
-        if by in POOL_GROUPINGS:
-            total = row(_key(pool, "", by), pool.currency)
-            total.amount = (total.amount or ZERO) + pool.amount
-        for project_id, allocated in pool.allocations.items():
-            row(_key(pool, project_id, by), pool.currency).allocated += allocated
-        for line in pool.commitments.values():
-            target = row(_key(pool, line.project_id, by), pool.currency)
-            target.committed += line.amount
-            target.open_commitments += line.open
-            for period in line.periods:
-                target.committed_by_period[period] += line.per_period
-        for (project_id, period), actual in pool.actual_cells.items():
-            row(_key(pool, project_id, by), pool.currency).actual_by_period[period] += actual
+        _add_pool(pool, by, row)
     return {key: sums[key].figures() for key in sorted(sums)}
+
+
+def _add_pool(pool: PoolState, by: Grouping, row: Callable[[tuple[str, ...], str], _Sums]) -> None:
+    rows: dict[str, _Sums] = {}  # the pool's row of each project, its key made once
+
+    def project_row(project_id: str) -> _Sums:
+        found = rows.get(project_id)
+        if found is None:
+            found = rows[project_id] = row(_key(pool, project_id, by), pool.currency)
+        return found
+
+    if by in POOL_GROUPINGS:
+        total = row(_key(pool, "", by), pool.currency)
+        total.amount = (total.amount or ZERO) + pool.amount
+    for project_id, allocated in pool.allocations.items():
+        project_row(project_id).allocated += allocated
+    for line in pool.commitments.values():
+        target = project_row(line.project_id)
+        target.committed += line.amount
+        target.open_commitments += line.open
+        for period in line.periods:
+            target.committed_by_period[period] += line.per_period
+    for (project_id, period), actual in pool.actual_cells.items():
+        project_row(project_id).actual_by_period[period] += actual
 
 
 # --- capacity reports -------------------------------------------------------------------
@@ -157,7 +172,8 @@ def capacity_report(
         hours: dict[str, Decimal] = defaultdict(Decimal)
         for (_, period), worked in state.hours.items():
             hours[period] += worked
-        for period in sorted(set(state.periods()) | set(hours)):
+        # state.periods(), from the demand already gone through (not merged again)
+        for period in sorted(set(state.capacity) | set(by_project) | set(hours)):
             line = state.capacity.get(period, CapacityLine(ZERO))
             demand = state.demand_in(period)
             cells.append(

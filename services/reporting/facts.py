@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from itertools import accumulate
 from typing import Any, NamedTuple
 
@@ -172,6 +173,14 @@ def cumulative(spent: Mapping[str, Decimal]) -> Callable[[str], Decimal]:
     return lambda period: totals[bisect_right(months, period)]
 
 
+@lru_cache(maxsize=4096)
+def month_end(period: str) -> date:
+    """The last day of month `period` (YYYY-MM): asked for every point of every project's
+    EAC series, of a few dozen months."""
+    year, month = int(period[:4]), int(period[5:7])
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
 class EacPoint(NamedTuple):
     """One progress report: the baseline's BAC then and the earned value (a tuple: every
     project keeps one a month, in memory and in every snapshot)."""
@@ -185,8 +194,7 @@ class EacPoint(NamedTuple):
     @property
     def as_of(self) -> date:
         """The last day of the reported month."""
-        year, month = int(self.period[:4]), int(self.period[5:7])
-        return date(year, month, calendar.monthrange(year, month)[1])
+        return month_end(self.period)
 
     def eac(self, ac: Decimal) -> Decimal | None:
         """EAC = BAC x AC / EV (None: EV or AC 0), `ac` the actual cost up to this month."""

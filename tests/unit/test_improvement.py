@@ -10,7 +10,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contracts import ledger as lg
@@ -21,6 +23,7 @@ from domain.deciders import decide, evolve
 from domain.kernel import Rejected
 from domain.projects import ProjectState
 from services.reporting import documents, improvement
+from services.reporting.facts import EacPoint, month_end
 from services.reporting.report import PortfolioReport, fold
 from shared import render
 
@@ -628,3 +631,11 @@ def test_the_eac_series_of_the_rows_listed_and_every_projects_errors_in_the_summ
     assert any(row["errors"] for row in full[limit:])  # the summary needs the rest
     found = improvement.figures(report)["eac_convergence"]
     assert found == improvement.eac_convergence(full, limit)
+
+
+@hypothesis.given(st.integers(1, 9998), st.integers(1, 12))
+def test_a_point_stands_as_of_the_last_day_of_its_month(year: int, month: int) -> None:
+    following = date(year + month // 12, month % 12 + 1, 1)
+    point = EacPoint(f"{year:04d}-{month:02d}", 1, Decimal(50), Decimal(100), Decimal(50))
+    assert point.as_of == following - timedelta(days=1)
+    assert month_end(point.period) == point.as_of

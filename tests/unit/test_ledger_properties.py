@@ -543,6 +543,7 @@ class CapacityModel:
     net: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     demand: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
     hours_refs: set[tuple[str, str]] = field(default_factory=set)
+    hours: dict[tuple[str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
 
     def demand_in(self, role: str, period: str) -> Decimal:
         found = (a for (r, _, m), a in self.demand.items() if (r, m) == (role, period))
@@ -587,6 +588,7 @@ class CapacityModel:
                     del self.demand[(c.role, c.project_id, c.period)]
             case lg.RecordActualHours():
                 self.hours_refs.add((c.role, c.external_ref))
+                self.hours[(c.role, c.period)] += c.hours
 
 
 def next_capacity_command(data: st.DataObject, model: CapacityModel) -> lg.CapacityCommand:
@@ -649,8 +651,17 @@ def test_random_capacity_commands_tie_out_and_raise_over_allocation_once(
         raised += events
     assert_alternating(raised)
     roles = [s for s in states.values() if s is not None]
-    for cell in capacity_report(roles, tolerance):
-        assert cell.demand == model.demand_in(cell.role, cell.period)
+    report = capacity_report(roles, tolerance)
+    # A cell for every month of every role with capacity, demand or hours: no other.
+    months = set(model.net) | {(r, m) for r, _, m in model.demand} | set(model.hours)
+    assert [(c.role, c.period) for c in report] == sorted(months)
+    for cell in report:
+        at = (cell.role, cell.period)
+        assert cell.demand == model.demand_in(*at)
+        assert cell.demand_by_project == {
+            pid: a for (r, pid, m), a in sorted(model.demand.items()) if (r, m) == at
+        }
+        assert cell.actual_hours == model.hours.get(at, D(0))
         assert sum(cell.demand_by_project.values(), D(0)) == cell.demand
         assert cell.available == cell.net_capacity - cell.demand
         assert cell.over_allocated == ((cell.role, cell.period) in model.over())
