@@ -363,10 +363,11 @@ def figures(report: PortfolioReport, project_id: str | None = None) -> dict[str,
     # Every project's errors make the summary, but only the first rows are listed: the
     # series (a point a month, most of the section's cost) only for those.
     convergence: list[dict[str, Any]] = []
+    actuals = report.actual_cost_by_period(project_id)
     for facts in chosen:
         points = report.eac_points.get(facts.profile.project_id)
         if points is not None:
-            spent = report.actual_by_period.get(facts.profile.project_id, {})
+            spent = actuals.get(facts.profile.project_id, {})
             listed = len(convergence) < LIST_LIMIT
             convergence.append(convergence_row(facts, points, spent, LIST_LIMIT, listed))
     lessons = [x for x in report.lessons if project_id is None or x.project_id == project_id]

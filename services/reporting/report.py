@@ -140,9 +140,9 @@ class PortfolioReport:
     earliest_occurred_at: datetime | None = None
     latest_occurred_at: datetime | None = None
     highlights: deque[Highlight] = field(default_factory=lambda: deque(maxlen=HIGHLIGHTS))
-    #: Continuous improvement (improvement.py): actual cost by project and month, every
-    #: progress report (for the EAC series), the lessons learned in log order.
-    actual_by_period: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    #: Continuous improvement (improvement.py): every progress report (for the EAC series),
+    #: the lessons learned in log order. Actual cost by project and month is the pools'
+    #: (`actual_cost_by_period`), not kept twice.
     eac_points: dict[str, list[EacPoint]] = field(default_factory=dict)
     lessons: list[Lesson] = field(default_factory=list)
     _focus_rank: int | None = None
@@ -230,11 +230,20 @@ class PortfolioReport:
         if isinstance(payload, lg.ActualCostRecorded):
             project_id, amount = payload.project_id, payload.amount
             self.actual_cost[project_id] += amount
-            by_period = self.actual_by_period.get(project_id)
-            if by_period is None:
-                by_period = self.actual_by_period[project_id] = {}
-            period = intern(payload.period)
-            by_period[period] = by_period.get(period, ZERO) + amount
+
+    def actual_cost_by_period(self, project_id: str | None = None) -> dict[str, dict[str, Decimal]]:
+        """Each project's actual cost by month (of one project only: `project_id`), summed
+        across the pools that booked it: the pools hold every project's month already."""
+        found: dict[str, dict[str, Decimal]] = {}
+        for pool in self.pools.values():
+            for (project, period), amount in pool.actual_cells.items():
+                if project_id is not None and project != project_id:
+                    continue
+                by_period = found.get(project)
+                if by_period is None:
+                    by_period = found[project] = {}
+                by_period[period] = by_period.get(period, ZERO) + amount
+        return found
 
     def _fold_other(
         self, kind: type[FrozenModel], payload: FrozenModel, event: RecordedEvent

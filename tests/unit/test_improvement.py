@@ -617,11 +617,12 @@ def test_the_eac_series_of_the_rows_listed_and_every_projects_errors_in_the_summ
     )
     limit = 3
     monkeypatch.setattr(improvement, "LIST_LIMIT", limit)
+    actuals = report.actual_cost_by_period()
     full = [
         improvement.convergence_row(
             facts,
             report.eac_points[pid],
-            report.actual_by_period.get(pid, {}),
+            actuals.get(pid, {}),
             limit,
         )
         for pid, facts in sorted(report.projects.items())

@@ -174,3 +174,22 @@ def test_sharing_changes_no_figure_of_the_report(
     monkeypatch.setattr(periods, "shared_pair", lambda first, second: (first, second))
     monkeypatch.setattr(report_module.PortfolioReport, "_shared_profile", lambda *_: None)
     assert json.dumps(documents.portfolio(fold(big), now)) == json.dumps(shared)
+
+
+def test_a_projects_actual_cost_by_month_is_what_its_invoices_add_up_to(
+    big: list[RecordedEvent],
+) -> None:
+    report = fold(big)
+    expected: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for event in big:
+        payload = payload_of(event.envelope)
+        if isinstance(payload, lg.ActualCostRecorded):
+            expected[payload.project_id][payload.period] += payload.amount
+
+    def text(found: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, str]]:
+        return {k: {m: str(v) for m, v in sorted(by.items())} for k, by in found.items()}
+
+    assert len(expected) > 20
+    assert text(report.actual_cost_by_period()) == text(expected)
+    one = sorted(expected)[len(expected) // 2]
+    assert text(report.actual_cost_by_period(one)) == text({one: expected[one]})
