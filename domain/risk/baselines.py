@@ -87,7 +87,7 @@ def evolve_baseline(state: BaselineState | None, event: FrozenModel) -> Baseline
                 revision=event.revision,
                 budget_at_completion=event.budget_at_completion,
                 planned_value_by_period=tuple(
-                    PlannedPoint(intern(x.period), shared_amount(x.planned_value))
+                    PlannedPoint(intern(x.period), x.planned_value)
                     for x in event.planned_value_by_period
                 ),
                 planned_end=event.planned_end,
