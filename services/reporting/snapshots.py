@@ -27,7 +27,7 @@ import signal
 import time
 import warnings
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,9 +49,10 @@ from sqlalchemy import (
 )
 
 from contracts.base import RecordedEvent
-from services.reporting import snapshot_format
+from services.reporting import snapshot_format, snapshot_tables
 from services.reporting.report import PortfolioReport
 from services.reporting.snapshot_format import UNREADABLE, SnapshotParts
+from services.reporting.snapshot_tables import TableLayout
 from shared.db import Database
 from shared.eventlog import EventLog
 
@@ -144,6 +145,8 @@ class SnapshotStore:
         #: Digests of the parts stored (by this process: a part stored before a restart is
         #: packed once more, and not stored twice).
         self._stored: set[bytes] = set()
+        #: Where the last snapshot stored each chunked table's entries.
+        self._layouts: Mapping[str, TableLayout] = {}
 
     async def create(self) -> None:
         await self.db.write(lambda conn: metadata.create_all(conn))
@@ -216,9 +219,12 @@ class SnapshotStore:
         """Save the report as it is now; returns the bytes stored."""
         return await self.finish(self.begin(position, report))
 
-    def begin(self, position: int, report: PortfolioReport) -> PendingSnapshot:
+    def begin(
+        self, position: int, report: PortfolioReport, touched: Collection[Hashable] = ()
+    ) -> PendingSnapshot:
         """Take the report as it is at this instant: forked (the child pickles the image
-        the fork froze, so the caller may fold on at once), else pickled here."""
+        the fork froze, so the caller may fold on at once), else pickled here. `touched`:
+        the keys of the entries events changed since the last snapshot (snapshot_tables.py)."""
         pins = tuple(snapshot_format.pinned_levels(report))
         pinned = frozenset(map(id, pins))
         if self.fork:
@@ -227,10 +233,13 @@ class SnapshotStore:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
             if pid == 0:  # pragma: no cover - the child, measured by the snapshot tests
-                _dump_and_exit(report, pinned, self._known, self._stored, read, write)
+                layout = (self._layouts, touched)
+                _dump_and_exit(report, pinned, self._known, self._stored, layout, read, write)
             os.close(write)
             return PendingSnapshot(position, pid=pid, pipe=read, pins=pins)
-        parts = snapshot_format.dump(report, pinned, self._known, self._stored)
+        parts = snapshot_format.dump(
+            report, pinned, self._known, self._stored, self._layouts, touched
+        )
         return PendingSnapshot(position, parts=parts, pins=pins)
 
     async def finish(self, pending: PendingSnapshot) -> int:
@@ -238,7 +247,7 @@ class SnapshotStore:
         Cancelled, it ends the child."""
         parts = pending.parts if pending.parts is not None else await self._from_child(pending)
         size = await self.db.write(self._save, pending.position, parts)
-        self._known, self._pins = parts.ids, pending.pins
+        self._known, self._pins, self._layouts = parts.ids, pending.pins, parts.layouts
         self._stored.update(parts.new)
         return size
 
@@ -318,6 +327,7 @@ def _dump_and_exit(
     pinned: frozenset[int],
     known: Mapping[int, bytes],
     stored: set[bytes],
+    layout: tuple[Mapping[str, TableLayout], Collection[Hashable]],
     read: int,
     write: int,
 ) -> None:
@@ -326,7 +336,7 @@ def _dump_and_exit(
     status = 1
     try:
         os.close(read)
-        parts = snapshot_format.dump(report, pinned, known, stored)
+        parts = snapshot_format.dump(report, pinned, known, stored, *layout)
         data = memoryview(pickle.dumps(parts, pickle.HIGHEST_PROTOCOL))
         while data:
             data = data[os.write(write, data) :]
@@ -397,6 +407,8 @@ class Snapshotter:
         self._arrived = asyncio.Event()
         self._report = PortfolioReport()
         self._saved = 0
+        #: The keys of the entries the events folded since the last snapshot may change.
+        self._touched: set[Hashable] = set()
         #: The snapshot being stored while the fold goes on (one at a time).
         self._storing: asyncio.Task[None] | None = None
 
@@ -525,12 +537,13 @@ class Snapshotter:
         return int(runner.position)
 
     async def _fold(self, store: SnapshotStore, events: list[RecordedEvent]) -> None:
-        report = self._report
+        report, touched = self._report, self._touched
         every = self.every
         for count, event in enumerate(events, start=1):
             if self._stopping:
                 return
             report.apply(event)
+            snapshot_tables.note(touched, event.envelope)
             self.position = event.position
             self.handed += 1
             if self.position - self._saved >= every:
@@ -544,6 +557,7 @@ class Snapshotter:
             if self._stopping:
                 return
             report.apply(event)
+            snapshot_tables.note(self._touched, event.envelope)
             self.position = event.position
             self.read += 1
             if self.position - self._saved >= self.every:
@@ -554,8 +568,9 @@ class Snapshotter:
         if self._storing is not None:  # one child at a time
             await asyncio.shield(self._storing)
         started = time.perf_counter()
-        pending = store.begin(self.position, self._report)
+        pending = store.begin(self.position, self._report, self._touched)
         self._saved = self.position
+        self._touched.clear()  # taken: the child has its copy, or it is pickled already
         self._storing = asyncio.create_task(self._store(store, pending, started))
 
     async def _store(self, store: SnapshotStore, pending: PendingSnapshot, started: float) -> None:

@@ -20,7 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bench.biglog import BigLog, publish
 from contracts.subjects import LOG_STREAM
-from services.reporting import documents, snapshot_format, timetravel
+from services.reporting import documents, snapshot_format, snapshot_tables, timetravel
 from services.reporting import snapshots as snapshots_module
 from services.reporting.facts import Cut
 from services.reporting.handlers import PublishRequest, publish_report
@@ -136,16 +136,20 @@ async def test_reports_from_snapshots_equal_full_folds(
 async def test_snapshots_in_parts_equal_full_folds_and_share_their_parts(
     nc: Client, event_log: EventLog, tmp_path: Path, fork: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The ledger's big levels stored apart (levels of 8 items and more here): reports
+    """The ledger's big levels stored apart (levels of 8 items and more here) and the big
+    tables in chunks (tables of 4 entries and more, chunks of 4 on average): reports
     from them equal full folds, consecutive snapshots share parts, and a part lost on
     disk costs the snapshots that need it, never the report."""
     monkeypatch.setattr(snapshot_format, "PART_MIN_ITEMS", 8)
+    monkeypatch.setattr(snapshot_tables, "MIN_ENTRIES", 4)
+    monkeypatch.setattr(snapshot_tables, "CHUNK_EVERY", 4)
     await publish(nc.jetstream(), BigLog(EVENTS, seed=4).events())
     db = Database(database_url(tmp_path))
     snapshotter, store = await snapshotted(event_log, db, fork)
     parts = snapshots_module.parts_table
     try:
         assert store._known and set(store._known) <= set(map(id, store._pins))
+        assert {".".join(path) for path in snapshot_tables.TABLES} == set(store._layouts)
         rows = await db.read(
             lambda conn: conn.execute(
                 snapshots_module.snapshots_table.select().order_by("position")
@@ -154,7 +158,11 @@ async def test_snapshots_in_parts_equal_full_folds_and_share_their_parts(
         referred = [snapshot_format.digests_of(row.state) for row in rows]
         assert sum(map(bool, referred)) >= len(rows) - 1
         stored = await db.read(lambda conn: conn.execute(parts.select()).all())
-        assert 0 < len(stored) < sum(map(len, referred)) / 2
+        sizes = {row.digest: row.size for row in stored}
+        referred_bytes = sum(sizes[d] for digests in referred for d in digests)
+        # Each part stored once; here (20 projects, all of them busy) a fifth of the bytes
+        # is referred to again, at a million events seven tenths (bench/million.py).
+        assert 0 < sum(sizes.values()) < referred_bytes * 0.8
         count, size, _ = await store.stats()
         own = sum(len(row.state) for row in rows)
         assert (count, size) == (len(rows), own + sum(row.size for row in stored))
@@ -172,24 +180,41 @@ async def test_snapshots_in_parts_equal_full_folds_and_share_their_parts(
         await db.close()
 
 
+@pytest.mark.parametrize("previous", ["one pickle", "tables inline"])
 async def test_a_data_folder_of_the_previous_version_is_continued_in_parts(
-    nc: Client, event_log: EventLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    nc: Client,
+    event_log: EventLog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    previous: str,
 ) -> None:
-    """Snapshots the previous version stored (one pickle each, the same fold code) are
-    kept: the snapshotter goes on from the newest of them instead of folding the log
-    again, the ones it adds are in parts, and reports from either equal full folds."""
+    """Snapshots the previous versions stored (one pickle each; then the ledger's levels
+    in parts and the tables inline, the same fold code) are kept: the snapshotter goes
+    on from the newest of them instead of folding the log again, the ones it adds are
+    in parts with the tables in chunks, and reports from either equal full folds."""
     monkeypatch.setattr(snapshot_format, "PART_MIN_ITEMS", 8)
+    monkeypatch.setattr(snapshot_tables, "CHUNK_EVERY", 4)
     await publish(nc.jetstream(), BigLog(EVENTS, seed=12).events())
     db = Database(database_url(tmp_path))
-    store = SnapshotStore(db)
+    store = SnapshotStore(db, fork=False)
     await store.create()
     old_until = EVERY * 3
     report = PortfolioReport()
     async for event in event_log.read(1, until_position=old_until):
         report.apply(event)
-        if event.position % EVERY == 0:  # as the previous version stored them
+        if event.position % EVERY:
+            continue
+        if previous == "one pickle":
             pickled = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
             await _insert(db, store, event.position, snapshot_format.pack(pickled))
+        else:
+            with monkeypatch.context() as before_chunks:
+                before_chunks.setattr(snapshot_tables, "MIN_ENTRIES", 1 << 30)
+                parts = store.begin(event.position, report).parts
+            assert parts is not None and parts.new
+            await db.write(store._save, event.position, parts)
+    monkeypatch.setattr(snapshot_tables, "MIN_ENTRIES", 4)
+    store = SnapshotStore(db)  # the new version's process
     snapshotter, store = await snapshotted(event_log, db, store=store)
     try:
         assert snapshotter.read + snapshotter.handed == EVENTS - old_until
@@ -199,14 +224,28 @@ async def test_a_data_folder_of_the_previous_version_is_continued_in_parts(
         )
         assert [row.position for row in rows] == list(range(EVERY, EVENTS + 1, EVERY))
         old = [row for row in rows if row.position <= old_until]
-        assert all(row.state.startswith(snapshot_format.ZSTD_MAGIC) for row in old)
+        magic = (
+            snapshot_format.ZSTD_MAGIC if previous == "one pickle" else snapshot_format.PARTS_MAGIC
+        )
+        assert all(row.state.startswith(magic) for row in old)
+        assert not any(_chunked(row.state) for row in old)
         new = [row for row in rows if row.position > old_until]
         assert all(row.state.startswith(snapshot_format.PARTS_MAGIC) for row in new)
+        assert all(_chunked(row.state) for row in new)
         positions = (EVERY * 2 + 7, old_until + EVERY + 3, EVENTS - 1)
         await same_as_full_folds_at(event_log, store, positions)
     finally:
         await snapshotter.stop()
         await db.close()
+
+
+def _chunked(blob: bytes) -> bool:
+    """Whether a stored snapshot keeps any table in chunks."""
+    return snapshot_tables.Chunked.__name__.encode() in snapshot_format.unpack(
+        blob[blob.index(snapshot_format.ZSTD_MAGIC, len(snapshot_format.PARTS_MAGIC)) :]
+        if blob.startswith(snapshot_format.PARTS_MAGIC)
+        else blob
+    )
 
 
 async def _insert(db: Database, store: SnapshotStore, position: int, state: bytes) -> None:
@@ -243,8 +282,8 @@ async def test_a_child_that_dies_costs_its_snapshot_only(
     store = SnapshotStore(db, fork=True)
     begin = store.begin
 
-    def counted(position: int, report: Any) -> Any:
-        pending = begin(position, report)
+    def counted(position: int, report: Any, touched: Any = ()) -> Any:
+        pending = begin(position, report, touched)
         positions[0] += 1  # after the fork: only the first child sees 0
         return pending
 

@@ -9,7 +9,7 @@ import asyncio
 import lzma
 import pickle
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -40,6 +40,20 @@ def expected(events: list[RecordedEvent], start: int = 0) -> dict[int, bytes]:
         report.apply(event)
         if event.position > start and event.position % EVERY == 0:
             found[event.position] = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
+    return found
+
+
+def touched_since(events: list[RecordedEvent], start: int = 0) -> dict[int, set[str]]:
+    """The entries each snapshot after `start` should move last: the aggregates and the
+    projects named by the events since the one before."""
+    found: dict[int, set[str]] = {}
+    keys: set[str] = set()
+    for event in events[start:]:
+        keys.add(event.envelope.aggregate_id)
+        if "project_id" in event.envelope.payload:
+            keys.add(event.envelope.payload["project_id"])
+        if event.position % EVERY == 0:
+            found[event.position], keys = keys, set()
     return found
 
 
@@ -76,6 +90,7 @@ class Store:
     def __init__(self, first: Snapshot | None = None) -> None:
         self.first = first
         self.saved: dict[int, bytes] = {}
+        self.touched: dict[int, set[str]] = {}
 
     async def create(self) -> None:
         return None
@@ -83,8 +98,11 @@ class Store:
     async def latest(self, at_most: int | None = None) -> Snapshot | None:
         return self.first
 
-    def begin(self, position: int, report: PortfolioReport) -> PendingSnapshot:
+    def begin(
+        self, position: int, report: PortfolioReport, touched: Collection[str] = ()
+    ) -> PendingSnapshot:
         """The report as it is now: the fold goes on before `finish` (as a fork's)."""
+        self.touched[position] = set(touched)
         pickled = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
         return PendingSnapshot(position, parts=SnapshotParts(pickled))
 
@@ -130,6 +148,7 @@ async def test_batches_handed_over_make_the_same_snapshots(events: list[Recorded
     await replay(events, snapshotter, runtime)
     assert snapshotter.position == EVENTS
     assert store.saved == expected(events)
+    assert store.touched == touched_since(events)
     assert runtime.log.reads == [] and snapshotter.handed == EVENTS
 
 
@@ -144,6 +163,7 @@ async def test_what_the_batches_leave_out_is_read_from_the_log(
     await replay(events, snapshotter, runtime, skipped=frozenset({777, 1500}), committed_before=500)
     assert snapshotter.position == EVENTS
     assert store.saved == expected(events)
+    assert store.touched == touched_since(events)
     assert runtime.log.reads[0] == (1, 500)
     assert any(a <= 777 <= b for a, b in runtime.log.reads)
     assert any(a <= 1500 <= b for a, b in runtime.log.reads)
