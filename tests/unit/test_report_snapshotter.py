@@ -43,7 +43,9 @@ def expected(events: list[RecordedEvent], start: int = 0) -> dict[int, bytes]:
     return found
 
 
-def touched_since(events: list[RecordedEvent], start: int = 0) -> dict[int, set[str]]:
+def touched_since(
+    events: list[RecordedEvent], start: int = 0, every: int = EVERY
+) -> dict[int, set[str]]:
     """The entries each snapshot after `start` should move last: the aggregates and the
     projects named by the events since the one before."""
     found: dict[int, set[str]] = {}
@@ -52,7 +54,7 @@ def touched_since(events: list[RecordedEvent], start: int = 0) -> dict[int, set[
         keys.add(event.envelope.aggregate_id)
         if "project_id" in event.envelope.payload:
             keys.add(event.envelope.payload["project_id"])
-        if event.position % EVERY == 0:
+        if event.position % every == 0:
             found[event.position], keys = keys, set()
     return found
 
@@ -150,6 +152,18 @@ async def test_batches_handed_over_make_the_same_snapshots(events: list[Recorded
     assert store.saved == expected(events)
     assert store.touched == touched_since(events)
     assert runtime.log.reads == [] and snapshotter.handed == EVENTS
+
+
+async def test_a_snapshot_inside_a_batch_hands_over_the_keys_touched_on_both_sides(
+    events: list[RecordedEvent],
+) -> None:
+    """Snapshots every 250 events fall inside the projection's batches of 100: the keys
+    the rest of a batch touches belong to the next snapshot, not lost."""
+    runtime = Runtime(Log(events), Runner())
+    snapshotter, store = Snapshotter(runtime, every=250, poll=0.01), Store()  # type: ignore[arg-type]
+    await snapshotter.start(store)  # type: ignore[arg-type]
+    await replay(events, snapshotter, runtime)
+    assert store.touched == touched_since(events, every=250)
 
 
 async def test_what_the_batches_leave_out_is_read_from_the_log(
