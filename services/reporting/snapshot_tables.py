@@ -3,8 +3,9 @@
 A project's profile, facts, baseline, EAC series and actual cost, and every risk, were
 pickled whole in every snapshot: at a million events 1.1 MB of the 1.2 MB a snapshot
 stored, though between two snapshots (10,000 events) about a tenth of the projects
-change. Each table is now cut into chunks, each stored once as a part and referred to by
-digest (snapshot_format.py), and a snapshot stores only the chunks that are new.
+change. Each group of tables below is now cut into chunks, each stored once as a part and
+referred to by digest (snapshot_format.py), and a snapshot stores only the chunks that are
+new.
 
 The tables keyed by project form one group: a chunk holds, for each of its projects, the
 entries of every table of the group, pickled together (so what they share, such as a
@@ -45,7 +46,6 @@ GROUPS: tuple[tuple[Path, ...], ...] = (
     (("view", "candidates"), ("projects",), ("baselines",), ("eac_points",), ("actual_cost",)),
     (("risks",),),
 )
-TABLES: tuple[Path, ...] = tuple(path for group in GROUPS for path in group)
 #: Groups with fewer keys stay in the snapshot's own pickle.
 MIN_ENTRIES = 256
 #: One key in this many ends a chunk (32 keys a chunk on average: at a million events 16

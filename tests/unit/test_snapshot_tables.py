@@ -64,7 +64,8 @@ class Store:
 def tables(report: PortfolioReport) -> dict[str, list[tuple[Any, Any]]]:
     return {
         ".".join(path): list(snapshot_tables._get(report, path).items())
-        for path in snapshot_tables.TABLES
+        for group in snapshot_tables.GROUPS
+        for path in group
     }
 
 
