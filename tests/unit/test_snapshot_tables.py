@@ -108,6 +108,21 @@ def test_an_unchanged_report_is_taken_again_without_a_new_chunk(
     assert again.blob == first.blob
 
 
+def test_tables_listing_the_same_keys_in_the_same_order_share_one_list_in_the_snapshot(
+    events: list[RecordedEvent],
+) -> None:
+    report = PortfolioReport().apply_all(events)
+    cut = snapshot_tables.split(report, {})
+    group = snapshot_tables.GROUPS[0]
+    orders = [tuple(snapshot_tables._get(report, path)) for path in group]
+    stored = [snapshot_tables._get(cut.report, path).keys for path in group]
+    pairs = [(a, b) for a in range(len(group)) for b in range(a + 1, len(group))]
+    for a, b in pairs:
+        assert (stored[a] is stored[b]) == (orders[a] == orders[b])
+        assert stored[a] == orders[a]
+    assert {orders[a] == orders[b] for a, b in pairs} == {True, False}  # both kinds here
+
+
 def test_a_chunk_missing_makes_the_snapshot_unreadable(events: list[RecordedEvent]) -> None:
     store = Store()
     snapshot = store.take(PortfolioReport().apply_all(events))
