@@ -7,10 +7,15 @@ change. Each group of tables below is now cut into chunks, each stored once as a
 referred to by digest (snapshot_format.py), and a snapshot stores only the chunks that are
 new.
 
-The tables keyed by project form one group: a chunk holds, for each of its projects, the
-entries of every table of the group, pickled together (so what they share, such as a
-project's profile in prioritization's view and in the project's facts, stays shared when
-loaded). For most chunks to be the same from one snapshot to the next, keys are kept in
+A chunk holds, for each of its keys, the entries of every table of its group, pickled
+together (so what they share, such as a project's profile in prioritization's view and in
+the project's facts, stays shared when loaded). A project's profile and facts, which
+change at its decisions, are one group; its baseline, EAC series and actual cost, which
+change every month it runs, another: in one group, every snapshot stored a running
+project's unchanged profile and facts again with its new costs (at a million events 43.8
+MB of snapshots against 41.1 in two).
+
+For most chunks to be the same from one snapshot to the next, keys are kept in
 the order they were last touched: those no event touched since the last snapshot in the
 order they had there, then the others, in the table's order. An event touches the
 entries keyed by its aggregate and by its payload's `project_id`; the snapshotter notes
@@ -43,6 +48,13 @@ Path = tuple[str, ...]
 #: The tables stored in chunks, by their path from the report, in groups with the same
 #: keys (a group's tables are chunked together).
 GROUPS: tuple[tuple[Path, ...], ...] = (
+    (("view", "candidates"), ("projects",)),
+    (("baselines",), ("eac_points",), ("actual_cost",)),
+    (("risks",),),
+)
+#: The groups of the snapshots stored before a `Chunked` named its group (they are read
+#: as they were stored).
+FIRST_GROUPS: tuple[tuple[Path, ...], ...] = (
     (("view", "candidates"), ("projects",), ("baselines",), ("eac_points",), ("actual_cost",)),
     (("risks",),),
 )
@@ -88,6 +100,9 @@ class Chunked:
     keys: tuple[Hashable, ...]
     chunks: tuple[bytes, ...]
     default: bool = False
+    #: The tables whose entries each chunk holds, in their order (`_label`); None in the
+    #: snapshots stored before it was kept (their groups were FIRST_GROUPS).
+    group: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -117,7 +132,7 @@ def split(
         layout, chunks = _chunks(tables, keys, layouts.get(name, TableLayout()), touched)
         out.layouts[name] = layout
         out.chunks.update(chunks)
-        digests = tuple(chunks)
+        digests, labels = tuple(chunks), tuple(map(_label, group))
         # Tables filled by the same events list their keys in the same order (a project's
         # profile and facts; its baseline, EAC series and actual cost): one tuple, pickled
         # once, instead of three times 3,000 references at a million events.
@@ -125,31 +140,36 @@ def split(
         for path, table in zip(group, tables, strict=True):
             order = tuple(table)
             order = orders.setdefault(order, order)
-            placeholder = Chunked(order, digests, isinstance(table, defaultdict))
+            placeholder = Chunked(order, digests, isinstance(table, defaultdict), labels)
             out.report = _with(out.report, path, placeholder)
     return out
 
 
 def join(report: PortfolioReport, chunks: Callable[[bytes], bytes]) -> PortfolioReport:
-    """The report with each `Chunked` table read back from its group's chunks."""
-    for group in GROUPS:
-        placeholders = [_get(report, path) for path in group]
-        digests = next((p.chunks for p in placeholders if isinstance(p, Chunked)), None)
-        if digests is None:
+    """The report with each `Chunked` table read back from its group's chunks, the group
+    as the snapshot was stored with (not GROUPS as they are now)."""
+    loaded: dict[tuple[bytes, ...], dict[Hashable, tuple[Any, ...]]] = {}
+    for path in _PATHS:
+        placeholder = _get(report, path)
+        if not isinstance(placeholder, Chunked):
             continue
-        entries: dict[Hashable, tuple[Any, ...]] = {}
-        for digest in digests:
-            entries.update(pickle.loads(chunks(digest)))
-        for index, (path, placeholder) in enumerate(zip(group, placeholders, strict=True)):
-            if not isinstance(placeholder, Chunked):
-                raise ValueError(f"a snapshot with {_name(group)} in chunks but not {path}")
-            table: dict[Hashable, Any] = defaultdict(Decimal) if placeholder.default else {}
-            for key in placeholder.keys:
-                value = entries[key][index]  # missing: KeyError, the snapshot is unreadable
-                if value is ABSENT:
-                    raise KeyError(key)
-                table[key] = value
-            _set(report, path, table)
+        labels = placeholder.group or _first_group(path)
+        entries = loaded.get(placeholder.chunks)
+        if entries is None:
+            for label in labels:  # a group is in chunks whole or not at all
+                if not isinstance(_get(report, tuple(label.split("."))), Chunked):
+                    raise ValueError(f"a snapshot with {'+'.join(labels)} half in chunks")
+            entries = loaded[placeholder.chunks] = {}
+            for digest in placeholder.chunks:
+                entries.update(pickle.loads(chunks(digest)))
+        index = labels.index(_label(path))
+        table: dict[Hashable, Any] = defaultdict(Decimal) if placeholder.default else {}
+        for key in placeholder.keys:
+            value = entries[key][index]  # missing: KeyError, the snapshot is unreadable
+            if value is ABSENT:
+                raise KeyError(key)
+            table[key] = value
+        _set(report, path, table)
     return report
 
 
@@ -186,8 +206,22 @@ def _ends_chunk(key: Hashable) -> bool:
     return int.from_bytes(mark) % CHUNK_EVERY == 0
 
 
+def _label(path: Path) -> str:
+    return ".".join(path)
+
+
 def _name(group: tuple[Path, ...]) -> str:
-    return "+".join(".".join(path) for path in group)
+    return "+".join(map(_label, group))
+
+
+def _first_group(path: Path) -> tuple[str, ...]:
+    return next(tuple(map(_label, g)) for g in FIRST_GROUPS if path in g)
+
+
+#: Every table stored in chunks now or before.
+_PATHS: tuple[Path, ...] = tuple(
+    dict.fromkeys(path for groups in (GROUPS, FIRST_GROUPS) for group in groups for path in group)
+)
 
 
 def _get(report: PortfolioReport, path: Path) -> Any:

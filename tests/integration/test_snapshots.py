@@ -29,6 +29,7 @@ from services.reporting.snapshots import SnapshotStore, Snapshotter
 from services.reporting.timetravel import fold, portfolio_report, position_at
 from shared.db import Database
 from shared.eventlog import EventLog
+from tests.previous_snapshots import store_chunks_as_the_first_version
 
 EVENTS = 3000
 EVERY = 400
@@ -180,7 +181,7 @@ async def test_snapshots_in_parts_equal_full_folds_and_share_their_parts(
         await db.close()
 
 
-@pytest.mark.parametrize("previous", ["one pickle", "tables inline"])
+@pytest.mark.parametrize("previous", ["one pickle", "tables inline", "chunks in one group"])
 async def test_a_data_folder_of_the_previous_version_is_continued_in_parts(
     nc: Client,
     event_log: EventLog,
@@ -189,9 +190,10 @@ async def test_a_data_folder_of_the_previous_version_is_continued_in_parts(
     previous: str,
 ) -> None:
     """Snapshots the previous versions stored (one pickle each; then the ledger's levels
-    in parts and the tables inline, the same fold code) are kept: the snapshotter goes
-    on from the newest of them instead of folding the log again, the ones it adds are
-    in parts with the tables in chunks, and reports from either equal full folds."""
+    in parts and the tables inline; then a project's five tables in chunks of one group,
+    the same fold code) are kept: the snapshotter goes on from the newest of them instead
+    of folding the log again, the ones it adds are in parts with the tables in chunks of
+    today's groups, and reports from either equal full folds."""
     monkeypatch.setattr(snapshot_format, "PART_MIN_ITEMS", 8)
     monkeypatch.setattr(snapshot_tables, "CHUNK_EVERY", 4)
     await publish(nc.jetstream(), BigLog(EVENTS, seed=12).events())
@@ -208,8 +210,12 @@ async def test_a_data_folder_of_the_previous_version_is_continued_in_parts(
             pickled = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
             await _insert(db, store, event.position, snapshot_format.pack(pickled))
         else:
-            with monkeypatch.context() as before_chunks:
-                before_chunks.setattr(snapshot_tables, "MIN_ENTRIES", 1 << 30)
+            with monkeypatch.context() as before:
+                if previous == "tables inline":
+                    before.setattr(snapshot_tables, "MIN_ENTRIES", 1 << 30)
+                else:
+                    before.setattr(snapshot_tables, "MIN_ENTRIES", 4)
+                    store_chunks_as_the_first_version(before)
                 parts = store.begin(event.position, report).parts
             assert parts is not None and parts.new
             await db.write(store._save, event.position, parts)
@@ -228,7 +234,7 @@ async def test_a_data_folder_of_the_previous_version_is_continued_in_parts(
             snapshot_format.ZSTD_MAGIC if previous == "one pickle" else snapshot_format.PARTS_MAGIC
         )
         assert all(row.state.startswith(magic) for row in old)
-        assert not any(_chunked(row.state) for row in old)
+        assert all(_chunked(row.state) == (previous == "chunks in one group") for row in old)
         new = [row for row in rows if row.position > old_until]
         assert all(row.state.startswith(snapshot_format.PARTS_MAGIC) for row in new)
         assert all(_chunked(row.state) for row in new)

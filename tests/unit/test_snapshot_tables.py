@@ -24,6 +24,7 @@ from bench.biglog import BigLog
 from contracts.base import RecordedEvent
 from services.reporting import documents, snapshot_format, snapshot_tables
 from services.reporting.report import PortfolioReport
+from tests.previous_snapshots import store_chunks_as_the_first_version
 
 EVENTS = 2400
 EVERY = 300
@@ -112,15 +113,34 @@ def test_tables_listing_the_same_keys_in_the_same_order_share_one_list_in_the_sn
     events: list[RecordedEvent],
 ) -> None:
     report = PortfolioReport().apply_all(events)
+    report.eac_points = dict(reversed(report.eac_points.items()))  # one order of its own
     cut = snapshot_tables.split(report, {})
-    group = snapshot_tables.GROUPS[0]
-    orders = [tuple(snapshot_tables._get(report, path)) for path in group]
-    stored = [snapshot_tables._get(cut.report, path).keys for path in group]
-    pairs = [(a, b) for a in range(len(group)) for b in range(a + 1, len(group))]
-    for a, b in pairs:
-        assert (stored[a] is stored[b]) == (orders[a] == orders[b])
-        assert stored[a] == orders[a]
-    assert {orders[a] == orders[b] for a, b in pairs} == {True, False}  # both kinds here
+    seen = set()
+    for group in snapshot_tables.GROUPS:
+        orders = [tuple(snapshot_tables._get(report, path)) for path in group]
+        stored = [snapshot_tables._get(cut.report, path).keys for path in group]
+        for a in range(len(group)):
+            assert stored[a] == orders[a]
+            for b in range(a + 1, len(group)):
+                assert (stored[a] is stored[b]) == (orders[a] == orders[b])
+                seen.add(orders[a] == orders[b])
+    assert seen == {True, False}  # both kinds here
+
+
+def test_chunks_stored_before_their_group_was_named_are_read_in_the_first_groups(
+    events: list[RecordedEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first chunked snapshots held a project's five tables in one group and named no
+    group: their chunks are read in that group, whatever GROUPS are now."""
+    store, report = Store(), PortfolioReport().apply_all(events)
+    with monkeypatch.context() as first:
+        store_chunks_as_the_first_version(first)
+        snapshot = store.take(report)
+    assert set(snapshot.layouts) == {snapshot_tables._name(g) for g in snapshot_tables.FIRST_GROUPS}
+    assert snapshot_tables.GROUPS != snapshot_tables.FIRST_GROUPS
+    loaded = store.load(snapshot.blob)
+    assert tables(loaded) == tables(report)
+    assert document(loaded) == document(report)
 
 
 def test_a_chunk_missing_makes_the_snapshot_unreadable(events: list[RecordedEvent]) -> None:
