@@ -215,7 +215,10 @@ def _name(group: tuple[Path, ...]) -> str:
 
 
 def _first_group(path: Path) -> tuple[str, ...]:
-    return next(tuple(map(_label, g)) for g in FIRST_GROUPS if path in g)
+    found = next((g for g in FIRST_GROUPS if path in g), None)
+    if found is None:  # a snapshot naming no group for a table chunked only since
+        raise ValueError(f"a snapshot with {_label(path)} in chunks of no known group")
+    return tuple(map(_label, found))
 
 
 #: Every table stored in chunks now or before.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -141,6 +142,23 @@ def test_chunks_stored_before_their_group_was_named_are_read_in_the_first_groups
     loaded = store.load(snapshot.blob)
     assert tables(loaded) == tables(report)
     assert document(loaded) == document(report)
+
+
+@pytest.mark.parametrize(
+    "group",
+    [("projects",), ("no.such", "view.candidates"), None],
+    ids=["its table not named", "a table that is not there", "no group, none before"],
+)
+def test_a_chunked_table_with_a_wrong_group_makes_the_snapshot_unreadable(
+    events: list[RecordedEvent], monkeypatch: pytest.MonkeyPatch, group: tuple[str, ...] | None
+) -> None:
+    cut = snapshot_tables.split(PortfolioReport().apply_all(events), {})
+    path = ("view", "candidates")
+    placeholder = snapshot_tables._get(cut.report, path)
+    report = snapshot_tables._with(cut.report, path, replace(placeholder, group=group))
+    monkeypatch.setattr(snapshot_tables, "FIRST_GROUPS", ((("risks",),)))
+    with pytest.raises(snapshot_format.UNREADABLE):
+        snapshot_tables.join(report, cut.chunks.__getitem__)
 
 
 def test_a_chunk_missing_makes_the_snapshot_unreadable(events: list[RecordedEvent]) -> None:
