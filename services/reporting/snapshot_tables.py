@@ -100,9 +100,9 @@ class Chunked:
     keys: tuple[Hashable, ...]
     chunks: tuple[bytes, ...]
     default: bool = False
-    #: The tables whose entries each chunk holds, in their order (`_label`); None in the
-    #: snapshots stored before it was kept (their groups were FIRST_GROUPS).
-    group: tuple[str, ...] | None = None
+    #: The tables whose entries each chunk holds, in their order; None in the snapshots
+    #: stored before it was kept (their groups were FIRST_GROUPS).
+    group: tuple[Path, ...] | None = None
 
 
 @dataclass
@@ -132,7 +132,7 @@ def split(
         layout, chunks = _chunks(tables, keys, layouts.get(name, TableLayout()), touched)
         out.layouts[name] = layout
         out.chunks.update(chunks)
-        digests, labels = tuple(chunks), tuple(map(_label, group))
+        digests = tuple(chunks)
         # Tables filled by the same events list their keys in the same order (a project's
         # profile and facts; its baseline, EAC series and actual cost): one tuple, pickled
         # once, instead of three times 3,000 references at a million events.
@@ -140,7 +140,7 @@ def split(
         for path, table in zip(group, tables, strict=True):
             order = tuple(table)
             order = orders.setdefault(order, order)
-            placeholder = Chunked(order, digests, isinstance(table, defaultdict), labels)
+            placeholder = Chunked(order, digests, isinstance(table, defaultdict), group)
             out.report = _with(out.report, path, placeholder)
     return out
 
@@ -153,16 +153,16 @@ def join(report: PortfolioReport, chunks: Callable[[bytes], bytes]) -> Portfolio
         placeholder = _get(report, path)
         if not isinstance(placeholder, Chunked):
             continue
-        labels = placeholder.group or _first_group(path)
+        group = placeholder.group or _first_group(path)
         entries = loaded.get(placeholder.chunks)
         if entries is None:
-            for label in labels:  # a group is in chunks whole or not at all
-                if not isinstance(_get(report, tuple(label.split("."))), Chunked):
-                    raise ValueError(f"a snapshot with {'+'.join(labels)} half in chunks")
+            for member in group:  # a group is in chunks whole or not at all
+                if not isinstance(_get(report, member), Chunked):
+                    raise ValueError(f"a snapshot with {_name(group)} half in chunks")
             entries = loaded[placeholder.chunks] = {}
             for digest in placeholder.chunks:
                 entries.update(pickle.loads(chunks(digest)))
-        index = labels.index(_label(path))
+        index = group.index(path)  # not in its group: ValueError, the snapshot is unreadable
         table: dict[Hashable, Any] = defaultdict(Decimal) if placeholder.default else {}
         for key in placeholder.keys:
             value = entries[key][index]  # missing: KeyError, the snapshot is unreadable
@@ -206,19 +206,15 @@ def _ends_chunk(key: Hashable) -> bool:
     return int.from_bytes(mark) % CHUNK_EVERY == 0
 
 
-def _label(path: Path) -> str:
-    return ".".join(path)
-
-
 def _name(group: tuple[Path, ...]) -> str:
-    return "+".join(map(_label, group))
+    return "+".join(".".join(path) for path in group)
 
 
-def _first_group(path: Path) -> tuple[str, ...]:
+def _first_group(path: Path) -> tuple[Path, ...]:
     found = next((g for g in FIRST_GROUPS if path in g), None)
     if found is None:  # a snapshot naming no group for a table chunked only since
-        raise ValueError(f"a snapshot with {_label(path)} in chunks of no known group")
-    return tuple(map(_label, found))
+        raise ValueError(f"a snapshot with {'.'.join(path)} in chunks of no known group")
+    return found
 
 
 #: Every table stored in chunks now or before.

@@ -146,11 +146,13 @@ def test_chunks_stored_before_their_group_was_named_are_read_in_the_first_groups
 
 @pytest.mark.parametrize(
     "group",
-    [("projects",), ("no.such", "view.candidates"), None],
+    [(("projects",),), (("no", "such"), ("view", "candidates")), None],
     ids=["its table not named", "a table that is not there", "no group, none before"],
 )
 def test_a_chunked_table_with_a_wrong_group_makes_the_snapshot_unreadable(
-    events: list[RecordedEvent], monkeypatch: pytest.MonkeyPatch, group: tuple[str, ...] | None
+    events: list[RecordedEvent],
+    monkeypatch: pytest.MonkeyPatch,
+    group: tuple[tuple[str, ...], ...] | None,
 ) -> None:
     cut = snapshot_tables.split(PortfolioReport().apply_all(events), {})
     path = ("view", "candidates")
