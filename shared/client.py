@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
 import nats
@@ -320,7 +320,7 @@ class PortfolioClient:
         js = self.nc.jetstream()
         return [r async for r in read_rejections(js, self.subjects, last)]
 
-    async def follow_alerts(self) -> AsyncIterator[dict[str, Any]]:
+    async def follow_alerts(self) -> AsyncGenerator[dict[str, Any], None]:
         """Every alert raised or cleared from now on, as published (JSON objects)."""
         sub = await self.nc.jetstream().subscribe(
             self.subjects.alerts_all, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW

@@ -58,7 +58,12 @@ def test_up_runs_the_gateway_and_the_readme_calls_work(tmp_path: Path) -> None:
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
     stdout = process.stdout
-    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+
+    def forward() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=forward, daemon=True).start()
     try:
         api = None
         deadline = time.monotonic() + 60

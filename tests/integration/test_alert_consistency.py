@@ -28,7 +28,8 @@ STORY = story()
 
 
 def body(command: Any) -> dict[str, Any]:
-    return command.model_dump(mode="json", exclude_none=True)
+    found: dict[str, Any] = command.model_dump(mode="json", exclude_none=True)
+    return found
 
 
 async def derived(event_log: EventLog) -> tuple[list[Any], list[Any]]:

@@ -125,7 +125,8 @@ async def test_an_event_changed_in_a_copied_store_breaks_the_chain(tmp_path: Pat
     original.stop()
 
     shutil.copytree(tmp_path / "original", tmp_path / "copy")
-    (tmp_path / "copy" / "ports").exists() and shutil.rmtree(tmp_path / "copy" / "ports")
+    if (tmp_path / "copy" / "ports").exists():
+        shutil.rmtree(tmp_path / "copy" / "ports")
     name = f'"name":"Project {target.envelope.aggregate_id}"'.encode()
     changed = name.replace(b"Project", b"Pr0ject")
     blocks = list((tmp_path / "copy" / "jetstream").rglob("*.blk"))

@@ -147,7 +147,9 @@ async def test_a_resend_is_the_same_command_on_the_principals_subject(nc: Client
         seen.append((msg.subject, body))
         if len(seen) == 1:
             error = ErrorInfo(code=ErrorCode.UNAVAILABLE, message="electing a leader")
-            reply = CommandRejected(command_id=body["command_id"], error=error)
+            reply: CommandAccepted | CommandRejected = CommandRejected(
+                command_id=body["command_id"], error=error
+            )
         else:
             reply = CommandAccepted(command_id=body["command_id"], events=(), duplicate=True)
         await msg.respond(reply.model_dump_json().encode())

@@ -104,8 +104,8 @@ async def test_every_accepted_answer_is_in_the_log(
     async with running(nc, "intake", nats_url, tmp_path):
         replies = await asyncio.gather(*(send(nc, name, body) for name, body in bodies))
     accepted = [r for r in replies if isinstance(r, CommandAccepted)]
-    for reply in accepted:
-        await assert_in_the_log(event_log, reply)
+    for landed in accepted:
+        await assert_in_the_log(event_log, landed)
     stored = [e async for e in event_log.read()]
     assert not [e for e in stored if e.envelope.aggregate_id.startswith("Q-")]
     causes = [e.envelope.causation_id for e in stored]

@@ -110,7 +110,7 @@ async def test_same_event_id_within_window_is_deduplicated(event_log: EventLog) 
 
 
 async def test_reads_by_aggregate_position_and_time(event_log: EventLog) -> None:
-    positions = {}
+    positions: dict[str, int] = {}
     for n in range(6):
         aggregate = f"P-{n % 2}"
         expected = positions.get(aggregate, 0)

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -117,12 +118,12 @@ async def test_hostile_http_commands_and_webhooks_get_4xx_and_append_nothing(
         sends: list[Callable[[], Any]] = []
         for n, (name, body) in enumerate([*commands, *raw]):
             headers = {"Idempotency-Key": keys[n % len(keys)]} if n % 3 == 0 else {}
-            sends.append(lambda p=f"/v1/commands/{name}", b=body, h=headers: send(p, b, h))
+            sends.append(partial(send, f"/v1/commands/{name}", body, headers))
         for n, body in enumerate(bodies):
             headers = {"X-Atlassian-Webhook-Identifier": f"fz-{n}"}
             if n % 4 != 0:  # most are signed, so they reach the mapping
                 headers["X-Hub-Signature-256"] = sign(body)
-            sends.append(lambda b=body, h=headers: send("/v1/webhooks/jira", b, h))
+            sends.append(partial(send, "/v1/webhooks/jira", body, headers))
         await asyncio.gather(*(one() for one in sends))
 
         assert len(outcomes) == len(sends)

@@ -635,7 +635,7 @@ async def test_tls_with_the_ca_from_the_settings(
 ) -> None:
     passwords = set_passwords(monkeypatch)
     async with tls_server(tmp_path, pki, verify_clients=False) as url:
-        tool = {"nats_user": "tool", "nats_password": passwords["tool"]}
+        tool: dict[str, Any] = {"nats_user": "tool", "nats_password": passwords["tool"]}
         # Without the CA the server's certificate is not trusted.
         for settings in (
             PortfolioSettings(nats_url=url, **tool),
@@ -670,7 +670,7 @@ async def test_tls_with_client_certificates(
 ) -> None:
     passwords = set_passwords(monkeypatch)
     async with tls_server(tmp_path, pki, verify_clients=True) as url:
-        tool = {"nats_user": "tool", "nats_password": passwords["tool"]}
+        tool: dict[str, Any] = {"nats_user": "tool", "nats_password": passwords["tool"]}
         with pytest.raises(Exception):  # noqa: B017 - the server wants a certificate
             await connect_with(PortfolioSettings(nats_url=url, nats_tls_ca_file=pki["ca"], **tool))
         settings = PortfolioSettings(

@@ -144,7 +144,7 @@ async def test_alerts_reach_webhooks_chat_and_email_in_order_once_with_dead_lett
         assert isinstance(gone, CommandRejected) and gone.error.code == "not_found"
 
         await accepted(nc, "ProposeProject", proposal("P-1", programme="PRG-1"))
-        subscriptions = {
+        subscriptions: dict[str, dict[str, Any]] = {
             "hook": {"channel": "webhook", "target": hook, "secret_ref": "ops"},
             "slack": {"channel": "slack", "target": slack, "metrics": ["risk_score"]},
             "teams": {"channel": "teams", "target": teams, "programmes": ["PRG-1"]},

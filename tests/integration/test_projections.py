@@ -63,8 +63,8 @@ async def test_every_service_projects_the_log_and_rebuilds_identically(
         assert audit[13].payload["rationale"] == "best value"
 
         for name in SERVICES:
-            reply = await nc.request(SUBJECTS.control(name, "replay"), b"", timeout=10)
-            assert json.loads(reply.data)["target_position"] == end
+            started = await nc.request(SUBJECTS.control(name, "replay"), b"", timeout=10)
+            assert json.loads(started.data)["target_position"] == end
         for name in SERVICES:
             await wait_for_status(
                 nc,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typer.core
 import typer.main
 
 from services.cli import app
@@ -9,7 +10,7 @@ from services.cli import app
 
 def test_every_verb_takes_url() -> None:
     group = typer.main.get_command(app)
-    assert isinstance(group, typer.main.TyperGroup)
+    assert isinstance(group, typer.core.TyperGroup)
     missing = [
         name
         for name, command in group.commands.items()

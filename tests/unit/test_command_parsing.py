@@ -223,7 +223,7 @@ def test_project_id_must_be_a_subject_token(project_id: str) -> None:
 )
 @pytest.mark.parametrize("blank", ["", "   ", "\n\t "])
 def test_blank_rationale_is_refused(name: str, field: str, blank: str) -> None:
-    data = {"project_id": "crm-2025", field: blank}
+    data: dict[str, object] = {"project_id": "crm-2025", field: blank}
     if name == "UpdateProjectEstimate":
         data |= {"capex": 1, "opex": 1}
     error = error_of(name, body(data))

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import risks as r
 from domain.risk import BaselineState, Progress
+from domain.risk.baselines import PlannedPoint
 from domain.risk.evm import (
     Health,
     HealthThresholds,
@@ -48,7 +48,7 @@ def test_the_reference_worked_example() -> None:
 
 def test_on_plan_is_exactly_one() -> None:
     ev = earned_value(D(1000), D(500), D(500), D(500))
-    assert (ev.cpi, ev.spi, ev.tcpi, ev.eac_typical, ev.vac) == (1, 1, 1, 1000, 0)
+    assert (ev.cpi, ev.spi, ev.tcpi, ev.eac_typical, ev.vac) == (D(1), D(1), D(1), D(1000), D(0))
 
 
 def test_nothing_spent_yet_leaves_the_cost_indices_undefined_not_one() -> None:
@@ -208,9 +208,9 @@ def test_project_health_from_baseline_progress_and_actuals() -> None:
         revision=1,
         budget_at_completion=D(100000),
         planned_value_by_period=(
-            r.PlannedValue(period="2027-02", planned_value=D(20000)),
-            r.PlannedValue(period="2027-04", planned_value=D(50000)),
-            r.PlannedValue(period="2027-12", planned_value=D(100000)),
+            PlannedPoint("2027-02", D(20000)),
+            PlannedPoint("2027-04", D(50000)),
+            PlannedPoint("2027-12", D(100000)),
         ),
         planned_end=date(2027, 12, 31),
         version=3,

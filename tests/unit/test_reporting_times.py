@@ -26,7 +26,7 @@ def test_times_beyond_the_utc_calendar_are_kept_at_its_edges() -> None:
 
 
 def test_each_database_is_given_the_same_naive_utc() -> None:
-    for dialect in (sqlite.dialect(), postgresql.dialect()):
+    for dialect in (sqlite.dialect(), postgresql.dialect()):  # type: ignore[no-untyped-call]
         bind = _UtcTime().bind_processor(dialect)
         for moment, stored in ((LATE, datetime.max), (PLAIN, datetime(2026, 3, 1, 10, 30))):
             value = bind(moment)

@@ -401,8 +401,8 @@ def test_a_foreign_command_is_not_a_risk_command() -> None:
 def test_events_before_creation_are_a_bug() -> None:
     for event in (
         CLOSED,
-        r.ProgressReported.model_construct(),
-        r.AlertRuleDisabled.model_construct(),
+        r.ProgressReported.model_construct(),  # type: ignore[call-arg]  # fields missing on purpose
+        r.AlertRuleDisabled.model_construct(),  # type: ignore[call-arg]
     ):
         with pytest.raises(ValueError, match="before"):
             evolve(None, event)
@@ -687,7 +687,13 @@ def test_a_project_scoped_rule_needs_a_known_project() -> None:
     assert (error.code, fields(error)) == (ErrorCode.NOT_FOUND, ["scope_id"])
 
 
-RULE = {"rule_id": "x", "metric": "cpi", "comparison": "lt", "threshold": 0.9, "clear_at": 0.95}
+RULE: dict[str, Any] = {
+    "rule_id": "x",
+    "metric": "cpi",
+    "comparison": "lt",
+    "threshold": 0.9,
+    "clear_at": 0.95,
+}
 
 
 def test_a_rule_on_an_unknown_metric_is_refused() -> None:
@@ -712,7 +718,7 @@ def test_a_clear_level_on_the_wrong_side_is_refused(
     comparison: str, threshold: float, clear_at: float
 ) -> None:
     metric = "cpi" if comparison in ("lt", "le") else "budget_consumption"
-    data = RULE | {
+    data: dict[str, Any] = RULE | {
         "metric": metric,
         "comparison": comparison,
         "threshold": threshold,
