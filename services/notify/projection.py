@@ -1,7 +1,7 @@
 """The notify service's read model: the subscriptions and every delivery outcome, folded
 from the log (kept in a table, so a restart folds them again without reading the log);
 and for published reports, the stakeholders' communication plans and which reports each
-plan is still owed (services/notify/reports.py)."""
+plan is still owed, reports or alert digests (services/notify/reports.py)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,9 @@ class NotifyProjection(Projection):
         self.plans: dict[tuple[str, str], sh.CommunicationPlanned] = {}
         self.last_period: dict[tuple[str, str], str] = {}
         self.owed: dict[tuple[str, str, str], Pending] = {}
+        #: The publication each alert digest plan's last digest rode on (what the next one
+        #: counts the alerts raised and cleared from).
+        self.last_digest: dict[tuple[str, str], rp.PortfolioReportPublished] = {}
         self.reports_done: set[tuple[str, str, str]] = set()
         self.report_outcomes: list[dict[str, Any]] = []
 
@@ -112,11 +115,16 @@ class NotifyProjection(Projection):
             case n.AlertDelivered() | n.AlertDeadLettered():
                 self.record(event, position, at)
             case sh.CommunicationPlanned():
-                self.plans[(event.stakeholder_id, event.plan_id)] = event
+                key = (event.stakeholder_id, event.plan_id)
+                before = self.plans.get(key)
+                if before is not None and before.content != event.content:
+                    self.last_digest.pop(key, None)
+                self.plans[key] = event
             case sh.CommunicationStopped():
                 key = (event.stakeholder_id, event.plan_id)
                 self.plans.pop(key, None)
                 self.last_period.pop(key, None)
+                self.last_digest.pop(key, None)
                 self.owed = {k: v for k, v in self.owed.items() if k[:2] != key}
             case rp.PortfolioReportPublished():
                 self._published(event, position)
@@ -124,21 +132,30 @@ class NotifyProjection(Projection):
                 self.record_report(event, position, at)
 
     def _published(self, report: rp.PortfolioReportPublished, position: int) -> None:
-        """Owe the report to every plan for reports, one per period of its frequency. A
-        report already older than `MAX_AGE` when folded (a first start or a replay over an
-        old log) is owed to no one: history is not mailed out again."""
+        """Owe the report to every plan, one per period of its frequency: the report itself,
+        or the alert digest it carries (measured from the plan's previous digest). A report
+        already older than `MAX_AGE` when folded (a first start or a replay over an old
+        log) is owed to no one: history is not mailed out again."""
         if datetime.now(UTC) - report.generated_at > MAX_AGE:
             return
         if "open_risks" not in report.summary:  # folded from the log: keep the digest only
             report = report.model_copy(update={"summary": digest(report.summary)})
+        # A digest kept by the version before alert digests were sent names no alerts: it
+        # is owed to the report plans only (no burst of old digests after an upgrade).
+        names_alerts = "alerts" in report.summary
         for key, plan in sorted(self.plans.items()):
-            if plan.content != sh.Content.REPORT:
+            digesting = plan.content == sh.Content.ALERT_DIGEST
+            if digesting and not names_alerts:
                 continue
             when = period(plan.frequency, report.generated_at)
             if self.last_period.get(key) == when:
                 continue
             self.last_period[key] = when
-            owed = Pending(position, report, plan)
+            since = None
+            if digesting:
+                since = self.last_digest.get(key)
+                self.last_digest[key] = report
+            owed = Pending(position, report, plan, since)
             if owed.key not in self.reports_done:
                 self.owed[owed.key] = owed
 

@@ -14,6 +14,12 @@ dead-lettered as too old rather than sent late.
 The message is a digest of the report's summary (projects by status, budget by pool, open
 risks and the contingency reserve, open alerts, health, the top of the ranking) and a link
 to the dashboard: receivers needing the full report ask for it (`portfolio report`).
+
+A plan whose content is `alert_digest` is owed the same publications by the same rules,
+and gets the alerts instead: those open when the report was published, by severity, with
+the ones raised and cleared since the plan's previous digest (`AlertDigest`; each list
+names at most `DIGEST_LIST` alerts, the counts are whole). The publication schedule is
+the digest's clock, so a digest and the report it rides on tell the same state.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -50,6 +56,10 @@ log = structlog.get_logger(__name__)
 MAX_AGE = timedelta(days=7)
 #: The webhook signing secret's name in PORTFOLIO_NOTIFY_WEBHOOK_SECRETS.
 SECRET_NAME = "reports"
+#: At most this many alerts are named in each list of an alert digest (the counts are whole).
+DIGEST_LIST = 20
+#: The order alerts are listed in, most severe first (an unknown severity last).
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 DELIVERY_NAMESPACE = uuid.UUID("5e0f0b1c-7a4e-4f0e-8b7a-2f6d1c9e3a41")
 
 
@@ -60,6 +70,9 @@ class Pending:
     position: int
     report: rp.PortfolioReportPublished
     plan: sh.CommunicationPlanned
+    #: For an alert digest: the publication the plan's previous digest rode on (None: its
+    #: first), what the alerts raised and cleared since are measured from.
+    since: rp.PortfolioReportPublished | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -85,7 +98,7 @@ def period(frequency: sh.Frequency, moment: datetime) -> str:
 
 def digest(summary: Mapping[str, Any]) -> dict[str, Any]:
     """What a message says of a report (and what the notify service keeps of it)."""
-    alerts = summary.get("alerts") or {}
+    alerts = {k: v for k, v in (summary.get("alerts") or {}).items() if isinstance(v, Mapping)}
     pools = summary.get("pools") or {}
     return {
         "projects": dict(sorted(Counter((summary.get("projects") or {}).values()).items())),
@@ -98,6 +111,11 @@ def digest(summary: Mapping[str, Any]) -> dict[str, Any]:
         "health": dict(sorted(Counter((summary.get("health") or {}).values()).items())),
         "ranking": list(summary.get("ranking") or [])[:10],
         "pools": {k: pools[k] for k in sorted(pools)[:20]},
+        # Each open alert's severity and subject, for the alert digests.
+        "alerts": {
+            str(k): {"severity": str(v.get("severity")), "subject_id": v.get("subject_id")}
+            for k, v in sorted(alerts.items())
+        },
     }
 
 
@@ -133,30 +151,124 @@ def headline(report: rp.PortfolioReportPublished) -> str:
     return f"Portfolio report {report.report_id} ({report.generated_at:%Y-%m-%d})"
 
 
-def link(base_url: str) -> str:
-    return f"{base_url.rstrip('/')}/overview"
+def link(base_url: str, page: str = "overview") -> str:
+    return f"{base_url.rstrip('/')}/{page}"
 
 
-def webhook_body(pending: Pending, base_url: str) -> bytes:
+@dataclass(frozen=True)
+class Message:
+    """One delivery's message, whatever the channel renders it as."""
+
+    event: str
+    headline: str
+    text: str
+    lines: list[tuple[str, str]]
+    link: str
+    #: What a webhook carries beside the delivery's own fields.
+    content: dict[str, Any]
+
+
+def message(pending: Pending, base_url: str) -> Message:
+    if pending.plan.content == sh.Content.ALERT_DIGEST:
+        return alert_digest(pending, base_url)
+    report = pending.report
+    return Message(
+        event="PortfolioReportPublished",
+        headline=headline(report),
+        text=report.rationale,
+        lines=lines(report),
+        link=link(base_url),
+        content={"report": report.model_dump(mode="json")},
+    )
+
+
+def _listed(alerts: Mapping[str, Mapping[str, Any]], ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The alerts named, most severe first, at most `DIGEST_LIST` of them."""
+    found = sorted(ids, key=lambda k: (SEVERITY_ORDER.get(alerts[k]["severity"], 9), k))
+    return [{"alert_id": k, **alerts[k]} for k in found[:DIGEST_LIST]]
+
+
+def _named(rows: list[dict[str, Any]], total: int) -> str:
+    shown = ", ".join(f"{x['alert_id']} ({x['severity']}, {x['subject_id']})" for x in rows)
+    more = total - len(rows)
+    return (shown + (f" and {more} more" if more > 0 else "")) or "none"
+
+
+def alert_digest(pending: Pending, base_url: str) -> Message:
+    """The alerts open at the publication, and those raised and cleared since the plan's
+    previous digest (all of them counted, the first `DIGEST_LIST` of each named)."""
+    report = pending.report
+    found = report.summary
+    open_now: dict[str, dict[str, Any]] = dict(found.get("alerts") or {})
+    by_severity: dict[str, int] = dict(found.get("alerts_by_severity") or {})
+    count = int(found.get("open_alerts") or len(open_now))
+    digest_json: dict[str, Any] = {
+        "report_id": report.report_id,
+        "published_at": report.generated_at.isoformat(),
+        "open_alerts": count,
+        "by_severity": by_severity,
+        "open": _listed(open_now, open_now),
+    }
+    pairs = [
+        ("published", report.generated_at.isoformat()),
+        (
+            "open alerts",
+            f"{count}" + "".join(f", {v} {k}" for k, v in by_severity.items()),
+        ),
+    ]
+    if pending.since is not None:
+        before: dict[str, dict[str, Any]] = dict(pending.since.summary.get("alerts") or {})
+        raised = [k for k in open_now if k not in before]
+        cleared = [k for k in before if k not in open_now]
+        digest_json |= {
+            "since": pending.since.generated_at.isoformat(),
+            "raised_since": len(raised),
+            "cleared_since": len(cleared),
+            "raised": _listed(open_now, raised),
+            "cleared": _listed(before, cleared),
+        }
+        pairs += [
+            ("since", pending.since.generated_at.isoformat()),
+            (f"raised since ({len(raised)})", _named(digest_json["raised"], len(raised))),
+            (f"cleared since ({len(cleared)})", _named(digest_json["cleared"], len(cleared))),
+        ]
+    pairs.append((f"open ({count})", _named(digest_json["open"], count)))
+    title = f"Alert digest ({report.generated_at:%Y-%m-%d}): {count} open"
+    changes = (
+        ""
+        if pending.since is None
+        else f", {digest_json['raised_since']} raised and "
+        f"{digest_json['cleared_since']} cleared since the last digest"
+    )
+    return Message(
+        event="AlertDigest",
+        headline=title,
+        text=f"{count} open alerts{changes}",
+        lines=pairs,
+        link=link(base_url, "alerts"),
+        content={"digest": digest_json},
+    )
+
+
+def webhook_body(pending: Pending, found: Message) -> bytes:
     body = {
         "delivery_id": pending.delivery_id,
-        "event": "PortfolioReportPublished",
+        "event": found.event,
         "stakeholder_id": pending.plan.stakeholder_id,
         "plan_id": pending.plan.plan_id,
-        "headline": headline(pending.report),
-        "link": link(base_url),
-        "report": pending.report.model_dump(mode="json"),
+        "headline": found.headline,
+        "link": found.link,
+        **found.content,
     }
     return json.dumps(body, sort_keys=True).encode()
 
 
-def slack_body(pending: Pending, base_url: str) -> bytes:
-    pairs = lines(pending.report)
-    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"[:2000]} for k, v in pairs[:10]]
+def slack_body(found: Message) -> bytes:
+    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"[:2000]} for k, v in found.lines[:10]]
     body = {
-        "text": f"{headline(pending.report)}: {pending.report.rationale} <{link(base_url)}|open>",
+        "text": f"{found.headline}: {found.text} <{found.link}|open>",
         "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": headline(pending.report)}},
+            {"type": "header", "text": {"type": "plain_text", "text": found.headline[:150]}},
             {"type": "section", "fields": fields},
             {
                 "type": "actions",
@@ -164,7 +276,7 @@ def slack_body(pending: Pending, base_url: str) -> bytes:
                     {
                         "type": "button",
                         "text": {"type": "plain_text", "text": "Open"},
-                        "url": link(base_url),
+                        "url": found.link,
                     }
                 ],
             },
@@ -173,20 +285,20 @@ def slack_body(pending: Pending, base_url: str) -> bytes:
     return json.dumps(body).encode()
 
 
-def teams_body(pending: Pending, base_url: str) -> bytes:
+def teams_body(found: Message) -> bytes:
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": [
-            {"type": "TextBlock", "text": headline(pending.report), "weight": "Bolder"},
+            {"type": "TextBlock", "text": found.headline, "weight": "Bolder"},
             {
                 "type": "FactSet",
-                "facts": [{"title": k, "value": v} for k, v in lines(pending.report)],
+                "facts": [{"title": k, "value": v} for k, v in found.lines],
             },
         ],
         "actions": [
-            {"type": "Action.OpenUrl", "title": "Open in the dashboard", "url": link(base_url)}
+            {"type": "Action.OpenUrl", "title": "Open in the dashboard", "url": found.link}
         ],
     }
     body = {
@@ -198,17 +310,18 @@ def teams_body(pending: Pending, base_url: str) -> bytes:
     return json.dumps(body).encode()
 
 
-def email_text(pending: Pending, base_url: str) -> tuple[str, str]:
-    text = [f"{k}: {v}" for k, v in lines(pending.report)]
-    text += ["", f"Dashboard: {link(base_url)}"]
-    return headline(pending.report), "\n".join(text) + "\n"
+def email_text(found: Message) -> tuple[str, str]:
+    text = [f"{k}: {v}" for k, v in found.lines]
+    text += ["", f"Dashboard: {found.link}"]
+    return found.headline, "\n".join(text) + "\n"
 
 
 async def send(sender: Sender, settings: NotifySettings, pending: Pending) -> Attempt:
     """One attempt over the plan's channel, with the alert channels' sender."""
     from services.notify.handlers import Attempt  # the sender's own result type
 
-    plan, base = pending.plan, settings.dashboard_base_url
+    plan = pending.plan
+    found = message(pending, settings.dashboard_base_url)
     json_headers = {"Content-Type": "application/json"}
     try:
         match plan.channel:
@@ -216,29 +329,29 @@ async def send(sender: Sender, settings: NotifySettings, pending: Pending) -> At
                 secret = settings.notify_webhook_secrets.get(SECRET_NAME)
                 if secret is None:
                     return Attempt(False, None, f"no webhook secret named {SECRET_NAME!r}", True)
-                body = webhook_body(pending, base)
+                body = webhook_body(pending, found)
                 headers = {
                     **json_headers,
                     "X-Hub-Signature-256": subs.signature(secret, body),
                     "X-Portfolio-Delivery": pending.delivery_id,
                     "X-Portfolio-Timestamp": str(int(time.time())),
-                    "X-Portfolio-Event": "PortfolioReportPublished",
+                    "X-Portfolio-Event": found.event,
                 }
                 return await sender._post(plan.target, body, headers)
             case sh.Channel.SLACK:
-                return await sender._post(plan.target, slack_body(pending, base), json_headers)
+                return await sender._post(plan.target, slack_body(found), json_headers)
             case sh.Channel.TEAMS:
-                return await sender._post(plan.target, teams_body(pending, base), json_headers)
+                return await sender._post(plan.target, teams_body(found), json_headers)
             case sh.Channel.EMAIL:
-                subject, text = email_text(pending, base)
-                message = EmailMessage()
-                message["From"] = settings.smtp_from
-                message["To"] = plan.target
-                message["Subject"] = subject
-                message["X-Portfolio-Delivery"] = pending.delivery_id
-                message.set_content(text)
+                subject, text = email_text(found)
+                mail = EmailMessage()
+                mail["From"] = settings.smtp_from
+                mail["To"] = plan.target
+                mail["Subject"] = subject
+                mail["X-Portfolio-Delivery"] = pending.delivery_id
+                mail.set_content(text)
                 await aiosmtplib.send(
-                    message,
+                    mail,
                     hostname=settings.smtp_host,
                     port=settings.smtp_port,
                     username=settings.smtp_username,

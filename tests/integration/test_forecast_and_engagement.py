@@ -4,7 +4,8 @@ facts in the log (reproducible by seed, filtered, refusing bad questions), the r
 forecast and stakeholder sections, and a published report sent to the communication
 plans' recipients (signed webhook, Slack, Teams, SMTP) with every delivery recorded, a
 dead letter with its reason, frequencies honoured, and nothing sent twice across a
-restart of notify."""
+restart of notify; an alert digest plan gets the alerts open at each publication, with
+those raised and cleared since its previous digest."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from typing import Any
 import aiohttp
 from nats.aio.client import Client
 
+from contracts import risks as r
 from contracts.base import CommandRejected
+from shared.decisions import append_decision
 from shared.eventlog import EventLog
 from tests.integration.gateway_support import TOKEN, bearer, gateway, tokens
 from tests.integration.helpers import (
@@ -52,6 +55,35 @@ async def publish(nc: Client, rationale: str) -> dict[str, Any]:
     found: dict[str, Any] = json.loads(msg.data)
     assert "error" not in found, found
     return found
+
+
+async def alert(event_log: EventLog, alert_id: str, project_id: str, open_: bool) -> None:
+    """An alert on a project raised (or cleared) as the risk service records it."""
+    common = {
+        "alert_id": alert_id,
+        "rule_id": "cpi-low",
+        "metric": r.Metric.CPI,
+        "severity": r.Severity.CRITICAL,
+        "subject_id": project_id,
+        "clear_at": 0.95,
+    }
+    event: r.AlertRaised | r.AlertCleared = (
+        r.AlertRaised(
+            **common,
+            comparison=r.Comparison.LT,
+            scope=r.Scope.PROJECT,
+            project_id=project_id,
+            value=0.7,
+            threshold=0.9,
+            audit_link="",
+        )
+        if open_
+        else r.AlertCleared(**common, rule_revision=1, value=0.99, reason="value passed")
+    )
+    identity = f"{alert_id}/{'raised' if open_ else 'cleared'}"
+    await append_decision(
+        event_log, (r.ALERT, alert_id), event, identity, None, actor="risk", source="risk"
+    )
 
 
 async def portfolio(nc: Client) -> None:
@@ -296,6 +328,7 @@ async def test_published_reports_reach_the_plans_recipients_once_each(
                 },
             }
             receiver.status["/gone"] = 410
+            await alert(event_log, "AL-1", "P-1", open_=True)
             for (sid, plan_id), body in plans.items():
                 await accepted(
                     nc,
@@ -314,6 +347,7 @@ async def test_published_reports_reach_the_plans_recipients_once_each(
                     len(receiver.on("/hook")) == 1
                     and len(receiver.on("/slack")) == 1
                     and len(receiver.on("/teams")) == 1
+                    and len(receiver.on("/digest")) == 1
                     and len(box.messages) == 1
                 )
             )
@@ -324,13 +358,16 @@ async def test_published_reports_reach_the_plans_recipients_once_each(
                 found = (await outcomes_all(nc))["report_deliveries"]
                 return len(found) >= count
 
-            await wait_async(lambda: settled(5))
+            await wait_async(lambda: settled(6))
             by_plan = {(x["stakeholder_id"], x["plan_id"]): x for x in found}
-            assert set(by_plan) == {k for k in plans if k[1] != "digest"}
+            assert set(by_plan) == set(plans)
             assert by_plan[("S-2", "gone")]["outcome"] == "dead_letter"
             assert "410" in by_plan[("S-2", "gone")]["reason"]
             assert by_plan[("S-1", "mail")]["status"] == 250
-            assert receiver.on("/digest") == []  # an alert digest plan gets no report
+            digest = json.loads(receiver.on("/digest")[0][1])  # the alerts, not the report
+            assert digest["text"].startswith("Alert digest (") and "1 open alerts" in digest["text"]
+            assert "AL-1 (critical, P-1)" in json.dumps(digest["blocks"])
+            assert "March board pack" not in json.dumps(digest)
 
             headers, raw = receiver.on("/hook")[0]
             expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
@@ -352,9 +389,9 @@ async def test_published_reports_reach_the_plans_recipients_once_each(
                 async for e in event_log.read(1)
                 if e.envelope.event_type in ("ReportDelivered", "ReportDeadLettered")
             ]
-            assert [e.aggregate_type for e in recorded] == ["delivery"] * 5
+            assert [e.aggregate_type for e in recorded] == ["delivery"] * 6
             assert (
-                sorted(e.aggregate_id for e in recorded) == ["report-S-1"] * 3 + ["report-S-2"] * 2
+                sorted(e.aggregate_id for e in recorded) == ["report-S-1"] * 3 + ["report-S-2"] * 3
             )
 
             # A second publication: on_publish plans get it, the daily one does not.
@@ -363,10 +400,15 @@ async def test_published_reports_reach_the_plans_recipients_once_each(
                 "RespondToFeedback",
                 {"stakeholder_id": "S-1", "feedback_id": "F-1", "response": "Vendor"},
             )
+            await alert(event_log, "AL-1", "P-1", open_=False)
+            await alert(event_log, "AL-2", "P-2", open_=True)
             await publish(nc, "Extra board pack")
             await until(lambda: len(receiver.on("/hook")) == 2 and len(box.messages) == 2)
-            await wait_async(lambda: settled(9))
+            await wait_async(lambda: settled(11))
             assert len(receiver.on("/teams")) == 1
+            second = json.dumps(json.loads(receiver.on("/digest")[1][1])["blocks"])
+            assert "raised since (1)*\\nAL-2 (critical, P-2)" in second
+            assert "cleared since (1)*\\nAL-1 (critical, P-1)" in second
 
         # notify restarts: nothing is sent again; the next report goes out once.
         async with running(nc, "notify", nats_url, tmp_path, **notify):
@@ -375,7 +417,7 @@ async def test_published_reports_reach_the_plans_recipients_once_each(
             await accepted(nc, "StopCommunication", {"stakeholder_id": "S-1", "plan_id": "slack"})
             await publish(nc, "April board pack")
             await until(lambda: len(receiver.on("/hook")) == 3 and len(box.messages) == 3)
-            await wait_async(lambda: settled(12))
+            await wait_async(lambda: settled(15))
             assert len(receiver.on("/slack")) == 2  # stopped before the third report
             assert (await outcomes_all(nc))["reports_owed"] == 0
 

@@ -1,16 +1,33 @@
 """Which published reports each communication plan is owed (notify's fold, pure): every
-report for `on_publish`, the first of each day, ISO week or month otherwise; none for an
-alert digest or a stopped plan; nothing owed once its outcome is recorded (also when the
-outcome is folded from the log after a restart)."""
+report for `on_publish`, the first of each day, ISO week or month otherwise; none for a
+stopped plan; nothing owed once its outcome is recorded (also when the outcome is folded
+from the log after a restart). An alert digest plan is owed the same publications, and its
+message tells the alerts open, raised and cleared since its previous digest, checked
+against sets of alerts kept apart from the fold."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts import reports as rp
 from contracts import stakeholders as sh
 from services.notify.projection import NotifyProjection
-from services.notify.reports import digest, period
+from services.notify.reports import (
+    DIGEST_LIST,
+    Pending,
+    digest,
+    email_text,
+    message,
+    period,
+    slack_body,
+    teams_body,
+    webhook_body,
+)
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -26,11 +43,15 @@ def plan(plan_id: str, frequency: str, content: str = "report") -> sh.Communicat
     )
 
 
-def published(n: int, at: datetime) -> rp.PortfolioReportPublished:
+def published(
+    n: int, at: datetime, alerts: dict[str, Any] | None = None
+) -> rp.PortfolioReportPublished:
     summary = {
         "projects": {"P-1": "approved", "P-2": "approved", "P-3": "proposed"},
         "risks": {"R-1": {"score": 12}},
-        "alerts": {"A-1": {"severity": "critical", "subject_id": "P-1"}},
+        "alerts": (
+            {"A-1": {"severity": "critical", "subject_id": "P-1"}} if alerts is None else alerts
+        ),
         "health": {"P-1": "red"},
         "ranking": ["P-1", "P-2"],
         "pools": {"CAPEX": {"amount": "10.00", "actual": "1.00", "remaining": "9.00"}},
@@ -68,7 +89,7 @@ def test_frequencies_decide_which_reports_a_plan_is_owed() -> None:
     assert [r for p, r in found if p == "day"] == ["R-10", "R-12", "R-13"]
     assert [r for p, r in found if p == "week"] == ["R-10", "R-13"]
     assert [r for p, r in found if p == "month"] == ["R-10"]
-    assert not [r for p, r in found if p == "alerts"]
+    assert [r for p, r in found if p == "alerts"] == ["R-10", "R-11", "R-12", "R-13"]
     # What is kept of a report is its digest.
     kept = projection.pending_reports()[0].report.summary
     assert kept["projects"] == {"approved": 2, "proposed": 1}
@@ -118,3 +139,106 @@ def test_a_report_older_than_a_week_when_folded_is_owed_to_no_one() -> None:
     recent = datetime.now(UTC) - timedelta(days=6)
     projection._fold(published(3, recent), 3, recent)
     assert owed(projection) == [("each", "R-3")]
+
+
+SEVERITIES = ("critical", "warning", "info")
+
+
+def alerts_of(ids: set[int]) -> dict[str, Any]:
+    return {
+        f"A-{i:03d}": {"severity": SEVERITIES[i % 3], "subject_id": f"P-{i % 7}", "value": 0.8}
+        for i in ids
+    }
+
+
+def digests(publications: list[set[int]]) -> list[Pending]:
+    projection = NotifyProjection()
+    projection._fold(plan("alerts", "on_publish", "alert_digest"), 1, T0)
+    for n, ids in enumerate(publications, start=2):
+        moment = T0 + timedelta(hours=n)
+        projection._fold(published(n, moment, alerts_of(ids)), n, moment)
+    return projection.pending_reports()
+
+
+def named(ids: set[int]) -> list[str]:
+    """The oracle's list: most severe first, then by id, the first `DIGEST_LIST`."""
+    ordered = sorted(ids, key=lambda i: (i % 3, i))
+    return [f"A-{i:03d}" for i in ordered[:DIGEST_LIST]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sets(st.integers(0, 60), max_size=45), min_size=1, max_size=5))
+def test_each_alert_digest_tells_the_alerts_open_raised_and_cleared_since_the_last(
+    publications: list[set[int]],
+) -> None:
+    owed_digests = digests(publications)
+    assert [p.report.report_id for p in owed_digests] == [
+        f"R-{n}" for n in range(2, len(publications) + 2)
+    ]
+    previous: set[int] | None = None
+    for pending, ids in zip(owed_digests, publications, strict=True):
+        body = json.loads(webhook_body(pending, message(pending, "http://dash")))
+        found = body["digest"]
+        assert body["event"] == "AlertDigest" and body["link"] == "http://dash/alerts"
+        assert found["open_alerts"] == len(ids)
+        assert [x["alert_id"] for x in found["open"]] == named(ids)
+        assert sum(found["by_severity"].values()) == len(ids)
+        if previous is None:
+            assert "raised" not in found and "since" not in found
+        else:
+            assert found["raised_since"] == len(ids - previous)
+            assert found["cleared_since"] == len(previous - ids)
+            assert [x["alert_id"] for x in found["raised"]] == named(ids - previous)
+            assert [x["alert_id"] for x in found["cleared"]] == named(previous - ids)
+        previous = ids
+
+
+def test_an_alert_digest_reads_the_same_on_every_channel() -> None:
+    first, second = digests([{1, 2}, set(range(2, 40))])
+    found = message(second, "http://dash/")
+    subject, text = email_text(found)
+    assert subject == "Alert digest (2027-03-01): 38 open"
+    assert "raised since (37): A-003 (critical, P-3)" in text
+    assert "and 17 more" in text  # 37 raised, the first 20 named
+    assert "cleared since (1): A-001 (warning, P-1)" in text
+    assert text.endswith("Dashboard: http://dash/alerts\n")
+    slack = json.loads(slack_body(found))
+    assert slack["text"].startswith("Alert digest (2027-03-01): 38 open: 38 open alerts, 37")
+    teams = json.loads(teams_body(found))
+    facts = teams["attachments"][0]["content"]["body"][1]["facts"]
+    assert facts[0] == {"title": "published", "value": "2027-03-01T12:00:00+00:00"}
+    assert "since" not in json.loads(webhook_body(first, message(first, "x")))["digest"]
+    # A report plan's message is the report, as before.
+    report = NotifyProjection()
+    report._fold(plan("each", "on_publish"), 1, T0)
+    report._fold(published(2, T0), 2, T0)
+    pending = report.pending_reports()[0]
+    body = json.loads(webhook_body(pending, message(pending, "http://dash")))
+    assert body["event"] == "PortfolioReportPublished" and body["report"]["report_id"] == "R-2"
+    assert body["link"] == "http://dash/overview"
+
+
+def test_a_digest_kept_before_alert_digests_were_sent_is_owed_to_report_plans_only() -> None:
+    projection = NotifyProjection()
+    projection._fold(plan("each", "on_publish"), 1, T0)
+    projection._fold(plan("alerts", "on_publish", "alert_digest"), 1, T0)
+    kept = digest(published(2, T0).summary)
+    del kept["alerts"]  # as the previous version kept a report in notify_facts
+    projection._fold(published(2, T0).model_copy(update={"summary": kept}), 2, T0)
+    assert owed(projection) == [("each", "R-2")]
+    later = T0 + timedelta(hours=1)
+    projection._fold(published(3, later), 3, later)
+    first_digest = [p for p in projection.pending_reports() if p.plan.plan_id == "alerts"]
+    assert [p.report.report_id for p in first_digest] == ["R-3"]
+    assert first_digest[0].since is None  # no comparison with a digest naming no alerts
+
+
+def test_an_alert_digest_plan_replanned_for_reports_starts_its_digests_afresh() -> None:
+    projection = NotifyProjection()
+    projection._fold(plan("p", "on_publish", "alert_digest"), 1, T0)
+    projection._fold(published(2, T0), 2, T0)
+    projection._fold(plan("p", "on_publish", "report"), 3, T0)
+    projection._fold(plan("p", "on_publish", "alert_digest"), 4, T0)
+    later = T0 + timedelta(hours=1)
+    projection._fold(published(5, later), 5, later)
+    assert [p.since for p in projection.pending_reports() if p.report.report_id == "R-5"] == [None]
