@@ -201,7 +201,7 @@ def alert_digest(pending: Pending, base_url: str) -> Message:
     found = report.summary
     open_now: dict[str, dict[str, Any]] = dict(found.get("alerts") or {})
     by_severity: dict[str, int] = dict(found.get("alerts_by_severity") or {})
-    count = int(found.get("open_alerts") or len(open_now))
+    count = len(open_now)
     digest_json: dict[str, Any] = {
         "report_id": report.report_id,
         "published_at": report.generated_at.isoformat(),
@@ -321,7 +321,13 @@ async def send(sender: Sender, settings: NotifySettings, pending: Pending) -> At
     from services.notify.handlers import Attempt  # the sender's own result type
 
     plan = pending.plan
-    found = message(pending, settings.dashboard_base_url)
+    try:
+        found = message(pending, settings.dashboard_base_url)
+    except Exception as error:  # noqa: BLE001 - a summary this version cannot render
+        # Dead-lettered with the reason at once, rather than tried again for ever in front
+        # of every later delivery.
+        reason = f"the message could not be built: {type(error).__name__}: {error}"
+        return Attempt(False, None, reason[:500], True)
     json_headers = {"Content-Type": "application/json"}
     try:
         match plan.channel:

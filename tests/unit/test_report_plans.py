@@ -8,18 +8,21 @@ against sets of alerts kept apart from the fold."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import reports as rp
 from contracts import stakeholders as sh
+from services.notify.handlers import Attempt
 from services.notify.projection import NotifyProjection
 from services.notify.reports import (
     DIGEST_LIST,
     Pending,
+    ReportDeliveries,
     digest,
     email_text,
     message,
@@ -28,6 +31,7 @@ from services.notify.reports import (
     teams_body,
     webhook_body,
 )
+from shared.settings import NotifySettings
 
 
 def first_monday_of_next_month(today: datetime) -> datetime:
@@ -252,3 +256,38 @@ def test_an_alert_digest_plan_replanned_for_reports_starts_its_digests_afresh() 
     later = T0 + timedelta(hours=1)
     projection._fold(published(5, later), 5, later)
     assert [p.since for p in projection.pending_reports() if p.report.report_id == "R-5"] == [None]
+
+
+async def test_a_summary_that_cannot_be_rendered_is_dead_lettered_not_retried() -> None:
+    """A published summary of an unexpected shape (a pool that is not an object) costs its
+    own delivery, with the reason, and nothing later waits behind it."""
+    projection = NotifyProjection()
+    projection._fold(plan("each", "on_publish"), 1, T0)
+    odd = published(2, T0)
+    odd = odd.model_copy(update={"summary": {**odd.summary, "pools": {"CAPEX": "oops"}}})
+    projection._fold(odd, 2, T0)
+    projection._fold(published(3, T0 + timedelta(hours=1)), 3, T0)
+    tried: list[str] = []
+
+    class Sender:
+        async def _post(self, target: str, body: bytes, headers: dict[str, str]) -> Attempt:
+            tried.append(json.loads(body)["report"]["report_id"])
+            return Attempt(True, 200, "ok")
+
+    recorded: list[Any] = []
+
+    class Deliveries(ReportDeliveries):
+        async def _record(self, outcome: Any, pending: Pending) -> None:
+            recorded.append(outcome)
+
+    settings = NotifySettings(notify_webhook_secrets={"reports": "s"})
+    deliveries = Deliveries(settings, cast(Any, Sender()), projection)
+    for pending in projection.pending_reports():
+        webhook = pending.plan.model_copy(update={"channel": sh.Channel.WEBHOOK})
+        await deliveries.deliver(replace(pending, plan=webhook))
+    assert tried == ["R-3"]
+    dead, sent = recorded
+    assert isinstance(dead, rp.ReportDeadLettered) and dead.attempts == 1
+    assert "could not be built: AttributeError" in dead.reason
+    assert isinstance(sent, rp.ReportDelivered) and sent.report_id == "R-3"
+    assert owed(projection) == []
