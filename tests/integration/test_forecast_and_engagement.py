@@ -5,7 +5,8 @@ forecast and stakeholder sections, and a published report sent to the communicat
 plans' recipients (signed webhook, Slack, Teams, SMTP) with every delivery recorded, a
 dead letter with its reason, frequencies honoured, and nothing sent twice across a
 restart of notify; an alert digest plan gets the alerts open at each publication, with
-those raised and cleared since its previous digest."""
+those raised and cleared since its previous digest, and none for a report the previous
+version of notify kept (a data folder upgraded)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from nats.aio.client import Client
 
 from contracts import risks as r
@@ -35,6 +37,7 @@ from tests.integration.helpers import (
     send,
 )
 from tests.integration.test_notify import Mailbox, Receiver, receiver, smtp, until
+from tests.previous_notify import notify_as_the_previous_version
 
 __all__ = ["receiver", "smtp"]  # the fixtures, used by name
 
@@ -512,3 +515,62 @@ async def test_the_dashboard_and_the_gateway_show_the_forecast_and_the_stakehold
                 assert got.status == status, (bad, await got.text())
         async with http.get(f"{api}/v1/forecast") as got:
             assert got.status == 401
+
+
+async def test_reports_kept_by_the_previous_notify_bring_no_digest_after_the_upgrade(
+    nc: Client,
+    nats_url: str,
+    tmp_path: Path,
+    event_log: EventLog,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A data folder where notify, as the version before alert digests were sent, kept a
+    report (its digest naming no alerts) for an alert digest plan: the upgraded notify
+    sends that plan nothing for it, and the report plan nothing again; the next
+    publication brings the plan its first digest, which names the open alert and claims
+    nothing raised since."""
+    settings = {"dashboard_base_url": BASE}
+    async with (
+        running(nc, "intake", nats_url, tmp_path),
+        running(nc, "reporting", nats_url, tmp_path),
+    ):
+        await accepted(
+            nc, "RegisterStakeholder", {"stakeholder_id": "S-1", "name": "Ana", "role": "CFO"}
+        )
+        for plan_id, content in (("board", "report"), ("digest", "alert_digest")):
+            await accepted(
+                nc,
+                "PlanCommunication",
+                {
+                    "stakeholder_id": "S-1",
+                    "plan_id": plan_id,
+                    "content": content,
+                    "frequency": "on_publish",
+                    "channel": "slack",
+                    "target": f"{receiver.url}/{plan_id}",
+                },
+            )
+        await alert(event_log, "AL-1", "P-1", open_=True)
+        with monkeypatch.context() as previous:
+            notify_as_the_previous_version(previous)
+            async with running(nc, "notify", nats_url, tmp_path, **settings):
+                await publish(nc, "January board pack")
+                await until(lambda: len(receiver.on("/board")) == 1)
+                await wait_async(lambda: delivered(nc, 1))
+        assert receiver.on("/digest") == []
+
+        async with running(nc, "notify", nats_url, tmp_path, **settings):
+            await asyncio.sleep(1.0)  # what it loaded is folded, anything owed is sent
+            assert len(receiver.on("/board")) == 1 and receiver.on("/digest") == []
+            await publish(nc, "February board pack")
+            await until(lambda: len(receiver.on("/board")) == 2)
+            await until(lambda: len(receiver.on("/digest")) == 1)
+            await wait_async(lambda: delivered(nc, 3))
+        first = json.dumps(json.loads(receiver.on("/digest")[0][1]))
+        assert "AL-1 (critical, P-1)" in first and "since" not in first
+        assert "February" not in first
+
+
+async def delivered(nc: Client, count: int) -> bool:
+    return len((await outcomes_all(nc))["report_deliveries"]) >= count
