@@ -148,6 +148,24 @@ DELIVERY_RETRIES = Counter(
     ["channel"],
     registry=REGISTRY,
 )
+PLAN_DELIVERIES = Counter(
+    "portfolio_notify_plan_deliveries",
+    "Communication plan deliveries (a report or an alert digest) by content, channel and "
+    "outcome (delivered or dead_letter)",
+    ["content", "channel", "outcome"],
+    registry=REGISTRY,
+)
+PLAN_DELIVERY_RETRIES = Counter(
+    "portfolio_notify_plan_delivery_retries",
+    "Failed communication plan delivery attempts tried again after a back-off",
+    ["content", "channel"],
+    registry=REGISTRY,
+)
+PLAN_DELIVERIES_OWED = Gauge(
+    "portfolio_notify_plan_deliveries_owed",
+    "Communication plan deliveries owed and not yet delivered or dead-lettered",
+    registry=REGISTRY,
+)
 
 
 #: Every metric above: what a service's status answer reads (`figures`).
@@ -169,6 +187,9 @@ PORTFOLIO_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     INBOX_DEAD_LETTERS,
     DELIVERIES,
     DELIVERY_RETRIES,
+    PLAN_DELIVERIES,
+    PLAN_DELIVERY_RETRIES,
+    PLAN_DELIVERIES_OWED,
 )
 
 

@@ -43,6 +43,7 @@ import structlog
 from contracts import reports as rp
 from contracts import stakeholders as sh
 from domain import subscriptions as subs
+from shared import metrics
 from shared.decisions import append_decision
 from shared.eventlog import ConcurrencyConflict, EventLog
 from shared.settings import NotifySettings
@@ -406,7 +407,9 @@ class ReportDeliveries:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            for pending in list(self.owed.pending_reports()):
+            owed = list(self.owed.pending_reports())
+            metrics.PLAN_DELIVERIES_OWED.set(len(owed))
+            for pending in owed:
                 try:
                     await self.deliver(pending)
                 except asyncio.CancelledError:
@@ -421,6 +424,7 @@ class ReportDeliveries:
         from services.notify.handlers import Attempt
 
         now = now or datetime.now(UTC)
+        content, channel = str(pending.plan.content), str(pending.plan.channel)
         attempts, result = 0, Attempt(False, None, "not tried")
         if now - pending.report.generated_at > MAX_AGE:
             result = Attempt(False, None, f"published more than {MAX_AGE.days} days ago", True)
@@ -431,6 +435,7 @@ class ReportDeliveries:
                 result = await send(self.sender, self.settings, pending)
                 if result.ok or result.permanent or attempts >= self.settings.notify_max_attempts:
                     break
+                metrics.PLAN_DELIVERY_RETRIES.labels(content, channel).inc()
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, self.settings.notify_backoff_max_seconds)
         common = {
@@ -449,8 +454,11 @@ class ReportDeliveries:
             outcome = rp.ReportDeadLettered(**common, reason=reason[:1000])
         await self._record(outcome, pending)
         self.owed.record_report(outcome, None, None)
+        kind = "delivered" if result.ok else "dead_letter"
+        metrics.PLAN_DELIVERIES.labels(content, channel, kind).inc()
+        metrics.PLAN_DELIVERIES_OWED.set(len(self.owed.pending_reports()))
         log.info(
-            "notify.report_" + ("delivered" if result.ok else "dead_letter"),
+            "notify.report_" + kind,
             report=pending.report.report_id,
             stakeholder=pending.plan.stakeholder_id,
             plan=pending.plan.plan_id,

@@ -31,6 +31,7 @@ from services.notify.reports import (
     teams_body,
     webhook_body,
 )
+from shared import metrics
 from shared.settings import NotifySettings
 
 
@@ -282,12 +283,56 @@ async def test_a_summary_that_cannot_be_rendered_is_dead_lettered_not_retried() 
 
     settings = NotifySettings(notify_webhook_secrets={"reports": "s"})
     deliveries = Deliveries(settings, cast(Any, Sender()), projection)
+    before = {kind: delivered_metric(kind) for kind in ("delivered", "dead_letter")}
+    still_owed = []
     for pending in projection.pending_reports():
         webhook = pending.plan.model_copy(update={"channel": sh.Channel.WEBHOOK})
         await deliveries.deliver(replace(pending, plan=webhook))
-    assert tried == ["R-3"]
+        still_owed.append(metrics.REGISTRY.get_sample_value(OWED))
+    assert tried == ["R-3"] and still_owed == [1, 0]
+    # Operators see each outcome on /metrics and in `portfolio status`; nothing is owed.
+    assert {k: delivered_metric(k) - v for k, v in before.items()} == {
+        "delivered": 1,
+        "dead_letter": 1,
+    }
     dead, sent = recorded
     assert isinstance(dead, rp.ReportDeadLettered) and dead.attempts == 1
     assert "could not be built: AttributeError" in dead.reason
     assert isinstance(sent, rp.ReportDelivered) and sent.report_id == "R-3"
     assert owed(projection) == []
+
+
+OWED = "portfolio_notify_plan_deliveries_owed"
+
+
+def delivered_metric(outcome: str) -> float:
+    labels = {"content": "report", "channel": "webhook", "outcome": outcome}
+    found = metrics.REGISTRY.get_sample_value("portfolio_notify_plan_deliveries_total", labels)
+    return found or 0.0
+
+
+async def test_a_plan_delivery_tried_again_is_counted_as_a_retry() -> None:
+    projection = NotifyProjection()
+    projection._fold(plan("digest", "on_publish", "alert_digest"), 1, T0)
+    projection._fold(published(2, T0), 2, T0)
+    answers = [Attempt(False, 503, "down"), Attempt(True, 200, "ok")]
+
+    class Sender:
+        async def _post(self, target: str, body: bytes, headers: dict[str, str]) -> Attempt:
+            return answers.pop(0)
+
+    class Deliveries(ReportDeliveries):
+        async def _record(self, outcome: Any, pending: Pending) -> None:
+            assert isinstance(outcome, rp.ReportDelivered) and outcome.attempts == 2
+
+    settings = NotifySettings(notify_backoff_seconds=0.001)
+    labels = {"content": "alert_digest", "channel": "slack"}
+    name = "portfolio_notify_plan_delivery_retries_total"
+    before = metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+    (pending,) = projection.pending_reports()
+    slack = pending.plan.model_copy(update={"channel": sh.Channel.SLACK})
+    await Deliveries(settings, cast(Any, Sender()), projection).deliver(
+        replace(pending, plan=slack)
+    )
+    assert metrics.REGISTRY.get_sample_value(name, labels) == before + 1
+    assert answers == []
