@@ -146,8 +146,12 @@ class SubscriptionWorker:
         projection: NotifyProjection,
         sender: Sender,
         settings: NotifySettings,
+        unrecorded: dict[tuple[str, str], n.AlertDelivered | n.AlertDeadLettered] | None = None,
     ) -> None:
         self.sub = subscription.state.subscribed
+        #: Outcomes sent whose record in the log failed, by (subscription, alert event):
+        #: shared by the workers, so a worker replaced meanwhile does not send again.
+        self.unrecorded = {} if unrecorded is None else unrecorded
         self.since = subscription.since
         self.js = js
         self.event_log = event_log
@@ -228,6 +232,32 @@ class SubscriptionWorker:
         if not subs.matches(self.sub, alert):
             await msg.ack()
             return
+        # An outcome sent whose record in the log failed (the message came back) is
+        # recorded now, not sent again.
+        key = (sub_id, event_id)
+        outcome = self.unrecorded.get(key)
+        if outcome is None:
+            outcome = await self._send(msg, alert, event_id)
+            self.unrecorded[key] = outcome
+        await self._record(outcome)
+        del self.unrecorded[key]
+        self.projection.record(outcome, None, None)
+        await msg.ack()
+        kind = "delivered" if isinstance(outcome, n.AlertDelivered) else "dead_letter"
+        metrics.DELIVERIES.labels(self.sub.channel, kind).inc()
+        log.info(
+            "notify." + kind,
+            subscription=sub_id,
+            alert=outcome.alert_id,
+            attempts=outcome.attempts,
+        )
+
+    async def _send(
+        self, msg: Msg, alert: dict[str, Any], event_id: str
+    ) -> n.AlertDelivered | n.AlertDeadLettered:
+        """The alert's attempts over the subscription's channel, with back-off (the message
+        kept in progress meanwhile), and their outcome."""
+        sub_id = self.sub.subscription_id
         delivery = subs.delivery_id(sub_id, event_id)
         attempts, result = 0, Attempt(False, None, "not tried")
         wait = self.settings.notify_backoff_seconds
@@ -242,7 +272,6 @@ class SubscriptionWorker:
             await asyncio.sleep(wait)
             await msg.in_progress()
             wait = min(wait * 2, self.settings.notify_backoff_max_seconds)
-        outcome: n.AlertDelivered | n.AlertDeadLettered
         common = {
             "subscription_id": sub_id,
             "delivery_id": delivery,
@@ -253,21 +282,9 @@ class SubscriptionWorker:
             "attempts": attempts,
         }
         if result.ok:
-            outcome = n.AlertDelivered(**common, status=result.status or 0)
-        else:
-            reason = result.detail if result.permanent else f"{attempts} attempts: {result.detail}"
-            outcome = n.AlertDeadLettered(**common, reason=reason[:1000])
-        await self._record(outcome)
-        self.projection.record(outcome, None, None)
-        await msg.ack()
-        kind = "delivered" if result.ok else "dead_letter"
-        metrics.DELIVERIES.labels(self.sub.channel, kind).inc()
-        log.info(
-            "notify." + kind,
-            subscription=sub_id,
-            alert=common["alert_id"],
-            attempts=attempts,
-        )
+            return n.AlertDelivered(**common, status=result.status or 0)
+        reason = result.detail if result.permanent else f"{attempts} attempts: {result.detail}"
+        return n.AlertDeadLettered(**common, reason=reason[:1000])
 
     async def _record(self, outcome: FrozenModel) -> None:
         identity = f"{self.sub.subscription_id}/{getattr(outcome, 'alert_event_id', '')}"
@@ -297,6 +314,7 @@ class Deliveries:
         self.projection = projection
         self.sender = Sender(settings)
         self.workers: dict[str, SubscriptionWorker] = {}
+        self.unrecorded: dict[tuple[str, str], n.AlertDelivered | n.AlertDeadLettered] = {}
         self.lock = asyncio.Lock()
         self.js: JetStreamContext | None = None
         self.event_log: EventLog | None = None
@@ -322,6 +340,7 @@ class Deliveries:
                         self.projection,
                         self.sender,
                         self.settings,
+                        self.unrecorded,
                     )
                     await worker.start()
                     self.workers[sub_id] = worker

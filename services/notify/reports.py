@@ -61,6 +61,8 @@ SECRET_NAME = "reports"
 DIGEST_LIST = 20
 #: The order alerts are listed in, most severe first (an unknown severity last).
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+#: What a delivery to a plan comes to, recorded under `delivery/report-<stakeholder>`.
+Outcome = rp.ReportDelivered | rp.ReportDeadLettered
 DELIVERY_NAMESPACE = uuid.UUID("5e0f0b1c-7a4e-4f0e-8b7a-2f6d1c9e3a41")
 
 
@@ -388,6 +390,8 @@ class ReportDeliveries:
         #: The projection: `pending_reports()` and `record_report(outcome)`.
         self.owed = owed
         self.event_log: EventLog | None = None
+        #: Outcomes sent whose record in the log failed, by delivery: recorded, not resent.
+        self.unrecorded: dict[tuple[str, str, str], Outcome] = {}
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -421,9 +425,29 @@ class ReportDeliveries:
                     break
 
     async def deliver(self, pending: Pending, now: datetime | None = None) -> None:
+        """Send, then record the outcome in the log. An outcome sent whose record failed (the
+        log did not answer) is recorded on the next try without sending again."""
+        outcome = self.unrecorded.get(pending.key)
+        if outcome is None:
+            outcome = await self._send(pending, now or datetime.now(UTC))
+            self.unrecorded[pending.key] = outcome
+        await self._record(outcome, pending)
+        del self.unrecorded[pending.key]
+        self.owed.record_report(outcome, None, None)
+        kind = "delivered" if isinstance(outcome, rp.ReportDelivered) else "dead_letter"
+        metrics.PLAN_DELIVERIES.labels(str(pending.plan.content), outcome.channel, kind).inc()
+        metrics.PLAN_DELIVERIES_OWED.set(len(self.owed.pending_reports()))
+        log.info(
+            "notify.report_" + kind,
+            report=pending.report.report_id,
+            stakeholder=pending.plan.stakeholder_id,
+            plan=pending.plan.plan_id,
+        )
+
+    async def _send(self, pending: Pending, now: datetime) -> Outcome:
+        """The delivery's attempts, with back-off, and their outcome."""
         from services.notify.handlers import Attempt
 
-        now = now or datetime.now(UTC)
         content, channel = str(pending.plan.content), str(pending.plan.channel)
         attempts, result = 0, Attempt(False, None, "not tried")
         if now - pending.report.generated_at > MAX_AGE:
@@ -443,26 +467,13 @@ class ReportDeliveries:
             "stakeholder_id": pending.plan.stakeholder_id,
             "plan_id": pending.plan.plan_id,
             "delivery_id": pending.delivery_id,
-            "channel": str(pending.plan.channel),
+            "channel": channel,
             "attempts": attempts,
         }
-        outcome: rp.ReportDelivered | rp.ReportDeadLettered
         if result.ok:
-            outcome = rp.ReportDelivered(**common, status=result.status or 0)
-        else:
-            reason = result.detail if result.permanent else f"{attempts} attempts: {result.detail}"
-            outcome = rp.ReportDeadLettered(**common, reason=reason[:1000])
-        await self._record(outcome, pending)
-        self.owed.record_report(outcome, None, None)
-        kind = "delivered" if result.ok else "dead_letter"
-        metrics.PLAN_DELIVERIES.labels(content, channel, kind).inc()
-        metrics.PLAN_DELIVERIES_OWED.set(len(self.owed.pending_reports()))
-        log.info(
-            "notify.report_" + kind,
-            report=pending.report.report_id,
-            stakeholder=pending.plan.stakeholder_id,
-            plan=pending.plan.plan_id,
-        )
+            return rp.ReportDelivered(**common, status=result.status or 0)
+        reason = result.detail if result.permanent else f"{attempts} attempts: {result.detail}"
+        return rp.ReportDeadLettered(**common, reason=reason[:1000])
 
     async def _record(self, outcome: Any, pending: Pending) -> None:
         if self.event_log is None:
