@@ -35,6 +35,7 @@ from contracts.subjects import ALERTS_STREAM, Subjects
 from domain import subscriptions as subs
 from services.notify.projection import NotifyProjection, Subscription
 from shared import metrics
+from shared.commands import printable
 from shared.decisions import append_decision
 from shared.eventlog import ConcurrencyConflict, EventLog
 from shared.service import answer, invalid_query
@@ -97,6 +98,8 @@ class Sender:
                     return await self._mail(sub.target, delivery, alert)
         except (aiohttp.ClientError, aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             return Attempt(False, None, f"{type(error).__name__}: {error}"[:500])
+        except ValueError as error:  # a target or content no retry can fix: dead-lettered
+            return Attempt(False, None, f"{type(error).__name__}: {error}"[:500], True)
         return Attempt(False, None, f"unknown channel {sub.channel}", True)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Attempt:
@@ -110,12 +113,16 @@ class Sender:
 
     async def _mail(self, to: str, delivery: str, alert: dict[str, Any]) -> Attempt:
         subject, text = subs.email_text(alert, self.settings.dashboard_base_url)
+        return await self.mail(to, delivery, subject, text)
+
+    async def mail(self, to: str, delivery: str, subject: str, text: str) -> Attempt:
+        """One mail over SMTP (an alert's, a report's or a digest's)."""
         message = EmailMessage()
         message["From"] = self.settings.smtp_from
         message["To"] = to
-        message["Subject"] = subject
+        message["Subject"] = mail_header(subject)
         message["X-Portfolio-Delivery"] = delivery
-        message.set_content(text)
+        message.set_content(mail_text(text))
         settings = self.settings
         await aiosmtplib.send(
             message,
@@ -127,6 +134,23 @@ class Sender:
             timeout=settings.notify_timeout_seconds,
         )
         return Attempt(True, 250, "accepted")
+
+
+#: A mail's subject is cut to this many characters.
+SUBJECT_LIMIT = 200
+
+
+def mail_text(text: str) -> str:
+    """Text a mail can carry: what UTF-8 cannot encode (a lone surrogate, which JSON's
+    escapes allow) is written as its escape."""
+    return printable(text)
+
+
+def mail_header(text: str) -> str:
+    """A header's value from any text: line breaks and other control characters (a header
+    of their own, to a mail library) become spaces."""
+    flat = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in mail_text(text))
+    return flat[:SUBJECT_LIMIT]
 
 
 def consumer_name(sub: n.Subscribed) -> str:
@@ -225,7 +249,11 @@ class SubscriptionWorker:
             log.warning("notify.malformed_alert", subscription=sub_id, error=str(error))
             await msg.term()
             return
-        event_id = str(alert.get("event_id") or (msg.headers or {}).get("Nats-Msg-Id") or "")
+        # As any text from the stream, made encodable (a lone surrogate is valid JSON): the
+        # id names the delivery and its outcome in the log.
+        event_id = printable(
+            str(alert.get("event_id") or (msg.headers or {}).get("Nats-Msg-Id") or "")
+        )
         if not event_id or (sub_id, event_id) in self.projection.done:
             await msg.ack()
             return
@@ -276,15 +304,15 @@ class SubscriptionWorker:
             "subscription_id": sub_id,
             "delivery_id": delivery,
             "alert_event_id": event_id,
-            "alert_id": str(alert.get("alert_id", "")),
-            "event_type": str(alert.get("event", "")),
+            "alert_id": printable(str(alert.get("alert_id", ""))),
+            "event_type": printable(str(alert.get("event", ""))),
             "channel": self.sub.channel,
             "attempts": attempts,
         }
         if result.ok:
             return n.AlertDelivered(**common, status=result.status or 0)
         reason = result.detail if result.permanent else f"{attempts} attempts: {result.detail}"
-        return n.AlertDeadLettered(**common, reason=reason[:1000])
+        return n.AlertDeadLettered(**common, reason=printable(reason)[:1000])
 
     async def _record(self, outcome: FrozenModel) -> None:
         identity = f"{self.sub.subscription_id}/{getattr(outcome, 'alert_event_id', '')}"

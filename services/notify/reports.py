@@ -33,7 +33,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -44,6 +43,7 @@ from contracts import reports as rp
 from contracts import stakeholders as sh
 from domain import subscriptions as subs
 from shared import metrics
+from shared.commands import printable
 from shared.decisions import append_decision
 from shared.eventlog import ConcurrencyConflict, EventLog
 from shared.settings import NotifySettings
@@ -353,22 +353,7 @@ async def send(sender: Sender, settings: NotifySettings, pending: Pending) -> At
                 return await sender._post(plan.target, teams_body(found), json_headers)
             case sh.Channel.EMAIL:
                 subject, text = email_text(found)
-                mail = EmailMessage()
-                mail["From"] = settings.smtp_from
-                mail["To"] = plan.target
-                mail["Subject"] = subject
-                mail["X-Portfolio-Delivery"] = pending.delivery_id
-                mail.set_content(text)
-                await aiosmtplib.send(
-                    mail,
-                    hostname=settings.smtp_host,
-                    port=settings.smtp_port,
-                    username=settings.smtp_username,
-                    password=settings.smtp_password,
-                    start_tls=settings.smtp_starttls,
-                    timeout=settings.notify_timeout_seconds,
-                )
-                return Attempt(True, 250, "accepted")
+                return await sender.mail(plan.target, pending.delivery_id, subject, text)
     except (
         aiohttp.ClientError,
         aiosmtplib.SMTPException,
@@ -473,7 +458,7 @@ class ReportDeliveries:
         if result.ok:
             return rp.ReportDelivered(**common, status=result.status or 0)
         reason = result.detail if result.permanent else f"{attempts} attempts: {result.detail}"
-        return rp.ReportDeadLettered(**common, reason=reason[:1000])
+        return rp.ReportDeadLettered(**common, reason=printable(reason)[:1000])
 
     async def _record(self, outcome: Any, pending: Pending) -> None:
         if self.event_log is None:

@@ -274,3 +274,37 @@ async def test_retries_spent_make_a_dead_letter_and_the_next_alert_still_goes(
         await until(lambda: len(receiver.on("/s")) == 1)
         assert json.loads(receiver.on("/s")[0][1])["text"].count("R-1") >= 1
         await accepted(nc, "Unsubscribe", {"subscription_id": "s"})
+
+
+async def test_a_hostile_alert_reaches_a_mailbox_cleaned_and_holds_up_nothing(
+    nc: Client, nats_url: str, tmp_path: Path, smtp: tuple[Mailbox, int]
+) -> None:
+    """Alerts published straight onto the alerts stream (the embedded server has no
+    authentication) with a line break in the severity (a header of its own, to a mail
+    library) and a lone surrogate (valid JSON escapes): each reaches the mailbox with its
+    subject on one line, and the ordinary alert after them follows."""
+    box, port = smtp
+    async with (
+        running(nc, "intake", nats_url, tmp_path),
+        running(nc, "notify", nats_url, tmp_path, smtp_port=port, notify_max_attempts=2),
+    ):
+        target = {"subscription_id": "m", "channel": "email", "target": "ops@example.org"}
+        await accepted(nc, "Subscribe", target)
+        await asyncio.sleep(1.0)  # the subscription's worker starts
+        alerts = [
+            {"event_id": "h-1", "alert_id": "A-1", "severity": "warning\r\nBcc: x@evil.test"},
+            {"event_id": "h-2", "alert_id": "A-2\ud800", "subject_id": "P-\ud800", "value": 1},
+            {"event_id": "h-3", "alert_id": "A-3", "event": "AlertRaised", "severity": "info"},
+        ]
+        js = nc.jetstream()
+        for alert in alerts:
+            await js.publish("portfolio.alerts.warning.cpi", json.dumps(alert).encode())
+        await until(lambda: len(box.messages) == 3)
+        found = await outcomes(nc)
+    mails = [message_from_bytes(raw) for raw in box.messages]
+    assert [m["Bcc"] for m in mails] == [None] * 3
+    assert "\n" not in str(mails[0]["Subject"]) and "WARNING" in str(mails[0]["Subject"])
+    body = mails[1].get_payload(decode=True)  # the surrogate escaped: nothing else is sent
+    assert isinstance(body, bytes) and b"subject: P-\\ud800" in body
+    assert str(mails[2]["Subject"]).startswith("[INFO] RAISED")  # the ordinary one, after
+    assert [x["outcome"] for x in found] == ["delivered"] * 3
