@@ -136,6 +136,16 @@ class Sender:
         return Attempt(True, 250, "accepted")
 
 
+#: An alert's own text kept in its delivery's outcome is cut to this many characters.
+OUTCOME_TEXT_LIMIT = 256
+
+
+def outcome_text(value: object) -> str:
+    """An alert's field (any JSON, from the stream) as the outcome in the log keeps it:
+    encodable, and short enough that the outcome is never too big to append."""
+    return printable("" if value is None else str(value))[:OUTCOME_TEXT_LIMIT]
+
+
 #: A mail's subject is cut to this many characters.
 SUBJECT_LIMIT = 200
 
@@ -251,9 +261,7 @@ class SubscriptionWorker:
             return
         # As any text from the stream, made encodable (a lone surrogate is valid JSON): the
         # id names the delivery and its outcome in the log.
-        event_id = printable(
-            str(alert.get("event_id") or (msg.headers or {}).get("Nats-Msg-Id") or "")
-        )
+        event_id = outcome_text(alert.get("event_id") or (msg.headers or {}).get("Nats-Msg-Id"))
         if not event_id or (sub_id, event_id) in self.projection.done:
             await msg.ack()
             return
@@ -304,8 +312,8 @@ class SubscriptionWorker:
             "subscription_id": sub_id,
             "delivery_id": delivery,
             "alert_event_id": event_id,
-            "alert_id": printable(str(alert.get("alert_id", ""))),
-            "event_type": printable(str(alert.get("event", ""))),
+            "alert_id": outcome_text(alert.get("alert_id")),
+            "event_type": outcome_text(alert.get("event")),
             "channel": self.sub.channel,
             "attempts": attempts,
         }

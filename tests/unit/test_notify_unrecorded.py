@@ -1,7 +1,8 @@
 """A delivery sent whose record in the log fails (the log paused past its patience) is
 recorded on the next try without being sent again: an alert to a subscription (its
 message comes back) and a report or digest to a communication plan (tried at the next
-wake). Pure: the sender and the log are stand-ins that count."""
+wake); and whatever an alert holds, its outcome can be recorded. Pure: the sender and
+the log are stand-ins that count."""
 
 from __future__ import annotations
 
@@ -147,3 +148,15 @@ async def test_a_report_sent_but_not_recorded_is_recorded_at_the_next_try_not_re
     assert sender.sent == ["https://hooks.example/board"]
     (outcome,) = log.recorded
     assert isinstance(outcome, rp.ReportDelivered) and projection.pending_reports() == []
+
+
+async def test_an_alerts_own_text_is_kept_in_its_outcome_encodable_and_short() -> None:
+    """Whatever an alert on the stream holds, its outcome can be appended to the log."""
+    sender, log = CountingSender(), PausedLog(failures=0)
+    alert = {"event_id": "e\ud800" + "x" * 100_000, "alert_id": ["A", 1], "event": None}
+    message = Message(alert)
+    await worker(sender, log, {}).handle(message)
+    (outcome,) = log.recorded
+    assert outcome.alert_event_id == ("e\\ud800" + "x" * 100_000)[:256]
+    assert outcome.alert_id == "['A', 1]" and outcome.event_type == ""
+    assert len(outcome.model_dump_json()) < 2_000 and message.acked == 1
