@@ -40,6 +40,7 @@ from contracts.queries import (
 )
 from contracts.subjects import RESULTS_STREAM, SERVICES, Subjects
 from shared import tracing
+from shared.commands import printable
 from shared.rejections import read_rejections
 
 Reply = CommandAccepted | CommandRejected
@@ -321,12 +322,21 @@ class PortfolioClient:
         return [r async for r in read_rejections(js, self.subjects, last)]
 
     async def follow_alerts(self) -> AsyncGenerator[dict[str, Any], None]:
-        """Every alert raised or cleared from now on, as published (JSON objects)."""
+        """Every alert raised or cleared from now on, as published (JSON objects). A message
+        on the alerts stream that is not one (the embedded server lets anyone publish) comes
+        as `{"event": "Unreadable", "raw": <its start>}`, and the feed goes on."""
         sub = await self.nc.jetstream().subscribe(
             self.subjects.alerts_all, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
         )
         try:
             async for msg in sub.messages:
-                yield json.loads(msg.data)
+                try:
+                    alert = json.loads(msg.data)
+                except (ValueError, RecursionError):
+                    alert = None
+                if not isinstance(alert, dict):
+                    raw = printable(msg.data[:200].decode("utf-8", "replace"))
+                    alert = {"event": "Unreadable", "raw": raw}
+                yield alert
         finally:
             await sub.unsubscribe()

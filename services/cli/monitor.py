@@ -14,6 +14,7 @@ from rich.table import Table
 from contracts.queries import ServiceStatus
 from shared import formatting
 from shared.client import PortfolioClient
+from shared.commands import printable
 
 from .connection import run
 from .output import EXIT_OK, EXIT_REJECTED, JsonFlag, UrlOption, console, errors, refused
@@ -227,6 +228,25 @@ def _deliveries(as_json: bool, url: str | None) -> None:
         )
 
 
+def _alert_line(alert: dict[str, Any]) -> str:
+    """One line of `alerts --follow`, from whatever the alert holds (the stream is open to
+    any publisher on the embedded server): a field missing or of another type is shown as
+    it is, never a crash of the feed."""
+
+    def shown(key: str) -> str:
+        value = alert.get(key)
+        return escape(printable(value if isinstance(value, str) else str(value or "")))
+
+    event = alert.get("event")
+    if event == "Unreadable":
+        return f"[red]unreadable message on the alerts stream[/]  [dim]{shown('raw')}[/]"
+    verb = {"AlertRaised": "[red]RAISED[/]", "AlertCleared": "[green]cleared[/]"}.get(
+        str(event), escape(printable(str(event)))
+    )
+    what = shown("message") or shown("alert_id") or "?"
+    return f"{what}  {verb} {_severity(shown('severity'))}  [dim]{shown('audit_link')}[/]"
+
+
 def _severity(severity: str) -> str:
     colour = {"critical": "bold red", "warning": "yellow"}.get(severity, "cyan")
     return f"[{colour}]{escape(severity)}[/]"
@@ -240,11 +260,7 @@ def _follow_alerts(as_json: bool, url: str | None) -> None:
             if as_json:
                 print(json.dumps(alert), flush=True)
                 continue
-            verb = "[red]RAISED[/]" if alert["event"] == "AlertRaised" else "[green]cleared[/]"
-            console.print(
-                f"{escape(alert['message'] or alert['alert_id'])}  {verb} "
-                f"{_severity(alert['severity'])}  [dim]{escape(alert['audit_link'])}[/]"
-            )
+            console.print(_alert_line(alert))
 
     with contextlib.suppress(KeyboardInterrupt):
         run(work, url)

@@ -199,6 +199,13 @@ async def test_queries_controls_and_the_alert_feed(
         first = asyncio.ensure_future(anext(feed))
         await asyncio.sleep(0.2)  # the feed starts at new alerts: subscribed before this one
         alert = {"event": "AlertRaised", "alert_id": "A-1", "severity": "warning"}
-        await nc.jetstream().publish("portfolio.alerts.warning.cpi", json.dumps(alert).encode())
-        assert await asyncio.wait_for(first, 10) == alert
+        js = nc.jetstream()
+        # Anything on the stream (the embedded server lets anyone publish) and the feed goes on.
+        for hostile in (b"\xff not json", b"[1, 2]", b'"\\ud800"'):
+            await js.publish("portfolio.alerts.warning.cpi", hostile)
+        await js.publish("portfolio.alerts.warning.cpi", json.dumps(alert).encode())
+        unreadable = await asyncio.wait_for(first, 10)
+        assert unreadable["event"] == "Unreadable" and "not json" in unreadable["raw"]
+        rest = [await asyncio.wait_for(anext(feed), 10) for _ in range(3)]
+        assert [x["event"] for x in rest[:2]] == ["Unreadable"] * 2 and rest[2] == alert
         await feed.aclose()
