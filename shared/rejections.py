@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import structlog
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
 
-from contracts.base import ErrorInfo, Rejection
+from contracts.base import ErrorCode, ErrorInfo, Rejection
 from contracts.subjects import REJECTIONS_STREAM, Subjects
+from shared.commands import printable
 
 log = structlog.get_logger(__name__)
 
@@ -81,8 +84,35 @@ async def read_rejections(
             except TimeoutError:
                 return
             for msg in msgs:
-                yield Rejection.model_validate_json(msg.data)
+                yield _rejection_of(msg)
                 if msg.metadata.sequence.stream >= end:
                     return
     finally:
         await sub.unsubscribe()
+
+
+#: How much of a message that is not a rejection record is shown in its place.
+UNREADABLE_RAW_LIMIT = 4096
+
+
+def _rejection_of(msg: Msg) -> Rejection:
+    """The record a message on the stream holds; for one that holds none (the embedded
+    server lets anyone publish there), a record of its own saying so, with its bytes, so
+    that the rejections around it can still be read."""
+    try:
+        return Rejection.model_validate_json(msg.data)
+    except ValidationError as error:
+        problem = ErrorInfo(
+            code=ErrorCode.MALFORMED,
+            message=(
+                "not a rejection record (written by something other than the portfolio's "
+                f"services): {printable(str(error.errors()[0]['msg']))}"
+            ),
+        )
+        kept = make_rejection(
+            msg.subject, msg.data, problem, None, None, None, UNREADABLE_RAW_LIMIT
+        )
+        position = msg.metadata.sequence.stream
+        return kept.model_copy(
+            update={"rejection_id": f"unreadable-{position}", "received_at": msg.metadata.timestamp}
+        )

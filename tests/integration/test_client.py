@@ -186,6 +186,22 @@ async def test_queries_controls_and_the_alert_feed(
         assert [e.aggregate_id for e in paged] == ["Q-0", "Q-1", "Q-2", "Q-3"]
         [rejection] = await client.rejections()
         assert rejection.raw == "{oops" and rejection.error.code == ErrorCode.MALFORMED
+        # Anything else on the stream (the embedded server lets anyone publish) is read as
+        # what it is, and the rejections after it are still read.
+        for hostile in (b"\xff\x00", b'{"rejection_id": 1}'):
+            await nc.jetstream().publish("portfolio.rejections.Forged", hostile)
+        await client.send_raw("ProposeProject", b"[]")
+        found = await client.rejections()
+        assert [r.rejection_id.startswith("unreadable-") for r in found] == [
+            False,
+            True,
+            True,
+            False,
+        ]
+        assert found[1].raw_encoding == "base64" and "not a rejection record" in (
+            found[2].error.message
+        )
+        assert found[3].raw == "[]"
 
         refused = await client.query("reporting", "report", {"as_of": "not a time"})
         assert "error" in refused
