@@ -278,14 +278,16 @@ class PortfolioClient:
         return await self._query(service, "status", {}, ServiceStatus)
 
     async def statuses(self, timeout: float = 3.0) -> dict[str, ServiceStatus | None]:
-        """Every service's status, asked at once; None for one that does not answer."""
+        """Every service's status, asked at once; None for one that does not answer, or
+        answers what this version cannot read (another version's, or anything a stranger
+        on the subject sends): the others' are still shown."""
 
         async def one(service: str) -> ServiceStatus | None:
             try:
                 raw = await self._request(self.subjects.query(service, "status"), b"", timeout)
-            except NoAnswer:
+                return ServiceStatus.model_validate_json(raw)
+            except (NoAnswer, ValidationError):
                 return None
-            return ServiceStatus.model_validate_json(raw)
 
         found = await asyncio.gather(*(one(service) for service in SERVICES))
         return dict(zip(SERVICES, found, strict=True))

@@ -179,9 +179,15 @@ async def test_queries_controls_and_the_alert_feed(
         await client.send_raw("ProposeProject", b"{oops")
         await caught_up(nc, "reporting", 5)
 
+        async def stranger(msg: Msg) -> None:
+            await msg.respond(b"not a status")
+
+        impostor = await nc.subscribe("portfolio.query.risk.status", cb=stranger)
         statuses = await client.statuses(timeout=1)
+        await impostor.unsubscribe()
         assert statuses["intake"] and statuses["reporting"]
         assert statuses["ledger"] is None  # not running: None, not an exception
+        assert statuses["risk"] is None  # an answer it cannot read: the same
         paged = await client.audit_entries(AuditQuery(limit=2), limit=4)
         assert [e.aggregate_id for e in paged] == ["Q-0", "Q-1", "Q-2", "Q-3"]
         [rejection] = await client.rejections()
