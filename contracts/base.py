@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,6 +30,12 @@ Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Text = Annotated[str, StringConstraints(max_length=5000)]
 #: Money is decimal, never float: at most 2 decimal places, up to a trillion.
 Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), max_digits=16, decimal_places=2)]
+
+
+#: A delivery's target: an http(s) URL, or an e-mail address; neither with whitespace (a
+#: line break in a mail header is a header of its own).
+URL = re.compile(r"https?://[^\s/]+[^\s]*")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _expressible_in_utc(moment: datetime) -> datetime:

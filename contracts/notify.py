@@ -20,13 +20,12 @@ retries are spent.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
-from contracts.base import AggregateKey, Command, FrozenModel, Identifier, Name
+from contracts.base import EMAIL, URL, AggregateKey, Command, FrozenModel, Identifier, Name
 from contracts.risks import Metric, Severity
 from contracts.stakeholders import AGGREGATE as STAKEHOLDER
 
@@ -34,8 +33,6 @@ SUBSCRIPTION = "subscription"
 DELIVERY = "delivery"
 AGGREGATE = SUBSCRIPTION
 
-URL = re.compile(r"https?://[^\s/]+[^\s]*")
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 Filter = Annotated[tuple[Identifier, ...], Field(max_length=100)]
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
-from contracts.base import AggregateKey, Command, FrozenModel, Identifier, Name, Title
+from contracts.base import EMAIL, URL, AggregateKey, Command, FrozenModel, Identifier, Name, Title
 
 AGGREGATE = "stakeholder"
 
@@ -128,9 +128,9 @@ class PlanCommunication(StakeholderCommand):
 
     @model_validator(mode="after")
     def _target_fits_channel(self) -> PlanCommunication:
-        if self.channel == Channel.EMAIL and "@" not in self.target:
+        if self.channel == Channel.EMAIL and not EMAIL.fullmatch(self.target):
             raise ValueError("an e-mail plan needs an e-mail address as target")
-        if self.channel != Channel.EMAIL and not self.target.startswith(("http://", "https://")):
+        if self.channel != Channel.EMAIL and not URL.fullmatch(self.target):
             raise ValueError(f"a {self.channel} plan needs an http(s) URL as target")
         return self
 

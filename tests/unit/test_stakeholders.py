@@ -173,6 +173,10 @@ def test_bad_assessments_are_refused_at_parse_time(changes: dict[str, Any]) -> N
         ("email", "https://hooks.example.com/x"),
         ("slack", "cfo@example.com"),
         ("webhook", "ftp://x"),
+        # A line break would be a mail header of its own; a space, no URL at all.
+        ("email", "cfo@example.com\r\nBcc: x@evil.test"),
+        ("email", "cfo@example"),
+        ("teams", "https://hooks.example.com/x y"),
     ],
 )
 def test_a_plan_target_must_fit_its_channel(channel: str, target: str) -> None:
