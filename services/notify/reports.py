@@ -100,19 +100,20 @@ def period(frequency: sh.Frequency, moment: datetime) -> str:
 
 
 def digest(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """What a message says of a report (and what the notify service keeps of it)."""
-    alerts = {k: v for k, v in (summary.get("alerts") or {}).items() if isinstance(v, Mapping)}
-    pools = summary.get("pools") or {}
+    """What a message says of a report (and what the notify service keeps of it). Total:
+    a part of another shape than reporting writes (an event from anywhere else on the
+    log) counts as empty, never as a fold that fails for ever."""
+    alerts = {k: v for k, v in _mapping(summary.get("alerts")).items() if isinstance(v, Mapping)}
+    pools = _mapping(summary.get("pools"))
+    ranking = summary.get("ranking")
     return {
-        "projects": dict(sorted(Counter((summary.get("projects") or {}).values()).items())),
-        "open_risks": len(summary.get("risks") or {}),
+        "projects": _counted(_mapping(summary.get("projects")).values()),
+        "open_risks": len(_mapping(summary.get("risks"))),
         "contingency_reserve": summary.get("contingency_reserve"),
         "open_alerts": len(alerts),
-        "alerts_by_severity": dict(
-            sorted(Counter(str(a.get("severity")) for a in alerts.values()).items())
-        ),
-        "health": dict(sorted(Counter((summary.get("health") or {}).values()).items())),
-        "ranking": list(summary.get("ranking") or [])[:10],
+        "alerts_by_severity": _counted(a.get("severity") for a in alerts.values()),
+        "health": _counted(_mapping(summary.get("health")).values()),
+        "ranking": [str(x) for x in ranking[:10]] if isinstance(ranking, list) else [],
         "pools": {k: pools[k] for k in sorted(pools)[:20]},
         # Each open alert's severity and subject, for the alert digests.
         "alerts": {
@@ -120,6 +121,14 @@ def digest(summary: Mapping[str, Any]) -> dict[str, Any]:
             for k, v in sorted(alerts.items())
         },
     }
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _counted(values: Iterable[Any]) -> dict[str, int]:
+    return dict(sorted(Counter(str(v) for v in values).items()))
 
 
 def lines(report: rp.PortfolioReportPublished) -> list[tuple[str, str]]:

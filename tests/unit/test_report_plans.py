@@ -336,3 +336,29 @@ async def test_a_plan_delivery_tried_again_is_counted_as_a_retry() -> None:
     )
     assert metrics.REGISTRY.get_sample_value(name, labels) == before + 1
     assert answers == []
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+PARTS = ("projects", "risks", "alerts", "health", "ranking", "pools", "contingency_reserve")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(PARTS), JSON))
+def test_a_published_summary_of_any_shape_folds_and_is_owed(summary: dict[str, Any]) -> None:
+    """An event on the log that reporting did not write (the embedded server lets anyone
+    publish) may hold anything in its summary: notify's fold takes it, owes it, and never
+    stalls on it."""
+    projection = NotifyProjection()
+    projection._fold(plan("each", "on_publish"), 1, T0)
+    projection._fold(plan("alerts", "on_publish", "alert_digest"), 1, T0)
+    report = published(2, T0).model_copy(update={"summary": summary})
+    projection._fold(report, 2, T0)
+    assert sorted(p.plan.plan_id for p in projection.pending_reports()) == ["alerts", "each"]
+    kept = digest(summary)
+    assert kept["open_alerts"] == len(kept["alerts"]) == sum(kept["alerts_by_severity"].values())
