@@ -122,7 +122,7 @@ class Sender:
         message["To"] = to
         message["Subject"] = mail_header(subject)
         message["X-Portfolio-Delivery"] = delivery
-        message.set_content(mail_text(text))
+        message.set_content(printable(text))  # a lone surrogate, as its escape
         settings = self.settings
         await aiosmtplib.send(
             message,
@@ -136,6 +136,8 @@ class Sender:
         return Attempt(True, 250, "accepted")
 
 
+#: What an alert's delivery to a subscription comes to, recorded under its subscription.
+AlertOutcome = n.AlertDelivered | n.AlertDeadLettered
 #: An alert's own text kept in its delivery's outcome is cut to this many characters.
 OUTCOME_TEXT_LIMIT = 256
 
@@ -150,16 +152,11 @@ def outcome_text(value: object) -> str:
 SUBJECT_LIMIT = 200
 
 
-def mail_text(text: str) -> str:
-    """Text a mail can carry: what UTF-8 cannot encode (a lone surrogate, which JSON's
-    escapes allow) is written as its escape."""
-    return printable(text)
-
-
 def mail_header(text: str) -> str:
     """A header's value from any text: line breaks and other control characters (a header
-    of their own, to a mail library) become spaces."""
-    flat = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in mail_text(text))
+    of their own, to a mail library) become spaces, and what UTF-8 cannot encode (a lone
+    surrogate, which JSON's escapes allow) its escape."""
+    flat = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in printable(text))
     return flat[:SUBJECT_LIMIT]
 
 
@@ -180,7 +177,7 @@ class SubscriptionWorker:
         projection: NotifyProjection,
         sender: Sender,
         settings: NotifySettings,
-        unrecorded: dict[tuple[str, str], n.AlertDelivered | n.AlertDeadLettered] | None = None,
+        unrecorded: dict[tuple[str, str], AlertOutcome] | None = None,
     ) -> None:
         self.sub = subscription.state.subscribed
         #: Outcomes sent whose record in the log failed, by (subscription, alert event):
@@ -288,9 +285,7 @@ class SubscriptionWorker:
             attempts=outcome.attempts,
         )
 
-    async def _send(
-        self, msg: Msg, alert: dict[str, Any], event_id: str
-    ) -> n.AlertDelivered | n.AlertDeadLettered:
+    async def _send(self, msg: Msg, alert: dict[str, Any], event_id: str) -> AlertOutcome:
         """The alert's attempts over the subscription's channel, with back-off (the message
         kept in progress meanwhile), and their outcome."""
         sub_id = self.sub.subscription_id
@@ -350,7 +345,7 @@ class Deliveries:
         self.projection = projection
         self.sender = Sender(settings)
         self.workers: dict[str, SubscriptionWorker] = {}
-        self.unrecorded: dict[tuple[str, str], n.AlertDelivered | n.AlertDeadLettered] = {}
+        self.unrecorded: dict[tuple[str, str], AlertOutcome] = {}
         self.lock = asyncio.Lock()
         self.js: JetStreamContext | None = None
         self.event_log: EventLog | None = None
